@@ -1,0 +1,66 @@
+//! The `imsreg` command line: a thin layer over the library that parses flags, sets up logging
+//! and the terminal, calls into `imsreg::*`, and maps outcomes to exit codes.
+
+mod run;
+mod simulate;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes shared by every subcommand (documented in the README).
+pub mod exit {
+    /// Everything succeeded.
+    pub const OK: u8 = 0;
+    /// The run finished but some images failed, are invalid or still pending.
+    pub const SOME_FAILED: u8 = 1;
+    /// Nothing was attempted: usage, manifest, configuration or credential error.
+    pub const USAGE: u8 = 2;
+    /// Interrupted by SIGINT/SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imsreg",
+    version,
+    about = "Register many OBS disk-image files as private images in Huawei Cloud IMS",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a manifest offline and report every problem with its line.
+    Validate(validate::Args),
+    /// Register every image of a manifest: submit, poll, confirm, report.
+    Run(Box<run::Args>),
+    /// Serve the built-in IMS simulator over HTTP (for demos, tests and benchmarks).
+    Simulate(simulate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout with exit 0, and usage errors to stderr.
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let code = match cli.command {
+        Command::Validate(args) => validate::main(args),
+        Command::Run(args) => run::main(*args),
+        Command::Simulate(args) => simulate::main(args),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,47 @@
+//! The IMS client: typed API calls, authentication (AK/SK signing or an IAM token), and an
+//! error model that tells the pipeline whether to retry, check first, wait, or give up.
+//!
+//! The pipeline talks to IMS through the [`ImsApi`] trait, which [`client::Client`] implements
+//! over HTTP; unit tests of the pipeline implement it in memory.
+
+pub mod error;
+pub mod signer;
+pub mod types;
+
+use std::future::Future;
+
+pub use error::{ApiError, ErrorClass, ImsError};
+pub use types::{
+    CreateImageMetadataRequest, ImageInfo, ImageStatus, Job, JobEntities, JobStatus,
+    ListImagesQuery, ListImagesResponse,
+};
+
+/// The IMS calls the pipeline needs. Implemented by the HTTP client and by test fakes.
+pub trait ImsApi: Send + Sync + 'static {
+    /// `PUT /v1/cloudimages/{image_id}/upload`; answers the (trimmed) `job_id`.
+    fn register_image(
+        &self,
+        image_id: &str,
+        image_url: &str,
+    ) -> impl Future<Output = Result<String, ImsError>> + Send;
+
+    /// `GET /v1/{project_id}/jobs/{job_id}`.
+    fn show_job(&self, job_id: &str) -> impl Future<Output = Result<Job, ImsError>> + Send;
+
+    /// `GET /v1/cloudimages/job/{job_id}`: the job plus `entities.process_percent`.
+    fn show_job_progress(&self, job_id: &str)
+    -> impl Future<Output = Result<Job, ImsError>> + Send;
+
+    /// `GET /v2/cloudimages` with the given filter and paging.
+    fn list_images(
+        &self,
+        query: &ListImagesQuery,
+    ) -> impl Future<Output = Result<ListImagesResponse, ImsError>> + Send;
+
+    /// One image by ID through `GET /v2/cloudimages?id=...&__imagetype=private`;
+    /// `None` when no such image is visible.
+    fn get_image(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<Option<ImageInfo>, ImsError>> + Send;
+}

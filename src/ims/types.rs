@@ -1,0 +1,326 @@
+//! Typed request and response bodies of the IMS calls imsreg makes.
+//!
+//! Field names are exactly the API's (see `shared/ims-api.md`). Responses are read leniently:
+//! unknown fields are ignored, missing optional ones are `None`, and status strings the API may
+//! add later land in an `Other` variant instead of failing the whole response.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Body of `PUT /v1/cloudimages/{image_id}/upload`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterImageRequest<'a> {
+    pub image_url: &'a str,
+}
+
+/// Answer of `PUT /v1/cloudimages/{image_id}/upload`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegisterImageResponse {
+    pub job_id: String,
+}
+
+/// Status of an asynchronous IMS job. Only `Success` and `Fail` are terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Init,
+    Running,
+    Success,
+    Fail,
+    /// A value this version does not know; treated as "still running".
+    Other(String),
+}
+
+impl JobStatus {
+    pub fn parse(raw: &str) -> Self {
+        match raw.trim().to_ascii_uppercase().as_str() {
+            "INIT" => Self::Init,
+            "RUNNING" => Self::Running,
+            "SUCCESS" => Self::Success,
+            "FAIL" | "FAILED" => Self::Fail,
+            _ => Self::Other(raw.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Init => "INIT",
+            Self::Running => "RUNNING",
+            Self::Success => "SUCCESS",
+            Self::Fail => "FAIL",
+            Self::Other(raw) => raw,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Success | Self::Fail)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobStatus {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(de)?))
+    }
+}
+
+impl Serialize for JobStatus {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(self.as_str())
+    }
+}
+
+/// Answer of `GET /v1/{project_id}/jobs/{job_id}` and `GET /v1/cloudimages/job/{job_id}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Job {
+    #[serde(default)]
+    pub status: Option<JobStatus>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub job_type: Option<String>,
+    /// UTC, as the API sent it; see [`parse_api_time`].
+    #[serde(default)]
+    pub begin_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub fail_reason: Option<String>,
+    #[serde(default)]
+    pub entities: Option<JobEntities>,
+}
+
+/// `entities` of a job (SDK model `JobEntities`); register jobs carry only `image_id`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct JobEntities {
+    #[serde(default)]
+    pub image_id: Option<String>,
+    #[serde(default)]
+    pub image_name: Option<String>,
+    #[serde(default)]
+    pub current_task: Option<String>,
+    #[serde(default)]
+    pub process_percent: Option<f64>,
+    #[serde(default, rename = "subJobId")]
+    pub sub_job_id: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Status of an image. `Active` is the success test of a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ImageStatus {
+    Queued,
+    Saving,
+    Active,
+    Killed,
+    Deleted,
+    Other(String),
+}
+
+impl ImageStatus {
+    pub fn parse(raw: &str) -> Self {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "queued" => Self::Queued,
+            "saving" => Self::Saving,
+            "active" => Self::Active,
+            "killed" => Self::Killed,
+            "deleted" => Self::Deleted,
+            _ => Self::Other(raw.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Queued => "queued",
+            Self::Saving => "saving",
+            Self::Active => "active",
+            Self::Killed => "killed",
+            Self::Deleted => "deleted",
+            Self::Other(raw) => raw,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageStatus {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(de)?))
+    }
+}
+
+impl Serialize for ImageStatus {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(self.as_str())
+    }
+}
+
+/// The fields of an image (`ImageInfo`) imsreg reads; the rest is ignored.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ImageInfo {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub status: ImageStatus,
+    #[serde(default)]
+    pub disk_format: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub visibility: Option<String>,
+    #[serde(default, rename = "__imagetype")]
+    pub imagetype: Option<String>,
+    #[serde(default, rename = "__image_size")]
+    pub image_size: Option<String>,
+    #[serde(default)]
+    pub min_disk: Option<i64>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub active_at: Option<String>,
+}
+
+/// Answer of `GET /v2/cloudimages`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ListImagesResponse {
+    #[serde(default)]
+    pub images: Vec<ImageInfo>,
+    #[serde(default)]
+    pub page_info: Option<PageInfo>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct PageInfo {
+    #[serde(default)]
+    pub next_marker: Option<String>,
+}
+
+/// Query of `GET /v2/cloudimages`. `None` fields are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListImagesQuery {
+    /// A single image ID.
+    pub id: Option<String>,
+    pub status: Option<ImageStatus>,
+    /// `__imagetype`; imsreg always asks for `private`.
+    pub imagetype: Option<String>,
+    /// `updated_at`, e.g. `gt:2018-10-28T10:00:00Z`, for incremental polling.
+    pub updated_at: Option<String>,
+    pub marker: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl ListImagesQuery {
+    /// Raw `(key, value)` pairs, ready for signing (the signer sorts and encodes them).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push((key.to_string(), value));
+            }
+        };
+        push("id", self.id.clone());
+        push(
+            "status",
+            self.status.as_ref().map(|s| s.as_str().to_string()),
+        );
+        push("__imagetype", self.imagetype.clone());
+        push("updated_at", self.updated_at.clone());
+        push("marker", self.marker.clone());
+        push("limit", self.limit.map(|l| l.to_string()));
+        pairs
+    }
+}
+
+/// Body of `POST /v2/images` (every field optional; `None` is not sent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateImageMetadataRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "__os_version", skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_disk: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_ram: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
+}
+
+/// Parses a UTC time as IMS writes it, leniently: RFC 3339 with or without fraction or zone,
+/// or `yyyy-MM-dd hh:mm:ss`. `None` if it is none of those.
+pub fn parse_api_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let naive = raw.trim_end_matches('Z');
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(naive, format) {
+            return Some(t.and_utc());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_parses_with_unknown_fields_and_nulls() {
+        let job: Job = serde_json::from_str(
+            r#"{"status":"SUCCESS","job_id":"abc","job_type":"imsNativeImportImageJob",
+                "begin_time":"2024-11-06T07:14:54.848Z","end_time":null,"error_code":null,
+                "fail_reason":null,"entities":{"image_id":"x"},"new_field":1}"#,
+        )
+        .unwrap();
+        assert_eq!(job.status, Some(JobStatus::Success));
+        assert!(job.status.as_ref().unwrap().is_terminal());
+        assert_eq!(job.entities.unwrap().image_id.as_deref(), Some("x"));
+        assert!(job.end_time.is_none());
+    }
+
+    #[test]
+    fn unknown_statuses_are_kept() {
+        assert_eq!(
+            JobStatus::parse("WAITING"),
+            JobStatus::Other("WAITING".into())
+        );
+        assert_eq!(ImageStatus::parse("ACTIVE"), ImageStatus::Active);
+        assert_eq!(
+            ImageStatus::parse("pending_delete").as_str(),
+            "pending_delete"
+        );
+    }
+
+    #[test]
+    fn times_parse_leniently() {
+        for raw in [
+            "2024-11-06T07:14:54.848Z",
+            "2024-11-06T07:14:54Z",
+            "2024-11-06T07:14:54",
+            "2024-11-06 07:14:54",
+            "2024-11-06T07:14:54.848+00:00",
+        ] {
+            let t = parse_api_time(raw).unwrap_or_else(|| panic!("{raw}"));
+            assert_eq!(t.format("%H:%M:%S").to_string(), "07:14:54");
+        }
+        assert!(parse_api_time("yesterday").is_none());
+    }
+}

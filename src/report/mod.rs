@@ -1,0 +1,1 @@
+//! Results reports: JSON (the reference shape), YAML, CSV, JUnit XML and Markdown.

@@ -1,0 +1,1 @@
+//! The run pipeline: plan -> check the cloud -> submit (rate-limited) -> poll -> confirm.
