@@ -1,0 +1,135 @@
+//! The report's data: one record per manifest entry plus run metadata. The JSON rendering is
+//! the reference shape (`report.schema.json`); every other format mirrors it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Final status of one image in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageOutcome {
+    /// This run registered it: job SUCCESS and image `active`.
+    Registered,
+    /// It was `active` before this run (or an earlier run registered it); nothing submitted.
+    AlreadyRegistered,
+    /// The job failed, IMS refused the registration, or the image is killed/deleted/unknown.
+    Failed,
+    /// The manifest entry is invalid (only with `--skip-invalid`).
+    Invalid,
+    /// Submitted (its job ID is known) but not finished when the run ended.
+    Pending,
+    /// Never submitted: the run stopped first (interrupt, auth failure).
+    Cancelled,
+}
+
+impl ImageOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageOutcome::Registered => "registered",
+            ImageOutcome::AlreadyRegistered => "already_registered",
+            ImageOutcome::Failed => "failed",
+            ImageOutcome::Invalid => "invalid",
+            ImageOutcome::Pending => "pending",
+            ImageOutcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether this outcome counts as success for the exit code.
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            ImageOutcome::Registered | ImageOutcome::AlreadyRegistered
+        )
+    }
+}
+
+impl std::fmt::Display for ImageOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One image's line in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image_id: Option<String>,
+    /// Normalized `bucket:object` (as written, for invalid entries).
+    pub image_url: Option<String>,
+    pub name: Option<String>,
+    pub format: Option<String>,
+    pub status: ImageOutcome,
+    pub job_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Register calls sent for this image in this run.
+    pub attempts: u32,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From submission to the end of the job, in seconds.
+    pub duration_s: Option<f64>,
+}
+
+/// Counts per outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub total: usize,
+    pub registered: usize,
+    pub already_registered: usize,
+    pub failed: usize,
+    pub invalid: usize,
+    pub pending: usize,
+    pub cancelled: usize,
+}
+
+impl Summary {
+    pub fn from_records(records: &[ImageRecord]) -> Self {
+        let mut summary = Summary {
+            total: records.len(),
+            ..Summary::default()
+        };
+        for record in records {
+            *match record.status {
+                ImageOutcome::Registered => &mut summary.registered,
+                ImageOutcome::AlreadyRegistered => &mut summary.already_registered,
+                ImageOutcome::Failed => &mut summary.failed,
+                ImageOutcome::Invalid => &mut summary.invalid,
+                ImageOutcome::Pending => &mut summary.pending,
+                ImageOutcome::Cancelled => &mut summary.cancelled,
+            } += 1;
+        }
+        summary
+    }
+
+    /// True when every image is registered or already registered.
+    pub fn all_succeeded(&self) -> bool {
+        self.registered + self.already_registered == self.total
+    }
+}
+
+/// The effective settings of the run, as written into the report (no credentials).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportSettings {
+    pub endpoint: String,
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+    pub concurrency: u32,
+    pub max_active_jobs: u32,
+    pub submit_rate: f64,
+    pub query_rate: f64,
+    pub poll_interval_s: f64,
+    pub job_timeout_s: f64,
+    pub dry_run: bool,
+}
+
+/// A whole run's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub imsreg_version: String,
+    /// The manifest path as given.
+    pub manifest: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub settings: ReportSettings,
+    pub summary: Summary,
+    pub images: Vec<ImageRecord>,
+}
