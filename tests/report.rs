@@ -14,7 +14,7 @@ fn record(status: ImageOutcome, n: u32) -> ImageRecord {
     ImageRecord {
         image_id: Some(format!("4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba{n:02}")),
         image_url: Some(format!("bucket-a:folder/img-{n}, \"quoted\" | piped.qcow2")),
-        name: (n % 2 == 0).then(|| format!("web-{n}")),
+        name: n.is_multiple_of(2).then(|| format!("web-{n}")),
         format: Some("qcow2".into()),
         status,
         job_id: submitted.then(|| format!("ff8080814dbd65d7014dbe0d84db00{n:02}")),
