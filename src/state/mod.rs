@@ -9,6 +9,16 @@ use std::path::{Path, PathBuf};
 pub use journal::{EntryKind, ImageState, Journal, Replayed, replay};
 pub use lock::{LockHolder, RunLock};
 
+/// The journal's default location: next to the manifest, `<stem>.imsreg-state.jsonl`, so re-runs
+/// of the same manifest (cron) find it without a flag.
+pub fn default_path(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imsreg".to_string());
+    manifest.with_file_name(format!("{stem}.imsreg-state.jsonl"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state journal {}: {source}", path.display())]
@@ -38,5 +48,22 @@ impl StateError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_sits_next_to_the_manifest() {
+        assert_eq!(
+            default_path(Path::new("waves/wave-1.yaml")),
+            Path::new("waves/wave-1.imsreg-state.jsonl")
+        );
+        assert_eq!(
+            default_path(Path::new("m.yml")),
+            Path::new("m.imsreg-state.jsonl")
+        );
     }
 }
