@@ -3,11 +3,13 @@
 
 pub mod journal;
 pub mod lock;
+pub mod resume;
 
 use std::path::{Path, PathBuf};
 
 pub use journal::{EntryKind, ImageState, Journal, Replayed, replay};
 pub use lock::{LockHolder, RunLock};
+pub use resume::{Resumed, Slot, resume};
 
 /// The journal's default location: next to the manifest, `<stem>.imsreg-state.jsonl`, so re-runs
 /// of the same manifest (cron) find it without a flag.
