@@ -4,12 +4,14 @@
 pub mod journal;
 pub mod lock;
 pub mod resume;
+pub mod sink;
 
 use std::path::{Path, PathBuf};
 
 pub use journal::{EntryKind, ImageState, Journal, Replayed, replay};
 pub use lock::{LockHolder, RunLock};
 pub use resume::{Resumed, Slot, resume};
+pub use sink::{JournalSink, Tee};
 
 /// The journal's default location: next to the manifest, `<stem>.imsreg-state.jsonl`, so re-runs
 /// of the same manifest (cron) find it without a flag.
