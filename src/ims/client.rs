@@ -492,6 +492,8 @@ impl Client {
 
     /// Splits transport failures into "never sent" and "may have been processed".
     fn transport_error(&self, operation: &str, err: reqwest::Error) -> ImsError {
+        // The operation and endpoint already say where; the URL would only repeat it.
+        let err = err.without_url();
         let detail = error_chain(&err);
         if err.is_builder() {
             return ImsError::Config(format!("cannot build the {operation} request: {detail}"));
@@ -516,10 +518,10 @@ impl Client {
 fn request_never_started(err: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
-        if let Some(hyper_err) = current.downcast_ref::<hyper::Error>() {
-            if hyper_err.is_canceled() {
-                return true;
-            }
+        if let Some(hyper_err) = current.downcast_ref::<hyper::Error>()
+            && hyper_err.is_canceled()
+        {
+            return true;
         }
         source = current.source();
     }
