@@ -99,8 +99,8 @@ pub fn resolve_endpoint(region: Option<&str>, endpoint: Option<&str>) -> Result<
         }
         (None, None) => {
             return Err(ImsError::Config(
-                "no IMS region or endpoint: set the region (--region or `region:` in the \
-                 manifest settings) or an endpoint (--endpoint or `endpoint:`)"
+                "no IMS region or endpoint: set the region (`region:` in the manifest \
+                 settings or on the command line), or an endpoint (`endpoint:`)"
                     .to_string(),
             ));
         }
@@ -267,8 +267,8 @@ impl Client {
     pub async fn show_job(&self, job_id: &str) -> Result<Job, ImsError> {
         let project = self.inner.project_id.as_deref().ok_or_else(|| {
             ImsError::Config(
-                "querying a job needs the project ID: set HUAWEICLOUD_SDK_PROJECT_ID, \
-                 --project-id or `project_id:` in the manifest settings"
+                "querying a job needs the project ID: set HUAWEICLOUD_SDK_PROJECT_ID, or \
+                 `project_id:` in the manifest settings or on the command line"
                     .to_string(),
             )
         })?;
