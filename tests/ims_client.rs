@@ -88,6 +88,9 @@ enum Reply {
     Stall(Duration),
     /// Answer 200 announcing a longer body than is sent, then close: cut mid-response.
     Truncated,
+    /// Answer 200 with this body (keep-alive, no `Connection: close`), then close the
+    /// connection anyway, as a gateway dropping an idle connection does.
+    AnswerThenClose(String),
 }
 
 fn reply(status: u16, body: &str) -> Reply {
@@ -202,6 +205,14 @@ async fn serve_connection(stream: TcpStream, respond: Responder, log: Arc<Mutex<
                 stream.flush().await.unwrap();
             }
             Reply::Drop => return,
+            Reply::AnswerThenClose(body) => {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = reader.get_mut().write_all(answer.as_bytes()).await;
+                return;
+            }
             Reply::Truncated => {
                 let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"job_id\":";
                 let _ = reader.get_mut().write_all(head.as_bytes()).await;
@@ -675,6 +686,20 @@ async fn an_answer_cut_mid_body_is_ambiguous() {
         .unwrap_err();
     assert!(matches!(err, ImsError::Ambiguous { .. }), "{err:?}");
     assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_server_is_replaced_quietly() {
+    let server = Server::start(|_| Reply::AnswerThenClose(r#"{"images":[]}"#.into())).await;
+    let client = client(&server);
+    for _ in 0..3 {
+        client
+            .list_images(&ListImagesQuery::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.requests().len(), 3);
 }
 
 #[tokio::test]
