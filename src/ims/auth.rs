@@ -146,6 +146,13 @@ pub enum AuthError {
     FileIncomplete { path: PathBuf, detail: String },
 }
 
+impl From<AuthError> for super::ImsError {
+    /// Nothing was sent: a configuration problem, final for the run.
+    fn from(err: AuthError) -> Self {
+        super::ImsError::Config(err.to_string())
+    }
+}
+
 /// Finds credentials through `lookup` (a variable name -> value function), in the order given
 /// in the module documentation.
 pub fn discover(lookup: impl Fn(&str) -> Option<String>) -> Result<Discovered, AuthError> {
