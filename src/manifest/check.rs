@@ -21,6 +21,7 @@ use super::model::{
 use super::raw::{self, Raw};
 use super::rules;
 use super::source::{self, Lines};
+use super::stream;
 
 const TOP_KEYS: [&str; 3] = ["version", "settings", "images"];
 const ENTRY_KEYS: [&str; 4] = ["image_id", "image_url", "name", "format"];
@@ -37,7 +38,7 @@ const SETTINGS_KEYS: [&str; 9] = [
 ];
 
 /// Entries serde_yaml reads at a time in sliced mode.
-const CHUNK_ITEMS: usize = 512;
+pub(super) const CHUNK_ITEMS: usize = 512;
 
 /// Parses and validates manifest bytes (`file` labels the diagnostics).
 pub fn check_bytes(bytes: &[u8], file: &str) -> Manifest {
@@ -62,7 +63,9 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         }
         return checker.finish();
     }
-    let index = match Index::build(text) {
+    let lines = Lines::new(text);
+    let (built, streamed) = stream::index_and_read(text, &lines, file);
+    let index = match built {
         Ok(index) => index,
         Err(err) => {
             checker.fatal_at(err.line, err.column, "yaml", err.message);
@@ -80,117 +83,37 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         );
         return checker.finish();
     };
-    let lines = Lines::new(text);
-    let doc = Doc {
-        index: &index,
-        lines: &lines,
-    };
-    if let Some(sliced) = doc.slice(root) {
-        if let Ok(top) = raw::read(&sliced.top_text) {
-            checker.top(&doc, root, &top, Some(&sliced));
+    let doc = Doc { index: &index };
+    if let Some(streamed) = streamed {
+        if let Ok(top) = raw::read(&streamed.top_text) {
+            let mut checker = streamed.checker;
+            checker.top(&doc, root, &top, true);
             return checker.finish();
         }
     }
     match raw::read(text) {
-        Ok(top) => checker.top(&doc, root, &top, None),
+        Ok(top) => checker.top(&doc, root, &top, false),
         Err(err) => checker.fatal_at(err.line, err.column, "yaml", err.message),
     }
     checker.finish()
 }
 
-struct Doc<'a> {
-    index: &'a Index,
-    lines: &'a Lines<'a>,
+/// The position index the checks look positions up in (the whole document, or one slice of
+/// entries).
+pub(super) struct Doc<'a> {
+    pub index: &'a Index,
 }
 
-/// The `images:` list cut into slices serde_yaml reads one at a time.
-struct Sliced {
-    /// The document with the list replaced by `[]`.
-    top_text: String,
-    chunks: Vec<Chunk>,
-}
-
-struct Chunk {
-    start: usize,
-    end: usize,
+/// A slice of the `images:` list that serde_yaml reads on its own.
+pub(super) struct Chunk {
+    pub start: usize,
+    pub end: usize,
     /// The 1-based line of `start`.
-    first_line: usize,
-    first_item: usize,
-    count: usize,
+    pub first_line: usize,
+    pub first_item: usize,
 }
 
-impl Doc<'_> {
-    /// Plans the sliced reading, or `None` when the document is not suited to it.
-    fn slice(&self, root: NodeId) -> Option<Sliced> {
-        let index = self.index;
-        if !index.is_plain() || index.kind(root) != Kind::Map {
-            return None;
-        }
-        let mut pairs = index.pairs(root);
-        let (key, value) = pairs.find(|&(k, _)| index.key_text(k) == Some("images"))?;
-        let next_key = pairs.next().map(|(k, _)| k);
-        if index.kind(value) != Kind::Seq {
-            return None;
-        }
-        let items = index.items(value);
-        if items.is_empty() {
-            return None;
-        }
-        let end = match next_key {
-            Some(k) => self.lines.line_start(index.pos(k).0),
-            None => self.lines.text().len(),
-        };
-        let mut chunks = Vec::with_capacity(items.len() / CHUNK_ITEMS + 1);
-        for (n, group) in items.chunks(CHUNK_ITEMS).enumerate() {
-            let start = self.dash_line_start(group[0])?;
-            if let Some(previous) = chunks.last_mut() {
-                let previous: &mut Chunk = previous;
-                previous.end = start;
-            }
-            chunks.push(Chunk {
-                start,
-                end,
-                first_line: self.lines.line_of(start),
-                first_item: n * CHUNK_ITEMS,
-                count: group.len(),
-            });
-        }
-        if chunks.iter().any(|c| c.start > c.end) {
-            return None;
-        }
-        let text = self.lines.text();
-        let first = chunks.first()?.start;
-        let indent = " ".repeat(index.pos(key).1);
-        let mut top_text = String::with_capacity(first + indent.len() + 3 + text.len() - end);
-        top_text.push_str(&text[..first]);
-        top_text.push_str(&indent);
-        top_text.push_str("[]\n");
-        top_text.push_str(&text[end..]);
-        Some(Sliced { top_text, chunks })
-    }
-
-    /// The start of the line holding the `-` of a block-list item, if the item has one with
-    /// only indentation before it.
-    fn dash_line_start(&self, item: NodeId) -> Option<usize> {
-        let (line, col) = self.index.pos(item);
-        let offset = self.lines.offset(line, col - 1);
-        let bytes = self.lines.text().as_bytes();
-        let before = &bytes[..offset];
-        let dash = before
-            .iter()
-            .rposition(|b| !matches!(b, b' ' | b'\n' | b'\r'))?;
-        if before[dash] != b'-' {
-            return None;
-        }
-        let line_start = self.lines.line_start(self.lines.line_of(dash));
-        bytes[line_start..dash]
-            .iter()
-            .all(|b| *b == b' ')
-            .then_some(line_start)
-    }
-}
-
-struct Checker {
+pub(super) struct Checker {
     file: String,
     diagnostics: Vec<Diagnostic>,
     fatal: bool,
@@ -219,7 +142,7 @@ impl EntryProblems<'_> {
 }
 
 impl Checker {
-    fn new(file: &str) -> Self {
+    pub fn new(file: &str) -> Self {
         Checker {
             file: file.to_string(),
             diagnostics: Vec::new(),
@@ -261,7 +184,12 @@ impl Checker {
         self.fatal_at(line, column, field, message);
     }
 
-    fn finish(mut self) -> Manifest {
+    /// Makes room for the valid entries up front (one allocation instead of doubling).
+    pub fn reserve_images(&mut self, count: usize) {
+        self.images.reserve_exact(count);
+    }
+
+    pub fn finish(mut self) -> Manifest {
         self.diagnostics
             .sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
         Manifest {
@@ -352,7 +280,7 @@ impl Checker {
         format!("unknown key `{shown}` ({hint})")
     }
 
-    fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, sliced: Option<&Sliced>) {
+    fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
         let index = doc.index;
         let Raw::Map(pairs) = raw else {
             if self.agree(doc, root, raw, "manifest") {
@@ -388,7 +316,7 @@ impl Checker {
                 "settings" => self.settings(doc, value_node, value),
                 "images" => {
                     images_seen = true;
-                    self.images(doc, value_node, value, sliced);
+                    self.images(doc, value_node, value, images_done);
                 }
                 other => {
                     let message = Self::unknown_key_message(other, &TOP_KEYS, "the top level");
@@ -496,15 +424,9 @@ impl Checker {
         }
     }
 
-    fn images(&mut self, doc: &Doc, node: NodeId, raw: &Raw, sliced: Option<&Sliced>) {
+    fn images(&mut self, doc: &Doc, node: NodeId, raw: &Raw, images_done: bool) {
         let empty = "is empty (list at least one image, each with image_id and image_url)";
-        self.images.reserve_exact(doc.index.items(node).len());
-        if let Some(sliced) = sliced {
-            for chunk in &sliced.chunks {
-                if !self.chunk(doc, node, chunk) {
-                    return;
-                }
-            }
+        if images_done {
             return;
         }
         match raw {
@@ -538,27 +460,32 @@ impl Checker {
         }
     }
 
-    /// Reads and checks one slice of the `images:` list; false when it could not be read.
-    fn chunk(&mut self, doc: &Doc, list: NodeId, chunk: &Chunk) -> bool {
-        let text = &doc.lines.text()[chunk.start..chunk.end];
-        let nodes = &doc.index.items(list)[chunk.first_item..chunk.first_item + chunk.count];
-        match raw::read(text) {
-            Ok(Raw::Seq(items)) if items.len() == nodes.len() => {
-                for (n, (item_node, item)) in nodes.iter().zip(&items).enumerate() {
+    /// Checks one slice of the `images:` list as serde_yaml read it (`items` are its nodes);
+    /// false when it could not be read.
+    pub fn chunk(
+        &mut self,
+        doc: &Doc,
+        items: &[NodeId],
+        chunk: &Chunk,
+        read: Result<Raw, raw::ReadError>,
+    ) -> bool {
+        match read {
+            Ok(Raw::Seq(raws)) if raws.len() == items.len() => {
+                for (n, (item_node, item)) in items.iter().zip(&raws).enumerate() {
                     self.entry(doc, chunk.first_item + n, *item_node, item);
                 }
                 true
             }
             Ok(_) => {
-                self.fatal_node(
-                    doc,
-                    nodes[0],
-                    format!("images[{}]", chunk.first_item),
-                    "the YAML from here on is read differently by the two YAML parsers imsreg \
-                     uses, so its meaning is ambiguous (simplify it: plain block style, quoted \
-                     strings)"
-                        .to_string(),
-                );
+                let field = format!("images[{}]", chunk.first_item);
+                let message = "the YAML from here on is read differently by the two YAML \
+                               parsers imsreg uses, so its meaning is ambiguous (simplify it: \
+                               plain block style, quoted strings)"
+                    .to_string();
+                match items.first() {
+                    Some(first) => self.fatal_node(doc, *first, field, message),
+                    None => self.fatal_at(chunk.first_line, 1, field, message),
+                }
                 false
             }
             Err(err) => {
