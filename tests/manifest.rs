@@ -96,7 +96,10 @@ fn warning_fixtures_stay_valid() {
         let manifest = manifest::load(&path).unwrap();
         assert_eq!(manifest.error_count(), 0, "{}", render(&manifest));
         let d = &manifest.diagnostics[0];
-        assert_eq!((d.severity, d.line, d.column), (Severity::Warning, expect.line, expect.column));
+        assert_eq!(
+            (d.severity, d.line, d.column),
+            (Severity::Warning, expect.line, expect.column)
+        );
         assert!(d.message.contains(&expect.message_part), "{}", d.message);
     }
 }
@@ -110,7 +113,11 @@ fn render(manifest: &Manifest) -> String {
 }
 
 fn assert_sorted(manifest: &Manifest) {
-    let lines: Vec<(usize, usize)> = manifest.diagnostics.iter().map(|d| (d.line, d.column)).collect();
+    let lines: Vec<(usize, usize)> = manifest
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.column))
+        .collect();
     let mut sorted = lines.clone();
     sorted.sort();
     assert_eq!(lines, sorted);
@@ -145,11 +152,41 @@ fn valid_manifest_with_every_accepted_form() {
                 None,
                 15
             ),
-            (id(1), "my-bucket:exports/web-01.qcow2".into(), ImageFormat::Qcow2, Some("web-01".into()), 17),
-            (id(2), "my-bucket:raw/db-02.img".into(), ImageFormat::Raw, None, 20),
-            (id(3), "my-bucket:образы/диск-03.qcow2".into(), ImageFormat::Qcow2, Some("диск 03".into()), 23),
-            (id(4), "b.v2-x:镜像/盘.vhd".into(), ImageFormat::Vhd, None, 26),
-            (id(5), "my-bucket:a:b/c.zvhd2".into(), ImageFormat::Zvhd2, Some("2024".into()), 27),
+            (
+                id(1),
+                "my-bucket:exports/web-01.qcow2".into(),
+                ImageFormat::Qcow2,
+                Some("web-01".into()),
+                17
+            ),
+            (
+                id(2),
+                "my-bucket:raw/db-02.img".into(),
+                ImageFormat::Raw,
+                None,
+                20
+            ),
+            (
+                id(3),
+                "my-bucket:образы/диск-03.qcow2".into(),
+                ImageFormat::Qcow2,
+                Some("диск 03".into()),
+                23
+            ),
+            (
+                id(4),
+                "b.v2-x:镜像/盘.vhd".into(),
+                ImageFormat::Vhd,
+                None,
+                26
+            ),
+            (
+                id(5),
+                "my-bucket:a:b/c.zvhd2".into(),
+                ImageFormat::Zvhd2,
+                Some("2024".into()),
+                27
+            ),
         ]
     );
     let s = &manifest.settings;
@@ -189,7 +226,8 @@ fn entry_problems_make_invalid_entries_not_a_fatal_manifest() {
 
 #[test]
 fn diagnostics_render_in_the_documented_form() {
-    let text = "images:\n  - image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86\n    imge_url: b01:a.qcow2\n";
+    let text =
+        "images:\n  - image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86\n    imge_url: b01:a.qcow2\n";
     let manifest = manifest::parse_str(text, "m.yaml");
     let lines: Vec<String> = manifest.diagnostics.iter().map(|d| d.to_string()).collect();
     assert_eq!(
@@ -220,24 +258,36 @@ fn small_alias_use_is_accepted() {
     assert_eq!(manifest.images.len(), 3);
     // The repeated URL is a warning at the alias.
     assert_eq!(manifest.warning_count(), 1);
-    assert_eq!((manifest.diagnostics[0].line, manifest.diagnostics[0].column), (7, 16));
+    assert_eq!(
+        (manifest.diagnostics[0].line, manifest.diagnostics[0].column),
+        (7, 16)
+    );
 }
 
 /// A manifest of `count` entries where every 97th entry has a bad URL and entry 1300 repeats
 /// the ID of entry 3. With `plain: false` an anchor in the settings forces whole-document
 /// reading.
 fn big_manifest(count: usize, plain: bool) -> String {
-    let region = if plain { "ap-southeast-1" } else { "&r ap-southeast-1" };
+    let region = if plain {
+        "ap-southeast-1"
+    } else {
+        "&r ap-southeast-1"
+    };
     let mut text = format!("# big\nversion: 1\nsettings:\n  region: {region}\nimages:\n");
     for i in 0..count {
         let id = if i == 1300 { 3 } else { i };
-        text.push_str(&format!("  - image_id: 0f3c1a2e-2222-4a2b-9c3d-{id:012x}\n"));
+        text.push_str(&format!(
+            "  - image_id: 0f3c1a2e-2222-4a2b-9c3d-{id:012x}\n"
+        ));
         if i % 97 == 0 {
             text.push_str(&format!("    image_url: bad bucket:disk-{i}.qcow2\n"));
         } else if i % 2 == 0 {
-            text.push_str(&format!("    image_url: obs://bkt-{}/d/disk-{i}.qcow2\n", i % 5));
+            text.push_str(&format!(
+                "    image_url: obs://bkt-{}/d/disk-{i}.qcow2\n",
+                i % 5
+            ));
         } else {
-            text.push_str(&format!("    {{image_url: 'bkt-{}:d/disk-{i}.vhd'}}\n", i % 5).replace("{image_url: ", "image_url: ").replace("'}", "'"));
+            text.push_str(&format!("    image_url: 'bkt-{}:d/disk-{i}.vhd'\n", i % 5));
         }
         if i % 10 == 0 {
             text.push_str("    # a comment between keys\n");
@@ -315,7 +365,10 @@ fn validate_exits_2_and_names_the_line_for_each_bad_fixture() {
         let (code, stdout, _) = imsreg(&["validate", &shown]);
         assert_eq!(code, 2, "{shown}\n{stdout}");
         let prefix = format!("{shown}:{}:{}: ", expect.line, expect.column);
-        assert!(stdout.contains(&prefix), "{shown}: no `{prefix}` in\n{stdout}");
+        assert!(
+            stdout.contains(&prefix),
+            "{shown}: no `{prefix}` in\n{stdout}"
+        );
         assert!(!stdout.contains("\u{1b}["), "colours when not a terminal");
     }
 }
@@ -356,7 +409,10 @@ fn validate_refuses_a_missing_file() {
     let (code, stdout, stderr) = imsreg(&["validate", "/nonexistent/manifest.yaml"]);
     assert_eq!(code, 2);
     assert!(stdout.is_empty());
-    assert!(stderr.contains("cannot read manifest /nonexistent/manifest.yaml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read manifest /nonexistent/manifest.yaml"),
+        "{stderr}"
+    );
     let (code, stdout, _) = imsreg(&["validate", "--format", "json", "/nonexistent/manifest.yaml"]);
     assert_eq!(code, 2);
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -371,5 +427,54 @@ fn the_invalid_example_shows_errors_and_the_demo_is_clean() {
     let demo = manifest::load(&examples.join("demo.yaml")).unwrap();
     assert!(demo.diagnostics.is_empty(), "{}", render(&demo));
     assert_eq!(demo.images.len(), 12);
-    assert!(demo.images.iter().all(|i| !i.image_url.object.contains("corrupt")));
+    assert!(
+        demo.images
+            .iter()
+            .all(|i| !i.image_url.object.contains("corrupt"))
+    );
+}
+
+#[test]
+fn anchors_late_in_a_big_list_fall_back_to_whole_reading() {
+    let plain = big_manifest(1100, true);
+    let with_alias = plain
+        .replace(
+            "image_url: obs://bkt-0/d/disk-800.qcow2",
+            "image_url: &u obs://bkt-0/d/disk-800.qcow2",
+        )
+        .replace("image_url: obs://bkt-0/d/disk-900.qcow2", "image_url: *u");
+    assert_ne!(plain, with_alias);
+    let a = manifest::parse_str(&plain, "big.yaml");
+    let b = manifest::parse_str(&with_alias, "big.yaml");
+    assert_eq!(a.images.len() + a.invalid.len(), 1100);
+    assert_eq!(b.images.len() + b.invalid.len(), 1100);
+    assert_eq!(a.error_count(), b.error_count());
+    // Entry 900 now repeats entry 800's URL.
+    let warning = b
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Warning)
+        .expect("duplicate URL warning");
+    assert_eq!(warning.field, "images[900].image_url");
+}
+
+#[test]
+fn crlf_and_flow_style_big_lists_read_like_the_plain_one() {
+    let plain = big_manifest(1100, true);
+    let a = manifest::parse_str(&plain, "big.yaml");
+    let crlf = manifest::parse_str(&plain.replace('\n', "\r\n"), "big.yaml");
+    assert_eq!(a.images, crlf.images);
+    assert_eq!(a.diagnostics, crlf.diagnostics);
+
+    let mut flow = String::from("images: [\n");
+    for i in 0..1100 {
+        flow.push_str(&format!(
+            "  {{image_id: 0f3c1a2e-2222-4a2b-9c3d-{i:012x}, image_url: 'b01:d/{i}.vhd'}},\n"
+        ));
+    }
+    flow.push_str("]\n");
+    let manifest = manifest::parse_str(&flow, "flow.yaml");
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    assert_eq!(manifest.images.len(), 1100);
+    assert_eq!(manifest.images[1099].line, 1101);
 }

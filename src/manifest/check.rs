@@ -84,12 +84,12 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         return checker.finish();
     };
     let doc = Doc { index: &index };
-    if let Some(streamed) = streamed {
-        if let Ok(top) = raw::read(&streamed.top_text) {
-            let mut checker = streamed.checker;
-            checker.top(&doc, root, &top, true);
-            return checker.finish();
-        }
+    if let Some(streamed) = streamed
+        && let Ok(top) = raw::read(&streamed.top_text)
+    {
+        let mut checker = streamed.checker;
+        checker.top(&doc, root, &top, true);
+        return checker.finish();
     }
     match raw::read(text) {
         Ok(top) => checker.top(&doc, root, &top, false),
@@ -190,8 +190,7 @@ impl Checker {
     }
 
     pub fn finish(mut self) -> Manifest {
-        self.diagnostics
-            .sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+        self.diagnostics.sort_by_key(|d| (d.line, d.column));
         Manifest {
             path: PathBuf::from(&self.file),
             settings: self.settings,
@@ -539,8 +538,7 @@ impl Checker {
             match ENTRY_KEYS.iter().position(|k| *k == key) {
                 Some(slot) => fields[slot] = Some((value_node, value)),
                 None => {
-                    let message =
-                        Checker::unknown_key_message(key, &ENTRY_KEYS, "an image entry");
+                    let message = Checker::unknown_key_message(key, &ENTRY_KEYS, "an image entry");
                     found.error(index.pos(key_node), format!("{prefix}.{key}"), message);
                 }
             }
@@ -587,7 +585,8 @@ impl Checker {
                 Ok(url) => match explicit_format {
                     Some(explicit) => match rules::entry_format(&url.object, explicit) {
                         Ok((format, warning)) => {
-                            format_warning = warning.map(|w| (format_value.map(|f| f.0).unwrap_or(pos), w));
+                            format_warning =
+                                warning.map(|w| (format_value.map(|f| f.0).unwrap_or(pos), w));
                             Some((pos, url, format))
                         }
                         Err(message) => {
@@ -625,9 +624,13 @@ impl Checker {
             None => None,
         };
         if let Some(((line, column), message)) = format_warning {
-            found
-                .checker
-                .push(line, column, Severity::Warning, format!("{prefix}.format"), message);
+            found.checker.push(
+                line,
+                column,
+                Severity::Warning,
+                format!("{prefix}.format"),
+                message,
+            );
         }
         if let Some((pos, id)) = &image_id {
             let key = rules::uuid_key(id);
@@ -646,7 +649,9 @@ impl Checker {
             }
         }
         match (image_id, url) {
-            (Some((_, image_id)), Some((url_pos, image_url, format))) if found.problems.is_empty() => {
+            (Some((_, image_id)), Some((url_pos, image_url, format)))
+                if found.problems.is_empty() =>
+            {
                 let checker = found.checker;
                 let hash = checker.hasher.hash_one(&image_url);
                 if let Some(&first) = checker.seen_urls.get(&hash) {

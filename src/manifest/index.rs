@@ -284,16 +284,19 @@ impl Index {
     /// The key and value nodes of `key` in a mapping.
     #[cfg(test)]
     pub fn lookup(&self, map: NodeId, key: &str) -> Option<(NodeId, NodeId)> {
-        self.pairs(map).find(|&(k, _)| self.key_text(k) == Some(key))
+        self.pairs(map)
+            .find(|&(k, _)| self.key_text(k) == Some(key))
     }
-
 }
 
 fn scan_error(err: ScanError) -> IndexError {
     IndexError {
         line: err.marker().line(),
         column: err.marker().col() + 1,
-        message: format!("YAML syntax error: {} (fix the YAML syntax here)", err.info()),
+        message: format!(
+            "YAML syntax error: {} (fix the YAML syntax here)",
+            err.info()
+        ),
     }
 }
 
@@ -565,7 +568,8 @@ mod tests {
 
     #[test]
     fn positions_of_keys_values_and_entries() {
-        let text = "version: 1\nimages:\n  - image_id: a\n    image_url: \"b:c\"\n  - {image_id: y}\n";
+        let text =
+            "version: 1\nimages:\n  - image_id: a\n    image_url: \"b:c\"\n  - {image_id: y}\n";
         let index = Index::build(text).unwrap();
         let root = index.root().unwrap();
         let (_, images) = index.lookup(root, "images").unwrap();

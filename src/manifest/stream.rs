@@ -168,7 +168,7 @@ impl ListSink for Stream<'_> {
     }
 
     fn item_start(&mut self, n: usize, line: usize, col: usize) -> bool {
-        if self.state != State::Active || n % CHUNK_ITEMS != 0 {
+        if self.state != State::Active || !n.is_multiple_of(CHUNK_ITEMS) {
             return false;
         }
         let Some(start) = dash_line_start(self.lines, line, col) else {
