@@ -465,6 +465,9 @@ fn crlf_and_flow_style_big_lists_read_like_the_plain_one() {
     let crlf = manifest::parse_str(&plain.replace('\n', "\r\n"), "big.yaml");
     assert_eq!(a.images, crlf.images);
     assert_eq!(a.diagnostics, crlf.diagnostics);
+    let cr = manifest::parse_str(&plain.replace('\n', "\r"), "big.yaml");
+    assert_eq!(a.images, cr.images);
+    assert_eq!(a.diagnostics, cr.diagnostics);
 
     let mut flow = String::from("images: [\n");
     for i in 0..1100 {

@@ -84,13 +84,26 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         return checker.finish();
     };
     let doc = Doc { index: &index };
-    if let Some(streamed) = streamed
-        && let Ok(top) = raw::read(&streamed.top_text)
-    {
-        let mut checker = streamed.checker;
-        checker.top(&doc, root, &top, true);
-        return checker.finish();
+    let mut rebuilt = None;
+    if let Some(streamed) = streamed {
+        if let Ok(top) = raw::read(&streamed.top_text) {
+            let mut checker = streamed.checker;
+            checker.top(&doc, root, &top, true);
+            return checker.finish();
+        }
+        // The entries were indexed apart; the whole-document reading needs them back.
+        match Index::build(text) {
+            Ok(index) => rebuilt = Some(index),
+            Err(err) => {
+                checker.fatal_at(err.line, err.column, "yaml", err.message);
+                return checker.finish();
+            }
+        }
     }
+    let doc = match &rebuilt {
+        Some(index) => Doc { index },
+        None => doc,
+    };
     match raw::read(text) {
         Ok(top) => checker.top(&doc, root, &top, false),
         Err(err) => checker.fatal_at(err.line, err.column, "yaml", err.message),

@@ -160,7 +160,6 @@ struct Builder<'s> {
 
 impl Index {
     /// Indexes `text`, which must hold exactly one YAML document.
-    #[cfg(test)]
     pub fn build(text: &str) -> Result<Index, IndexError> {
         Self::build_with(text, &mut NoSink)
     }

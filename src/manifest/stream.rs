@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, Sender};
 
 use super::check::{CHUNK_ITEMS, Checker, Chunk, Doc};
-use super::index::{Index, IndexError, ListSink, NoSink, NodeId};
+use super::index::{Index, IndexError, ListSink, NodeId};
 use super::raw::{self, Raw, ReadError};
 use super::source::Lines;
 
@@ -56,7 +56,9 @@ pub(super) fn index_and_read(
             range: None,
             state: State::Active,
         };
-        if stream.jobs.is_none() {
+        if stream.jobs.is_none() || has_lone_cr(text) {
+            // Old Mac line breaks: the slices are cut at line starts, so keep to the common
+            // `\n` and `\r\n`.
             stream.state = State::Off;
         }
         let built = Index::build_with(text, &mut stream);
@@ -66,9 +68,7 @@ pub(super) fn index_and_read(
         };
         // Entries indexed apart for a stream that was then abandoned: index everything again.
         let built = match built {
-            Ok(index) if streamed.is_none() && !index.is_complete() => {
-                Index::build_with(text, &mut NoSink)
-            }
+            Ok(index) if streamed.is_none() && !index.is_complete() => Index::build(text),
             other => other,
         };
         (built, streamed)
@@ -263,4 +263,12 @@ fn estimate_items(text: &str) -> usize {
             rest == "-" || rest.starts_with("- ")
         })
         .count()
+}
+
+fn has_lone_cr(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
 }
