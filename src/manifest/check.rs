@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
+use std::fmt;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
 
@@ -215,7 +216,7 @@ impl Checker {
     }
 
     /// Reports a node the two parsers read differently; true when they agree.
-    fn agree(&mut self, doc: &Doc, node: NodeId, raw: &Raw, field: &str) -> bool {
+    fn agree(&mut self, doc: &Doc, node: NodeId, raw: &Raw, field: &dyn fmt::Display) -> bool {
         let index = doc.index;
         let target = index.resolve(node);
         let agree = match (index.kind(target), raw) {
@@ -295,7 +296,7 @@ impl Checker {
     fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
         let index = doc.index;
         let Raw::Map(pairs) = raw else {
-            if self.agree(doc, root, raw, "manifest") {
+            if self.agree(doc, root, raw, &"manifest") {
                 self.fatal_node(
                     doc,
                     root,
@@ -309,7 +310,7 @@ impl Checker {
             }
             return;
         };
-        if !self.agree(doc, root, raw, "manifest") {
+        if !self.agree(doc, root, raw, &"manifest") {
             return;
         }
         let mut key_problems = Vec::new();
@@ -354,7 +355,7 @@ impl Checker {
             Raw::Null => return,
             Raw::Map(pairs) => pairs,
             other => {
-                if self.agree(doc, node, raw, "settings") {
+                if self.agree(doc, node, raw, &"settings") {
                     self.fatal_node(
                         doc,
                         node,
@@ -369,7 +370,7 @@ impl Checker {
                 return;
             }
         };
-        if !self.agree(doc, node, raw, "settings") {
+        if !self.agree(doc, node, raw, &"settings") {
             return;
         }
         let mut key_problems = Vec::new();
@@ -444,7 +445,7 @@ impl Checker {
         match raw {
             Raw::Null => self.fatal_node(doc, node, "images", empty.to_string()),
             Raw::Seq(items) => {
-                if !self.agree(doc, node, raw, "images") {
+                if !self.agree(doc, node, raw, &"images") {
                     return;
                 }
                 if items.is_empty() {
@@ -456,7 +457,7 @@ impl Checker {
                 }
             }
             other => {
-                if self.agree(doc, node, raw, "images") {
+                if self.agree(doc, node, raw, &"images") {
                     self.fatal_node(
                         doc,
                         node,
@@ -515,7 +516,7 @@ impl Checker {
     fn entry(&mut self, doc: &Doc, n: usize, node: NodeId, raw: &Raw) {
         let index = doc.index;
         let entry_pos = index.pos(node);
-        let prefix = format!("images[{n}]");
+        let prefix = EntryPath(n);
         let mut found = EntryProblems {
             checker: self,
             problems: Vec::new(),
@@ -523,7 +524,7 @@ impl Checker {
         let pairs = match raw {
             Raw::Map(pairs) => pairs,
             Raw::Tagged(tag, _) => {
-                found.error(entry_pos, prefix, tag_message(tag));
+                found.error(entry_pos, prefix.to_string(), tag_message(tag));
                 return found.into_invalid(entry_pos.0, None, None, None);
             }
             other => {
@@ -533,7 +534,7 @@ impl Checker {
                     other.describe()
                 );
                 if found.checker.agree(doc, node, raw, &prefix) {
-                    found.error(entry_pos, prefix, message);
+                    found.error(entry_pos, prefix.to_string(), message);
                 }
                 return found.into_invalid(entry_pos.0, None, None, None);
             }
@@ -544,7 +545,7 @@ impl Checker {
         let mut key_problems = Vec::new();
         let keys = Checker::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
         for (pos, message) in key_problems {
-            found.error(pos, prefix.clone(), message);
+            found.error(pos, prefix.to_string(), message);
         }
         let mut fields: [Option<(NodeId, &Raw)>; 4] = [None; 4];
         for (key, key_node, value_node, value) in keys {
@@ -726,11 +727,20 @@ impl EntryProblems<'_> {
     }
 }
 
+/// `images[n]`, formatted only when a message needs it.
+struct EntryPath(usize);
+
+impl fmt::Display for EntryPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "images[{}]", self.0)
+    }
+}
+
 /// The value and its position, unless it carries a tag (reported).
 fn untagged<'r, 'a>(
     found: &mut EntryProblems,
     doc: &Doc,
-    prefix: &str,
+    prefix: &EntryPath,
     key: &str,
     field: Option<(NodeId, &'r Raw<'a>)>,
 ) -> Option<((usize, usize), &'r Raw<'a>)> {

@@ -58,9 +58,10 @@ fn is_uuid(text: &str) -> bool {
 }
 
 /// The UUID as a number, for duplicate detection without keeping strings around.
-pub fn uuid_key(lower: &str) -> u128 {
-    let hex: String = lower.chars().filter(|c| *c != '-').collect();
-    u128::from_str_radix(&hex, 16).unwrap_or(0)
+pub fn uuid_key(uuid: &str) -> u128 {
+    uuid.bytes()
+        .filter_map(|b| (b as char).to_digit(16))
+        .fold(0u128, |key, digit| (key << 4) | u128::from(digit))
 }
 
 /// `image_url`: `bucket:object` or `obs://bucket/object`, normalized to bucket and object.
