@@ -4,17 +4,14 @@
 //! The two parsers must agree: where they read a node differently (a mapping of another size, a
 //! list where the other saw text), that is reported as an error rather than guessed around.
 //!
-//! Large manifests are read in slices: when the document is plain (no anchors, aliases or tags)
-//! and `images:` is a block list, serde_yaml reads the top level with the list cut out, then the
-//! list a few hundred entries at a time. serde_yaml keeps every event of a document in memory,
-//! so this is what keeps a 100,000-entry manifest within a few tens of MiB.
+//! Big manifests have their `images:` entries read and checked in slices while the rest is
+//! still being indexed (see [`super::stream`]); everything else goes through [`Checker::top`].
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::path::PathBuf;
 
+use super::fasthash::{FastHasher, FastMap};
 use super::index::{Index, Kind, NodeId};
 use super::model::{
     Diagnostic, ImageEntry, ImageFormat, InvalidEntry, Manifest, Settings, Severity,
@@ -135,10 +132,10 @@ pub(super) struct Checker {
     images: Vec<ImageEntry>,
     invalid: Vec<InvalidEntry>,
     /// image_id (as a number) -> line of the first entry using it.
-    seen_ids: HashMap<u128, usize>,
+    seen_ids: FastMap<u128, usize>,
     /// hash of the normalized URL -> index in `images` of the first valid entry using it.
-    seen_urls: HashMap<u64, usize>,
-    hasher: RandomState,
+    seen_urls: FastMap<u64, usize>,
+    hasher: BuildHasherDefault<FastHasher>,
 }
 
 /// Problems of one entry, before it is known whether the entry is valid.
@@ -164,9 +161,9 @@ impl Checker {
             settings: Settings::default(),
             images: Vec::new(),
             invalid: Vec::new(),
-            seen_ids: HashMap::new(),
-            seen_urls: HashMap::new(),
-            hasher: RandomState::new(),
+            seen_ids: FastMap::default(),
+            seen_urls: FastMap::default(),
+            hasher: BuildHasherDefault::default(),
         }
     }
 

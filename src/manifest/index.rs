@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScanError};
 
+use super::fasthash::FastMap;
+
 pub type NodeId = u32;
 
 const NONE: u32 = u32::MAX;
@@ -147,7 +149,7 @@ struct Builder<'s> {
     /// The current item of the watched list goes to `entries`.
     diverting: bool,
     node_total: u64,
-    key_ids: HashMap<Box<str>, u32>,
+    key_ids: FastMap<Box<str>, u32>,
     frames: Vec<Frame>,
     /// Child lists of the open collections, one per depth, reused.
     scratch: Vec<Vec<u32>>,
@@ -180,7 +182,7 @@ impl Index {
                 plain: true,
                 ..Index::default()
             },
-            key_ids: HashMap::new(),
+            key_ids: FastMap::default(),
             frames: Vec::new(),
             scratch: Vec::new(),
             anchors: HashMap::new(),
