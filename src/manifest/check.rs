@@ -63,13 +63,29 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
     }
     let lines = Lines::new(text);
     let (built, streamed) = stream::index_and_read(text, &lines, file);
-    let index = match built {
+    let mut index = match built {
         Ok(index) => index,
         Err(err) => {
             checker.fatal_at(err.line, err.column, "yaml", err.message);
             return checker.finish();
         }
     };
+    if let Some(streamed) = streamed {
+        // The entries are checked; the rest is the document with the list cut out.
+        if let (Some(root), Ok(top)) = (index.root(), raw::read(&streamed.top_text)) {
+            let mut checker = streamed.checker;
+            checker.top(&Doc { index: &index }, root, &top, true);
+            return checker.finish();
+        }
+        // The entries were indexed apart; reading the whole document needs them back.
+        index = match Index::build(text) {
+            Ok(index) => index,
+            Err(err) => {
+                checker.fatal_at(err.line, err.column, "yaml", err.message);
+                return checker.finish();
+            }
+        };
+    }
     let Some(root) = index.root() else {
         checker.fatal_at(
             1,
@@ -81,29 +97,8 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         );
         return checker.finish();
     };
-    let doc = Doc { index: &index };
-    let mut rebuilt = None;
-    if let Some(streamed) = streamed {
-        if let Ok(top) = raw::read(&streamed.top_text) {
-            let mut checker = streamed.checker;
-            checker.top(&doc, root, &top, true);
-            return checker.finish();
-        }
-        // The entries were indexed apart; the whole-document reading needs them back.
-        match Index::build(text) {
-            Ok(index) => rebuilt = Some(index),
-            Err(err) => {
-                checker.fatal_at(err.line, err.column, "yaml", err.message);
-                return checker.finish();
-            }
-        }
-    }
-    let doc = match &rebuilt {
-        Some(index) => Doc { index },
-        None => doc,
-    };
     match raw::read(text) {
-        Ok(top) => checker.top(&doc, root, &top, false),
+        Ok(top) => checker.top(&Doc { index: &index }, root, &top, false),
         Err(err) => checker.fatal_at(err.line, err.column, "yaml", err.message),
     }
     checker.finish()
@@ -246,6 +241,9 @@ impl Checker {
         mut report: impl FnMut((usize, usize), String),
     ) -> Vec<(&'r str, NodeId, NodeId, &'r Raw<'a>)> {
         let mut out: Vec<(&str, NodeId, NodeId, &Raw)> = Vec::with_capacity(pairs.len());
+        // Big mappings (only in broken manifests) get a table, so duplicates stay linear.
+        let mut seen: FastMap<&str, NodeId> = FastMap::default();
+        let big = pairs.len() > 16;
         for ((key_node, value_node), (key, value)) in doc.index.pairs(map).zip(pairs) {
             let pos = doc.index.pos(key_node);
             let Raw::Str(key) = key else {
@@ -259,7 +257,14 @@ impl Checker {
                 );
                 continue;
             };
-            if let Some(&(_, first, _, _)) = out.iter().find(|(k, ..)| *k == key.as_ref()) {
+            let first = if big {
+                seen.get(key.as_ref()).copied()
+            } else {
+                out.iter()
+                    .find(|(k, ..)| *k == key.as_ref())
+                    .map(|&(_, first, _, _)| first)
+            };
+            if let Some(first) = first {
                 report(
                     pos,
                     format!(
@@ -269,6 +274,9 @@ impl Checker {
                     ),
                 );
                 continue;
+            }
+            if big {
+                seen.insert(key.as_ref(), key_node);
             }
             out.push((key.as_ref(), key_node, value_node, value));
         }
@@ -291,7 +299,6 @@ impl Checker {
     }
 
     fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
-        let index = doc.index;
         let Raw::Map(pairs) = raw else {
             if self.agree(doc, root, raw, &"manifest") {
                 self.fatal_node(
@@ -344,7 +351,6 @@ impl Checker {
                     .to_string(),
             );
         }
-        let _ = index;
     }
 
     fn settings(&mut self, doc: &Doc, node: NodeId, raw: &Raw) {
