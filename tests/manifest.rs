@@ -502,3 +502,31 @@ fn duplicate_keys_in_a_huge_mapping_are_found() {
     // Every other key is unknown: 20,000 errors, all reported.
     assert_eq!(manifest.error_count(), 20_001);
 }
+
+#[test]
+fn a_slice_boundary_that_cannot_be_cut_falls_back_to_whole_reading() {
+    let plain = big_manifest(1100, true);
+    // Entry 1024 starts a slice; a comment after its dash makes the cut unsafe to find.
+    let needle = "  - image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000400\n";
+    assert!(plain.contains(needle));
+    let odd = plain.replace(
+        needle,
+        "  -   # entry 1024\n    image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000400\n",
+    );
+    let a = manifest::parse_str(&plain, "big.yaml");
+    let b = manifest::parse_str(&odd, "big.yaml");
+    assert_eq!(b.images.len(), a.images.len());
+    assert_eq!(b.invalid.len(), a.invalid.len());
+    assert_eq!(b.error_count(), a.error_count());
+    let entry = b
+        .images
+        .iter()
+        .find(|i| i.image_id.ends_with("000000000400"))
+        .unwrap();
+    let line = odd
+        .lines()
+        .position(|l| l.contains("000000000400"))
+        .unwrap()
+        + 1;
+    assert_eq!(entry.line, line);
+}
