@@ -246,6 +246,21 @@ impl Checker {
         let big = pairs.len() > 16;
         for ((key_node, value_node), (key, value)) in doc.index.pairs(map).zip(pairs) {
             let pos = doc.index.pos(key_node);
+            if let (Raw::Str(serde_key), Some(index_key)) = (key, doc.index.key_text(key_node))
+                && serde_key.as_ref() != index_key
+            {
+                report(
+                    pos,
+                    format!(
+                        "the two YAML parsers imsreg uses read this key differently (`{}` and \
+                         `{}`), so its meaning is ambiguous (write the key plainly, without \
+                         quotes or escapes)",
+                        rules::shorten(serde_key),
+                        rules::shorten(index_key)
+                    ),
+                );
+                continue;
+            }
             let Raw::Str(key) = key else {
                 report(
                     pos,
