@@ -114,8 +114,6 @@ pub(super) struct Doc<'a> {
 pub(super) struct Chunk {
     pub start: usize,
     pub end: usize,
-    /// The 1-based line of `start`.
-    pub first_line: usize,
     pub first_item: usize,
 }
 
@@ -491,8 +489,9 @@ impl Checker {
         }
     }
 
-    /// Checks one slice of the `images:` list as serde_yaml read it (`items` are its nodes);
-    /// false when it could not be read.
+    /// Checks one slice of the `images:` list as serde_yaml read it (`items` are its nodes).
+    /// False, with nothing checked, when serde_yaml failed or saw other entries than the index:
+    /// the caller then reads the document whole, which reports the problem at its exact place.
     pub fn chunk(
         &mut self,
         doc: &Doc,
@@ -507,27 +506,7 @@ impl Checker {
                 }
                 true
             }
-            Ok(_) => {
-                let field = format!("images[{}]", chunk.first_item);
-                let message = "the YAML from here on is read differently by the two YAML \
-                               parsers imsreg uses, so its meaning is ambiguous (simplify it: \
-                               plain block style, quoted strings)"
-                    .to_string();
-                match items.first() {
-                    Some(first) => self.fatal_node(doc, *first, field, message),
-                    None => self.fatal_at(chunk.first_line, 1, field, message),
-                }
-                false
-            }
-            Err(err) => {
-                self.fatal_at(
-                    err.line + chunk.first_line - 1,
-                    err.column,
-                    "yaml",
-                    err.message,
-                );
-                false
-            }
+            _ => false,
         }
     }
 
