@@ -347,8 +347,8 @@ fn manifest_usable(manifest: &Manifest, skip_invalid: bool) -> bool {
     false
 }
 
-/// The report paths, each with a known extension and an existing folder (checked before
-/// anything is sent).
+/// The report paths, each with a known extension (checked before anything is sent; the
+/// writer creates missing folders).
 fn report_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let paths = if given.is_empty() {
         vec![PathBuf::from(DEFAULT_REPORT)]
@@ -356,18 +356,6 @@ fn report_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         given.to_vec()
     };
     imsreg::report::check_paths(&paths).map_err(|err| format!("--report: {err}"))?;
-    for path in &paths {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(parent) = parent
-            && !parent.is_dir()
-        {
-            return Err(format!(
-                "--report {}: the folder {} does not exist",
-                path.display(),
-                parent.display()
-            ));
-        }
-    }
     Ok(paths)
 }
 
@@ -441,7 +429,6 @@ mod tests {
         assert_eq!(report_paths(&good).unwrap(), good);
         let err = report_paths(&[PathBuf::from("r.txt")]).unwrap_err();
         assert!(err.contains("r.txt") && err.contains(".md"), "{err}");
-        assert!(report_paths(&[PathBuf::from("/no/such/dir/r.json")]).is_err());
     }
 
     #[test]
