@@ -246,12 +246,19 @@ fn writes_every_path_atomically() {
 fn bad_paths_are_reported_but_do_not_stop_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("ok.json");
-    let missing_dir = dir.path().join("no/such/dir/r.json");
+    // A folder that cannot exist: its parent is a regular file.
+    std::fs::write(dir.path().join("plain-file"), "x").unwrap();
+    let missing_dir = dir.path().join("plain-file/sub/r.json");
+    let created = dir.path().join("new/folder/r.md");
     let unknown = dir.path().join("r.txt");
     assert!(report::check_paths(std::slice::from_ref(&unknown)).is_err());
-    let err = report::write_reports(&sample(), &[missing_dir.clone(), good.clone(), unknown])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("no/such/dir"), "{err}");
+    let err = report::write_reports(
+        &sample(),
+        &[missing_dir.clone(), good.clone(), unknown, created.clone()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("plain-file/sub"), "{err}");
+    assert!(created.exists(), "missing report folders are created");
     assert!(good.exists(), "the writable report is still written");
 }

@@ -26,7 +26,7 @@ pub enum ReportError {
         format: &'static str,
         detail: String,
     },
-    #[error("cannot write report {}: {source} (check that the folder exists and is writable)", path.display())]
+    #[error("cannot write report {}: {source} (check that its folder is writable)", path.display())]
     Write {
         path: PathBuf,
         #[source]
@@ -80,7 +80,8 @@ pub fn write_reports(report: &Report, paths: &[PathBuf]) -> Result<(), ReportErr
     first_error.map_or(Ok(()), Err)
 }
 
-/// Temp file in the target's folder, write, fsync, rename over the target, fsync the folder.
+/// Temp file in the target's folder (created if missing), write, fsync, rename over the
+/// target, fsync the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let io_error = |source| ReportError::Write {
         path: path.to_path_buf(),
@@ -90,6 +91,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(dir).map_err(io_error)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".imsreg-report-")
         .tempfile_in(dir)
