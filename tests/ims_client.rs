@@ -86,6 +86,11 @@ enum Reply {
     Drop,
     /// Read the request, then say nothing for this long.
     Stall(Duration),
+    /// Answer 200 announcing a longer body than is sent, then close: cut mid-response.
+    Truncated,
+    /// Answer 200 with this body (keep-alive, no `Connection: close`), then close the
+    /// connection anyway, as a gateway dropping an idle connection does.
+    AnswerThenClose(String),
 }
 
 fn reply(status: u16, body: &str) -> Reply {
@@ -200,6 +205,19 @@ async fn serve_connection(stream: TcpStream, respond: Responder, log: Arc<Mutex<
                 stream.flush().await.unwrap();
             }
             Reply::Drop => return,
+            Reply::AnswerThenClose(body) => {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = reader.get_mut().write_all(answer.as_bytes()).await;
+                return;
+            }
+            Reply::Truncated => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"job_id\":";
+                let _ = reader.get_mut().write_all(head.as_bytes()).await;
+                return;
+            }
             Reply::Stall(pause) => {
                 tokio::time::sleep(pause).await;
                 return;
@@ -657,6 +675,31 @@ async fn a_connection_dropped_after_the_request_is_ambiguous() {
     assert_eq!(server.only_request().method, "PUT");
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(SK));
+}
+
+#[tokio::test]
+async fn an_answer_cut_mid_body_is_ambiguous() {
+    let server = Server::start(|_| Reply::Truncated).await;
+    let err = client(&server)
+        .register_image(IMAGE_ID, "b:o")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImsError::Ambiguous { .. }), "{err:?}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_server_is_replaced_quietly() {
+    let server = Server::start(|_| Reply::AnswerThenClose(r#"{"images":[]}"#.into())).await;
+    let client = client(&server);
+    for _ in 0..3 {
+        client
+            .list_images(&ListImagesQuery::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.requests().len(), 3);
 }
 
 #[tokio::test]

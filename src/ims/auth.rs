@@ -146,6 +146,13 @@ pub enum AuthError {
     FileIncomplete { path: PathBuf, detail: String },
 }
 
+impl From<AuthError> for super::ImsError {
+    /// Nothing was sent: a configuration problem, final for the run.
+    fn from(err: AuthError) -> Self {
+        super::ImsError::Config(err.to_string())
+    }
+}
+
 /// Finds credentials through `lookup` (a variable name -> value function), in the order given
 /// in the module documentation.
 pub fn discover(lookup: impl Fn(&str) -> Option<String>) -> Result<Discovered, AuthError> {
@@ -252,10 +259,12 @@ pub fn parse_credentials_file(path: &Path, text: &str) -> Result<Discovered, Aut
     let basic = ini
         .section(Some("basic"))
         .ok_or_else(|| incomplete("the [basic] section is missing"))?;
+    // Keys are case-insensitive, as in Python's configparser.
     let get = |key: &str| {
         basic
-            .get(key)
-            .map(|v| v.trim().to_string())
+            .iter()
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
     let (ak, sk) = match (get("ak"), get("sk")) {
@@ -299,7 +308,7 @@ mod tests {
     fn ini_file_with_quotes_and_backslashes_is_literal() {
         let found = parse_credentials_file(
             Path::new("c"),
-            "[basic]\nak = A1\nsk = s\\k\"x\nproject_id=p1\n[global]\nak=G\n",
+            "[basic]\nAK = A1\nsk = s\\k\"x\nproject_id=p1\n[global]\nak=G\n",
         )
         .unwrap();
         match found.credentials {

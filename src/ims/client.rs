@@ -99,8 +99,8 @@ pub fn resolve_endpoint(region: Option<&str>, endpoint: Option<&str>) -> Result<
         }
         (None, None) => {
             return Err(ImsError::Config(
-                "no IMS region or endpoint: set the region (--region or `region:` in the \
-                 manifest settings) or an endpoint (--endpoint or `endpoint:`)"
+                "no IMS region or endpoint: set the region (`region:` in the manifest \
+                 settings or on the command line), or an endpoint (`endpoint:`)"
                     .to_string(),
             ));
         }
@@ -112,7 +112,11 @@ pub fn resolve_endpoint(region: Option<&str>, endpoint: Option<&str>) -> Result<
 /// Accepts `https://host[:port][/base]`, and `http://` only for loopback hosts (127.0.0.0/8,
 /// `::1`, `localhost`): signed requests and tokens must not travel in clear over a network.
 pub fn check_endpoint(url: &Url) -> Result<(), ImsError> {
-    let refuse = |why: &str| Err(ImsError::Config(format!("the IMS endpoint {url} {why}")));
+    // Never echo a password someone put into the URL.
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    let refuse = |why: &str| Err(ImsError::Config(format!("the IMS endpoint {shown} {why}")));
     if url.host().is_none() {
         return refuse("has no host name");
     }
@@ -263,8 +267,8 @@ impl Client {
     pub async fn show_job(&self, job_id: &str) -> Result<Job, ImsError> {
         let project = self.inner.project_id.as_deref().ok_or_else(|| {
             ImsError::Config(
-                "querying a job needs the project ID: set HUAWEICLOUD_SDK_PROJECT_ID, \
-                 --project-id or `project_id:` in the manifest settings"
+                "querying a job needs the project ID: set HUAWEICLOUD_SDK_PROJECT_ID, or \
+                 `project_id:` in the manifest settings or on the command line"
                     .to_string(),
             )
         })?;
@@ -645,6 +649,8 @@ mod tests {
                 "{bad}"
             );
         }
+        let leaked = resolve_endpoint(None, Some("https://user:hunter2@ims.example.com"));
+        assert!(!leaked.unwrap_err().to_string().contains("hunter2"));
         assert!(resolve_endpoint(Some("cn north"), None).is_err());
         let none = resolve_endpoint(None, Some("  ")).unwrap_err().to_string();
         assert!(

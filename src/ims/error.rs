@@ -213,20 +213,27 @@ fn find_code_and_message(
     depth: usize,
 ) -> Option<(String, Option<String>)> {
     let object = value.as_object()?;
+    // A complete pair at this level, as the SDK requires.
     for (code_key, message_key) in CODE_MESSAGE_KEYS {
-        let code = object.get(*code_key).and_then(scalar_text);
-        if let Some(code) = code {
-            let message = object.get(*message_key).and_then(scalar_text);
-            return Some((code, message));
+        if let Some(code) = object.get(*code_key).and_then(scalar_text)
+            && let Some(message) = object.get(*message_key)
+        {
+            return Some((code, scalar_text(message)));
         }
     }
-    if depth >= 4 {
-        return None;
+    if depth < 4
+        && let Some(found) = object
+            .values()
+            .filter(|v| v.is_object())
+            .find_map(|v| find_code_and_message(v, depth + 1))
+    {
+        return Some(found);
     }
-    object
-        .values()
-        .filter(|v| v.is_object())
-        .find_map(|v| find_code_and_message(v, depth + 1))
+    // A lone code is still better than the bare HTTP status (the SDK would drop it).
+    CODE_MESSAGE_KEYS
+        .iter()
+        .find_map(|(code_key, _)| object.get(*code_key).and_then(scalar_text))
+        .map(|code| (code, None))
 }
 
 /// A non-empty string or number as text.
@@ -353,6 +360,24 @@ mod tests {
             None,
         );
         assert_eq!(both.code, "E");
+
+        // A complete nested pair beats a lone top-level code; a lone code beats the status.
+        let nested = parse_error_body(
+            400,
+            "",
+            br#"{"code":"TOP","error":{"code":"IMG.0001","message":"bad"}}"#,
+            None,
+            None,
+        );
+        assert_eq!(
+            (nested.code.as_str(), nested.message.as_str()),
+            ("IMG.0001", "bad")
+        );
+        let lone = parse_error_body(400, "", br#"{"code":"ONLY"}"#, None, None);
+        assert_eq!(
+            (lone.code.as_str(), lone.message.as_str()),
+            ("ONLY", r#"{"code":"ONLY"}"#)
+        );
 
         let numeric = parse_error_body(
             404,
