@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let r = |m: Method, p: &str| route(&m, p).map(|(api, params)| (api, params));
+        let r = |m: Method, p: &str| route(&m, p);
         assert_eq!(
             r(Method::PUT, "/v1/cloudimages/abc/upload"),
             Some((Api::Register, vec!["abc".into()]))

@@ -73,10 +73,10 @@ pub fn verify(
     max_skew: Duration,
     now: DateTime<Utc>,
 ) -> Result<(), AuthError> {
-    if let Some(project) = signer::header_value(request.headers, "X-Project-Id") {
-        if project.trim() != credentials.project_id {
-            return Err(AuthError::WrongProject(project.trim().to_string()));
-        }
+    if let Some(project) = signer::header_value(request.headers, "X-Project-Id")
+        && project.trim() != credentials.project_id
+    {
+        return Err(AuthError::WrongProject(project.trim().to_string()));
     }
     if let Some(token) = signer::header_value(request.headers, "X-Auth-Token") {
         return if signer::signatures_match(&credentials.token, token.trim()) {

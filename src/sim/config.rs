@@ -157,7 +157,7 @@ impl SimConfig {
                     crate::sim::Api::ALL.map(|a| a.name()).join(", ")
                 ));
             }
-            if !(limit.rate > 0.0) || limit.burst == 0 {
+            if limit.rate.is_nan() || limit.rate <= 0.0 || limit.burst == 0 {
                 return Err(format!(
                     "rate_limits.{name}: rate must be > 0 and burst >= 1"
                 ));

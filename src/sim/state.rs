@@ -149,7 +149,7 @@ impl Store {
             seed: config.seed,
             config: config.clone(),
             // A separate stream from the fault RNG, so faults don't shift job IDs.
-            rng: StdRng::seed_from_u64(config.seed ^ 0x5eed_1d5),
+            rng: StdRng::seed_from_u64(config.seed ^ 0x05ee_d1d5),
             images: BTreeMap::new(),
             jobs: HashMap::new(),
             running_ends: BinaryHeap::new(),
@@ -456,32 +456,25 @@ impl Store {
     }
 
     fn matches(&self, filter: &ListFilter, image: &Image, now: Duration) -> bool {
-        if let Some(status) = &filter.status {
-            if !self
-                .effective_status(image, now)
+        let seconds = |offset: Duration| self.wall(offset).timestamp();
+        let status_ok = filter.status.as_ref().is_none_or(|status| {
+            self.effective_status(image, now)
                 .as_str()
                 .eq_ignore_ascii_case(status)
-            {
-                return false;
-            }
-        }
-        if let Some(name) = &filter.name {
-            if image.name.as_deref() != Some(name.as_str()) {
-                return false;
-            }
-        }
-        let seconds = |offset: Duration| self.wall(offset).timestamp();
-        if let Some((op, t)) = &filter.updated_at {
-            if !compare(op, seconds(self.updated(image, now)), t.timestamp()) {
-                return false;
-            }
-        }
-        if let Some((op, t)) = &filter.created_at {
-            if !compare(op, seconds(image.created), t.timestamp()) {
-                return false;
-            }
-        }
-        true
+        });
+        let name_ok = filter
+            .name
+            .as_ref()
+            .is_none_or(|name| image.name.as_deref() == Some(name.as_str()));
+        let updated_ok = filter
+            .updated_at
+            .as_ref()
+            .is_none_or(|(op, t)| compare(op, seconds(self.updated(image, now)), t.timestamp()));
+        let created_ok = filter
+            .created_at
+            .as_ref()
+            .is_none_or(|(op, t)| compare(op, seconds(image.created), t.timestamp()));
+        status_ok && name_ok && updated_ok && created_ok
     }
 
     fn wall(&self, offset: Duration) -> DateTime<Utc> {
