@@ -896,3 +896,12 @@ fn the_simulate_command_prints_its_url_and_stops_on_sigterm() {
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+#[test]
+fn the_example_config_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sim.yaml");
+    let config = SimConfig::from_file(&path).unwrap();
+    assert_eq!(config.task_limit, 10);
+    assert_eq!(config.rate_limits.len(), 5);
+    assert_eq!(config.images, vec![ID.to_string()]);
+}

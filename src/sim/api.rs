@@ -194,12 +194,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         }
     }
 
-    let latency = {
+    if !shared.config.latency.is_zero() {
         let unit = shared.lock().faults.random::<f64>();
-        shared.config.latency.pick(unit)
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        tokio::time::sleep(shared.config.latency.pick(unit)).await;
     }
 
     let headers: Vec<(String, String)> = parts
