@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use imsreg::ims::ImsApi;
 use imsreg::ims::auth::{Credentials as ClientCredentials, Secret};
 use imsreg::ims::client::{Client, ClientConfig};
 use imsreg::ims::types::ImageStatus;
