@@ -1,0 +1,439 @@
+//! The position index: where every node of the manifest starts, built from saphyr-parser's event
+//! stream (serde_yaml gives no positions for values).
+//!
+//! The index is a compact tree (20 bytes a node, map keys interned) that mirrors the YAML
+//! structure without expanding aliases: an alias is a node pointing at its anchor. While building
+//! it, the size each alias would expand to is added up, so an alias bomb is refused here in
+//! linear time, before serde_yaml ever sees the file.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScanError};
+
+pub type NodeId = u32;
+
+const NONE: u32 = u32::MAX;
+
+/// Collections nested deeper than this are refused (a manifest needs three levels).
+pub const MAX_DEPTH: usize = 64;
+
+/// Aliases may expand the document to at most this many extra nodes beyond twice its own size.
+const ALIAS_ALLOWANCE: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Scalar,
+    Seq,
+    Map,
+    Alias,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    line: u32,
+    /// 0-based character column.
+    col: u32,
+    /// Seq/Map: start in `children`; Scalar: interned key id (or NONE); Alias: target node.
+    first: u32,
+    /// Seq: item count; Map: 2 x pair count.
+    len: u32,
+    kind: Kind,
+}
+
+/// A problem that stops indexing (syntax error, alias bomb, second document...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// The position tree of one YAML document.
+#[derive(Debug, Default)]
+pub struct Index {
+    nodes: Vec<Node>,
+    children: Vec<u32>,
+    keys: Vec<Box<str>>,
+    root: Option<NodeId>,
+    /// True when the document uses no anchors, aliases or tags: its parts can then be read on
+    /// their own.
+    plain: bool,
+}
+
+struct Frame {
+    node: NodeId,
+    weight: u64,
+    /// Maps: the next scalar is a key.
+    expect_key: bool,
+    anchor: usize,
+}
+
+struct Builder {
+    index: Index,
+    key_ids: HashMap<Box<str>, u32>,
+    frames: Vec<Frame>,
+    /// Child lists of the open collections, one per depth, reused.
+    scratch: Vec<Vec<u32>>,
+    /// Anchor id -> (node, expanded weight once complete).
+    anchors: HashMap<usize, (NodeId, Option<u64>)>,
+    /// The heaviest alias seen: (weight, node).
+    heaviest_alias: (u64, NodeId),
+    root_weight: u64,
+}
+
+impl Index {
+    /// Indexes `text`, which must hold exactly one YAML document.
+    pub fn build(text: &str) -> Result<Index, IndexError> {
+        let mut builder = Builder {
+            index: Index {
+                plain: true,
+                ..Index::default()
+            },
+            key_ids: HashMap::new(),
+            frames: Vec::new(),
+            scratch: Vec::new(),
+            anchors: HashMap::new(),
+            heaviest_alias: (0, NONE),
+            root_weight: 0,
+        };
+        for event in Parser::new_from_str(text) {
+            let (event, span) = event.map_err(scan_error)?;
+            let (line, col) = (span.start.line() as u32, span.start.col() as u32);
+            builder.event(event, line, col)?;
+        }
+        builder.finish()
+    }
+
+    pub fn root(&self) -> Option<NodeId> {
+        self.root
+    }
+
+    pub fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    pub fn kind(&self, id: NodeId) -> Kind {
+        self.nodes[id as usize].kind
+    }
+
+    /// 1-based line and column where the node starts.
+    pub fn pos(&self, id: NodeId) -> (usize, usize) {
+        let node = &self.nodes[id as usize];
+        (node.line as usize, node.col as usize + 1)
+    }
+
+    /// The node itself, or the anchored node an alias points at.
+    pub fn resolve(&self, id: NodeId) -> NodeId {
+        let node = &self.nodes[id as usize];
+        match node.kind {
+            Kind::Alias => node.first,
+            _ => id,
+        }
+    }
+
+    /// The items of a sequence (empty for anything else).
+    pub fn items(&self, id: NodeId) -> &[NodeId] {
+        let node = &self.nodes[self.resolve(id) as usize];
+        match node.kind {
+            Kind::Seq => &self.children[node.first as usize..(node.first + node.len) as usize],
+            _ => &[],
+        }
+    }
+
+    /// The (key, value) pairs of a mapping (empty for anything else).
+    pub fn pairs(&self, id: NodeId) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
+        let node = &self.nodes[self.resolve(id) as usize];
+        let slice = match node.kind {
+            Kind::Map => &self.children[node.first as usize..(node.first + node.len) as usize],
+            _ => &[],
+        };
+        slice.chunks_exact(2).map(|pair| (pair[0], pair[1]))
+    }
+
+    pub fn pair_count(&self, id: NodeId) -> usize {
+        let node = &self.nodes[self.resolve(id) as usize];
+        match node.kind {
+            Kind::Map => node.len as usize / 2,
+            _ => 0,
+        }
+    }
+
+    /// The text of a scalar mapping key.
+    pub fn key_text(&self, key: NodeId) -> Option<&str> {
+        let node = &self.nodes[key as usize];
+        match node.kind {
+            Kind::Scalar if node.first != NONE => Some(&self.keys[node.first as usize]),
+            _ => None,
+        }
+    }
+
+    /// The key and value nodes of `key` in a mapping.
+    #[cfg(test)]
+    pub fn lookup(&self, map: NodeId, key: &str) -> Option<(NodeId, NodeId)> {
+        self.pairs(map).find(|&(k, _)| self.key_text(k) == Some(key))
+    }
+
+}
+
+fn scan_error(err: ScanError) -> IndexError {
+    IndexError {
+        line: err.marker().line(),
+        column: err.marker().col() + 1,
+        message: format!("YAML syntax error: {} (fix the YAML syntax here)", err.info()),
+    }
+}
+
+impl Builder {
+    fn event(&mut self, event: Event<'_>, line: u32, col: u32) -> Result<(), IndexError> {
+        match event {
+            Event::Scalar(value, _, anchor, tag) => {
+                if tag.is_some() {
+                    self.index.plain = false;
+                }
+                let is_key = self.frames.last().is_some_and(|f| f.expect_key);
+                let key_id = if is_key { self.intern(&value) } else { NONE };
+                let id = self.push_node(line, col, Kind::Scalar, key_id, 0)?;
+                if anchor != 0 {
+                    self.index.plain = false;
+                    self.anchors.insert(anchor, (id, Some(1)));
+                }
+                self.attach(id, 1);
+            }
+            Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
+                let kind = if matches!(event, Event::SequenceStart(..)) {
+                    Kind::Seq
+                } else {
+                    Kind::Map
+                };
+                if tag.is_some() {
+                    self.index.plain = false;
+                }
+                if self.frames.len() >= MAX_DEPTH {
+                    return Err(IndexError {
+                        line: line as usize,
+                        column: col as usize + 1,
+                        message: format!(
+                            "the YAML nests deeper than {MAX_DEPTH} levels (a manifest needs \
+                             three; check the brackets and indentation)"
+                        ),
+                    });
+                }
+                let id = self.push_node(line, col, kind, NONE, 0)?;
+                if anchor != 0 {
+                    self.index.plain = false;
+                    self.anchors.insert(anchor, (id, None));
+                }
+                let depth = self.frames.len();
+                if self.scratch.len() <= depth {
+                    self.scratch.push(Vec::new());
+                }
+                self.scratch[depth].clear();
+                self.frames.push(Frame {
+                    node: id,
+                    weight: 1,
+                    expect_key: kind == Kind::Map,
+                    anchor,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = self.frames.pop() else {
+                    return Ok(());
+                };
+                let depth = self.frames.len();
+                let first = self.index.children.len() as u32;
+                self.index.children.extend_from_slice(&self.scratch[depth]);
+                let node = &mut self.index.nodes[frame.node as usize];
+                node.first = first;
+                node.len = self.scratch[depth].len() as u32;
+                if frame.anchor != 0 {
+                    self.anchors
+                        .insert(frame.anchor, (frame.node, Some(frame.weight)));
+                }
+                self.attach(frame.node, frame.weight);
+            }
+            Event::Alias(anchor) => {
+                self.index.plain = false;
+                let (target, weight) = match self.anchors.get(&anchor) {
+                    Some(&(target, Some(weight))) => (target, weight),
+                    Some(&(_, None)) => {
+                        return Err(IndexError {
+                            line: line as usize,
+                            column: col as usize + 1,
+                            message: "this alias refers to the node that contains it, which \
+                                      would repeat forever (remove the alias)"
+                                .to_string(),
+                        });
+                    }
+                    None => {
+                        return Err(IndexError {
+                            line: line as usize,
+                            column: col as usize + 1,
+                            message: "alias to an unknown anchor (define the `&anchor` before \
+                                      using `*anchor`)"
+                                .to_string(),
+                        });
+                    }
+                };
+                let id = self.push_node(line, col, Kind::Alias, target, 0)?;
+                if weight > self.heaviest_alias.0 {
+                    self.heaviest_alias = (weight, id);
+                }
+                self.attach(id, weight);
+            }
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::Nothing => {}
+        }
+        Ok(())
+    }
+
+    fn push_node(
+        &mut self,
+        line: u32,
+        col: u32,
+        kind: Kind,
+        first: u32,
+        len: u32,
+    ) -> Result<NodeId, IndexError> {
+        if self.frames.is_empty() && self.index.root.is_some() {
+            return Err(IndexError {
+                line: line as usize,
+                column: col as usize + 1,
+                message: "a second YAML document starts here (a manifest is a single document; \
+                          remove the `---` line and merge the documents)"
+                    .to_string(),
+            });
+        }
+        let id = self.index.nodes.len() as NodeId;
+        self.index.nodes.push(Node {
+            line,
+            col,
+            first,
+            len,
+            kind,
+        });
+        if self.frames.is_empty() {
+            self.index.root = Some(id);
+        }
+        Ok(id)
+    }
+
+    /// Adds a finished node to its parent collection.
+    fn attach(&mut self, id: NodeId, weight: u64) {
+        let depth = self.frames.len();
+        match self.frames.last_mut() {
+            Some(frame) => {
+                frame.weight = frame.weight.saturating_add(weight);
+                if self.index.nodes[frame.node as usize].kind == Kind::Map {
+                    frame.expect_key = !frame.expect_key;
+                }
+                self.scratch[depth - 1].push(id);
+            }
+            None => self.root_weight = weight,
+        }
+    }
+
+    fn intern(&mut self, key: &str) -> u32 {
+        if let Some(&id) = self.key_ids.get(key) {
+            return id;
+        }
+        let id = self.index.keys.len() as u32;
+        self.index.keys.push(key.into());
+        self.key_ids.insert(key.into(), id);
+        id
+    }
+
+    fn finish(self) -> Result<Index, IndexError> {
+        let limit = 2 * self.index.nodes.len() as u64 + ALIAS_ALLOWANCE;
+        if self.root_weight > limit {
+            let (weight, alias) = self.heaviest_alias;
+            let (line, column) = if alias == NONE {
+                (1, 1)
+            } else {
+                self.index.pos(alias)
+            };
+            return Err(IndexError {
+                line,
+                column,
+                message: format!(
+                    "the aliases in this file would expand it to {} values (an alias bomb; this \
+                     alias alone is {weight}); the file is refused without expanding it (write \
+                     the values out instead of repeating aliases)",
+                    if self.root_weight == u64::MAX {
+                        "more than 18 quintillion".to_string()
+                    } else {
+                        self.root_weight.to_string()
+                    }
+                ),
+            });
+        }
+        Ok(self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_of_keys_values_and_entries() {
+        let text = "version: 1\nimages:\n  - image_id: a\n    image_url: \"b:c\"\n  - {image_id: y}\n";
+        let index = Index::build(text).unwrap();
+        let root = index.root().unwrap();
+        let (_, images) = index.lookup(root, "images").unwrap();
+        let items = index.items(images);
+        assert_eq!(items.len(), 2);
+        assert_eq!(index.pos(items[0]), (3, 5));
+        assert_eq!(index.pos(items[1]), (5, 5));
+        let (key, value) = index.lookup(items[0], "image_url").unwrap();
+        assert_eq!(index.pos(key), (4, 5));
+        assert_eq!(index.pos(value), (4, 16));
+        assert_eq!(index.pair_count(items[1]), 1);
+        assert!(index.is_plain());
+    }
+
+    #[test]
+    fn aliases_point_at_their_anchor_without_expanding() {
+        let text = "a: &x {k: v}\nb: *x\n";
+        let index = Index::build(text).unwrap();
+        let root = index.root().unwrap();
+        let (_, b) = index.lookup(root, "b").unwrap();
+        assert_eq!(index.kind(b), Kind::Alias);
+        assert_eq!(index.pos(b), (2, 4));
+        // An anchored node starts at its `&anchor`.
+        assert_eq!(index.pos(index.resolve(b)), (1, 4));
+        assert!(index.lookup(b, "k").is_some());
+        assert!(!index.is_plain());
+    }
+
+    #[test]
+    fn billion_laughs_is_refused() {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in 1..10 {
+            let prev = level - 1;
+            let refs = vec![format!("*a{prev}"); 9].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        let err = Index::build(&text).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{}", err.message);
+        assert_eq!(err.line, 10);
+    }
+
+    #[test]
+    fn recursive_alias_and_second_document_are_refused() {
+        // saphyr registers the anchor when the collection starts.
+        let err = Index::build("a: &x [*x]\n").unwrap_err();
+        assert!(err.message.contains("repeat forever"), "{}", err.message);
+        let err = Index::build("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(err.line, 3);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = "[".repeat(200);
+        let err = Index::build(&text).unwrap_err();
+        assert!(err.message.contains("nests deeper"), "{}", err.message);
+    }
+}
