@@ -17,9 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anstyle::{AnsiColor, Style};
 use chrono::Utc;
-use imsreg::manifest::{self, Manifest, Settings, Severity};
+use imsreg::manifest::{self, Manifest, Settings};
 use imsreg::report::ReportSettings;
 use imsreg::run::{PlannedImage, RunConfig};
 use indicatif::{MultiProgress, ProgressDrawTarget};
@@ -306,21 +305,7 @@ fn manifest_usable(manifest: &Manifest, skip_invalid: bool) -> bool {
     let skipping = skip_invalid && !manifest.fatal;
     let mut stderr = anstream::stderr().lock();
     for diagnostic in &manifest.diagnostics {
-        let (label, style) = match diagnostic.severity {
-            Severity::Error if !skipping => ("error", AnsiColor::Red.on_default().bold()),
-            Severity::Error => ("skipped", AnsiColor::Yellow.on_default().bold()),
-            Severity::Warning => ("warning", AnsiColor::Yellow.on_default().bold()),
-        };
-        let _ = writeln!(
-            stderr,
-            "{bold}{}:{}:{}:{bold:#} {style}{label}{style:#}: {}: {}",
-            diagnostic.file,
-            diagnostic.line,
-            diagnostic.column,
-            diagnostic.field,
-            diagnostic.message,
-            bold = Style::new().bold(),
-        );
+        let _ = writeln!(stderr, "{}", manifest::render::Styled(diagnostic));
     }
     if errors == 0 {
         return true;
