@@ -1,0 +1,227 @@
+//! Bulk polling: while many jobs are running, learn their images' statuses from list pages
+//! instead of one query per job, so that polling costs grow sub-linearly with the jobs.
+//!
+//! Each followed image registers a watch. While at least [`BULK_THRESHOLD`] images are
+//! watched, a sweep runs every `poll_interval` (or back to back, if a sweep takes longer):
+//! it pages through the private images changed lately (`updated_at=gte:<since>`, where `since`
+//! trails the newest `updated_at` seen by [`SINCE_OVERLAP`]; the first sweep looks back
+//! [`FIRST_LOOKBACK`], the clock skew the gateway tolerates on signatures). Every
+//! [`FULL_SWEEP_EVERY`] a sweep lists without the filter, so nothing is missed if the server
+//! ignores or mis-stamps `updated_at`. Images found `active`, `killed` or `deleted` are handed
+//! to their followers, which then stop querying; meanwhile followers skip their own polls.
+//! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
+//! one `show_job` for the failure reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ims::types::parse_api_time;
+use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
+
+use super::check::PAGE_LIMIT;
+use super::context::Ctx;
+
+/// Followed images from which on sweeps replace per-job polls.
+pub const BULK_THRESHOLD: usize = 8;
+/// How far behind the newest `updated_at` seen the next sweep starts.
+pub const SINCE_OVERLAP: Duration = Duration::from_secs(30);
+/// How far back the first sweep looks.
+pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
+/// A sweep without the `updated_at` filter at least this often.
+pub const FULL_SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+/// The watched images, each with the channel its follower listens on.
+pub struct Sweeper {
+    watchers: Mutex<HashMap<String, oneshot::Sender<ImageStatus>>>,
+    count: AtomicUsize,
+}
+
+/// A follower's registration; unregisters on drop.
+pub struct Watch<'a> {
+    sweeper: &'a Sweeper,
+    image_id: &'a str,
+    pub receiver: Option<oneshot::Receiver<ImageStatus>>,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.sweeper.remove(self.image_id);
+    }
+}
+
+impl Default for Sweeper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sweeper {
+    pub fn new() -> Self {
+        Sweeper {
+            watchers: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn watch<'a>(&'a self, image_id: &'a str) -> Watch<'a> {
+        let (sender, receiver) = oneshot::channel();
+        let mut watchers = self.lock();
+        if watchers.insert(image_id.to_string(), sender).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        Watch {
+            sweeper: self,
+            image_id,
+            receiver: Some(receiver),
+        }
+    }
+
+    /// Whether sweeps are running (followers skip their own polls).
+    pub fn is_bulk(&self) -> bool {
+        self.count.load(Ordering::Relaxed) >= BULK_THRESHOLD
+    }
+
+    fn remove(&self, image_id: &str) -> Option<oneshot::Sender<ImageStatus>> {
+        let removed = self.lock().remove(image_id);
+        if removed.is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Hands a final-looking status to the image's follower, if it is watched.
+    fn deliver(&self, image_id: &str, status: &ImageStatus) {
+        if !matches!(
+            status,
+            ImageStatus::Active | ImageStatus::Killed | ImageStatus::Deleted
+        ) {
+            return;
+        }
+        if let Some(sender) = self.remove(image_id) {
+            let _ = sender.send(status.clone());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<ImageStatus>>> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs sweeps until `done` or the run stops.
+pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
+    let period = ctx.config.poll_interval.max(Duration::from_millis(50));
+    let mut since: DateTime<Utc> = Utc::now()
+        - chrono::Duration::from_std(FIRST_LOOKBACK).unwrap_or_else(|_| chrono::Duration::zero());
+    let mut last_full = Instant::now();
+    let mut next = Instant::now() + period;
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = ctx.stop.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        next = Instant::now() + period;
+        if !ctx.sweeper.is_bulk() {
+            continue;
+        }
+        let full = last_full.elapsed() >= FULL_SWEEP_EVERY;
+        let filter = (!full).then_some(since);
+        match sweep_once(&ctx, filter).await {
+            Some(Some(newest)) => {
+                let overlap = chrono::Duration::from_std(SINCE_OVERLAP)
+                    .unwrap_or_else(|_| chrono::Duration::zero());
+                since = since.max(newest - overlap);
+            }
+            Some(None) => {}
+            None => return,
+        }
+        if full {
+            last_full = Instant::now();
+        }
+    }
+}
+
+/// One sweep. `None` if the run stopped; else the newest `updated_at` seen, if any. A page
+/// that fails after retries ends the sweep early (the next one starts from the same `since`).
+async fn sweep_once<C: ImsApi>(
+    ctx: &Ctx<C>,
+    since: Option<DateTime<Utc>>,
+) -> Option<Option<DateTime<Utc>>> {
+    let updated_at = since.map(|t| format!("gte:{}", t.format("%Y-%m-%dT%H:%M:%SZ")));
+    let mut marker: Option<String> = None;
+    let mut newest: Option<DateTime<Utc>> = None;
+    loop {
+        let query = ListImagesQuery {
+            imagetype: Some("private".into()),
+            updated_at: updated_at.clone(),
+            marker: marker.take(),
+            limit: Some(PAGE_LIMIT),
+            ..ListImagesQuery::default()
+        };
+        let page = match ctx
+            .query(None, "listing image statuses", || ctx.client.list_images(&query))
+            .await
+        {
+            Ok(page) => page,
+            Err(super::context::QueryError::Stopped) => return None,
+            Err(super::context::QueryError::Failed(_)) => return Some(newest),
+        };
+        let full = page.images.len() >= PAGE_LIMIT as usize;
+        let last_id = page.images.last().map(|image| image.id.clone());
+        for image in &page.images {
+            if let Some(t) = image.updated_at.as_deref().and_then(parse_api_time) {
+                newest = Some(newest.map_or(t, |n| n.max(t)));
+            }
+            ctx.sweeper.deliver(&image.id, &image.status);
+        }
+        let next = page
+            .page_info
+            .and_then(|info| info.next_marker)
+            .filter(|m| !m.is_empty())
+            .or(if full { last_id } else { None });
+        match next {
+            Some(next) if ctx.sweeper.count.load(Ordering::Relaxed) > 0 => marker = Some(next),
+            _ => return Some(newest),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_statuses_are_delivered_once() {
+        let sweeper = Sweeper::new();
+        let mut watch = sweeper.watch("a");
+        let _other = sweeper.watch("b");
+        assert!(!sweeper.is_bulk());
+        sweeper.deliver("a", &ImageStatus::Saving);
+        sweeper.deliver("a", &ImageStatus::Queued);
+        let mut receiver = watch.receiver.take().unwrap();
+        assert!(receiver.try_recv().is_err());
+        sweeper.deliver("a", &ImageStatus::Active);
+        assert_eq!(receiver.try_recv().unwrap(), ImageStatus::Active);
+        assert_eq!(sweeper.count.load(Ordering::Relaxed), 1);
+        drop(watch);
+        assert_eq!(sweeper.count.load(Ordering::Relaxed), 1, "b still watched");
+    }
+
+    #[test]
+    fn bulk_from_the_threshold() {
+        let sweeper = Sweeper::new();
+        let ids: Vec<String> = (0..BULK_THRESHOLD).map(|i| i.to_string()).collect();
+        let mut watches: Vec<_> = ids.iter().map(|id| sweeper.watch(id)).collect();
+        assert!(sweeper.is_bulk());
+        watches.pop();
+        assert!(!sweeper.is_bulk());
+    }
+}
