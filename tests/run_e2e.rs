@@ -164,7 +164,10 @@ fn read_report(path: &Path) -> Value {
         .iter_errors(&report)
         .map(|e| e.to_string())
         .collect();
-    assert!(problems.is_empty(), "report breaks the schema: {problems:?}");
+    assert!(
+        problems.is_empty(),
+        "report breaks the schema: {problems:?}"
+    );
     report
 }
 
@@ -259,9 +262,18 @@ async fn happy_path_registers_everything_and_writes_every_report_format() {
     assert_eq!(json["summary"]["registered"], 6);
     assert_eq!(json["manifest"], manifest.display().to_string());
     assert_eq!(json["settings"]["poll_interval_s"], 0.1);
-    assert_eq!(json["settings"]["endpoint"].as_str().unwrap().trim_end_matches('/'), world.sim.url());
+    assert_eq!(
+        json["settings"]["endpoint"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('/'),
+        world.sim.url()
+    );
     let images = json["images"].as_array().unwrap();
-    let report_ids: Vec<&str> = images.iter().map(|r| r["image_id"].as_str().unwrap()).collect();
+    let report_ids: Vec<&str> = images
+        .iter()
+        .map(|r| r["image_id"].as_str().unwrap())
+        .collect();
     assert_eq!(report_ids, refs(&ids), "manifest order");
     for record in images {
         assert_eq!(record["status"], "registered");
@@ -283,7 +295,13 @@ async fn happy_path_registers_everything_and_writes_every_report_format() {
     // CSV: one row per image, same columns.
     let mut csv = csv::Reader::from_path(world.path("out/r.csv")).unwrap();
     let headers = csv.headers().unwrap().clone();
-    for column in ["image_id", "status", "job_id", "error_code", "error_message"] {
+    for column in [
+        "image_id",
+        "status",
+        "job_id",
+        "error_code",
+        "error_message",
+    ] {
         assert!(headers.iter().any(|h| h == column), "CSV column {column}");
     }
     let status_col = headers.iter().position(|h| h == "status").unwrap();
@@ -305,7 +323,10 @@ async fn happy_path_registers_everything_and_writes_every_report_format() {
     let err = stderr(&output);
     assert_eq!(err.matches("registration accepted").count(), 6, "{err}");
     let out = stdout(&output);
-    assert!(out.contains("6 images") && out.contains("registered"), "{out}");
+    assert!(
+        out.contains("6 images") && out.contains("registered"),
+        "{out}"
+    );
     assert_no_secret(&world, &output);
 }
 
@@ -402,7 +423,10 @@ async fn server_errors_and_dropped_connections_are_retried() {
     assert_eq!(code(&output), 0);
     assert_all(&world.report("imsreg-report.json"), "registered");
     let stats = world.stats();
-    assert!(stats.server_errors > 0 && stats.dropped_connections > 0, "{stats:?}");
+    assert!(
+        stats.server_errors > 0 && stats.dropped_connections > 0,
+        "{stats:?}"
+    );
     assert_no_double_submission(&stats);
 }
 
@@ -439,7 +463,10 @@ async fn failing_jobs_carry_code_and_reason() {
         FAST,
     );
     let output = world
-        .run(&manifest, &["--no-progress", "--report", "r.json", "--report", "r.xml"])
+        .run(
+            &manifest,
+            &["--no-progress", "--report", "r.json", "--report", "r.xml"],
+        )
         .await;
     assert_eq!(code(&output), 1);
     let report = world.report("r.json");
@@ -449,14 +476,22 @@ async fn failing_jobs_carry_code_and_reason() {
     assert_eq!(failed["image_id"], ids[1]);
     assert_eq!(failed["status"], "failed");
     assert!(failed["job_id"].is_string());
-    assert!(failed["error_code"].as_str().is_some_and(|c| !c.is_empty()), "{failed}");
     assert!(
-        failed["error_message"].as_str().is_some_and(|m| m.contains("corrupt")),
+        failed["error_code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{failed}"
+    );
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("corrupt")),
         "{failed}"
     );
     let junit = parse_junit(&std::fs::read_to_string(world.path("r.xml")).unwrap());
     assert_eq!((junit.testcases, junit.failures), (3, 1));
-    assert!(stdout(&output).contains(ids[1].as_str()), "the summary lists the failure");
+    assert!(
+        stdout(&output).contains(ids[1].as_str()),
+        "the summary lists the failure"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,13 +519,25 @@ async fn active_jobs_never_exceed_the_bound() {
     let objects = objects(12);
     let (manifest, _) = world.manifest("m.yaml", &refs(&objects), FAST);
     let output = world
-        .run(&manifest, &["--no-progress", "--max-active-jobs", "3", "--submit-rate", "100"])
+        .run(
+            &manifest,
+            &[
+                "--no-progress",
+                "--max-active-jobs",
+                "3",
+                "--submit-rate",
+                "100",
+            ],
+        )
         .await;
     assert_eq!(code(&output), 0);
     assert_all(&world.report("imsreg-report.json"), "registered");
     let stats = world.stats();
     assert!(stats.max_running_jobs <= 3, "{stats:?}");
-    assert!(stats.max_running_jobs >= 2, "the bound was actually used: {stats:?}");
+    assert!(
+        stats.max_running_jobs >= 2,
+        "the bound was actually used: {stats:?}"
+    );
     assert_no_double_submission(&stats);
 }
 
@@ -520,10 +567,17 @@ async fn already_active_and_saving_images_are_not_submitted() {
     assert_eq!(by_id[&ids[1]], "registered");
     assert_eq!(by_id[&ids[2]], "registered");
     assert_eq!(report["images"][0]["attempts"], 0);
-    assert_eq!(report["images"][1]["attempts"], 0, "the saving image was polled, not re-sent");
+    assert_eq!(
+        report["images"][1]["attempts"], 0,
+        "the saving image was polled, not re-sent"
+    );
     let stats = world.stats();
     assert_eq!(stats.submissions.get(&ids[0]), None);
-    assert_eq!(stats.submissions.get(&ids[1]), Some(&1), "only the earlier registration");
+    assert_eq!(
+        stats.submissions.get(&ids[1]),
+        Some(&1),
+        "only the earlier registration"
+    );
     assert_no_double_submission(&stats);
 }
 
@@ -548,20 +602,37 @@ async fn invalid_manifest_submits_nothing_unless_skip_invalid() {
     let refused = world.run(&manifest, &["--no-progress"]).await;
     assert_eq!(code(&refused), 2);
     let err = stderr(&refused);
-    assert!(err.contains("invalid.yaml:") && err.contains("--skip-invalid"), "{err}");
+    assert!(
+        err.contains("invalid.yaml:") && err.contains("--skip-invalid"),
+        "{err}"
+    );
     assert_eq!(total_requests(&world.stats()), 0, "nothing sent");
     assert!(!world.path("imsreg-report.json").exists());
 
-    let output = world.run(&manifest, &["--no-progress", "--skip-invalid"]).await;
-    assert_eq!(code(&output), 1, "an invalid entry makes the run incomplete");
+    let output = world
+        .run(&manifest, &["--no-progress", "--skip-invalid"])
+        .await;
+    assert_eq!(
+        code(&output),
+        1,
+        "an invalid entry makes the run incomplete"
+    );
     let report = world.report("imsreg-report.json");
     assert_eq!(report["summary"]["invalid"], 1);
     assert_eq!(report["summary"]["registered"], 2);
     let images = report["images"].as_array().unwrap();
     assert_eq!(images.len(), 3);
-    assert_eq!(images[1]["status"], "invalid", "kept at its manifest position");
+    assert_eq!(
+        images[1]["status"], "invalid",
+        "kept at its manifest position"
+    );
     assert_eq!(images[1]["image_id"], ids[1]);
-    assert!(images[1]["error_message"].as_str().unwrap().contains("line"));
+    assert!(
+        images[1]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("line")
+    );
     assert_eq!(world.stats().submissions.get(&ids[1]), None);
 }
 
@@ -581,7 +652,10 @@ async fn dry_run_prints_the_plan_and_submits_nothing() {
     let stats = world.stats();
     assert_eq!(stats.requests.get("register").copied().unwrap_or(0), 0);
     assert!(stats.submissions.is_empty());
-    assert!(!world.path("imsreg-report.json").exists(), "a dry run writes no report");
+    assert!(
+        !world.path("imsreg-report.json").exists(),
+        "a dry run writes no report"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -604,14 +678,20 @@ async fn submission_rate_never_exceeds_submit_rate() {
     let objects = objects(12);
     let (manifest, _) = world.manifest("m.yaml", &refs(&objects), FAST);
     let output = world
-        .run(&manifest, &["--no-progress", "--submit-rate", "5", "--concurrency", "16"])
+        .run(
+            &manifest,
+            &["--no-progress", "--submit-rate", "5", "--concurrency", "16"],
+        )
         .await;
     assert_eq!(code(&output), 0);
     let stats = world.stats();
     assert_eq!(stats.accepted_registers(), 12);
     // Every register call the simulator saw (accepted or not), in any sliding second.
     let most = SimStats::max_in_window(&stats.register_requests_ms, 1000.0);
-    assert!(most <= rate as usize, "{most} register calls in one second: {stats:?}");
+    assert!(
+        most <= rate as usize,
+        "{most} register calls in one second: {stats:?}"
+    );
     assert_eq!(stats.throttled, 0, "{stats:?}");
 }
 
@@ -625,7 +705,11 @@ async fn missing_credentials_exit_2_naming_the_variables() {
     for variable in ["HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "OS_AUTH_TOKEN"] {
         assert!(err.contains(variable), "{variable} in {err}");
     }
-    assert_eq!(total_requests(&world.stats()), 0, "no request without credentials");
+    assert_eq!(
+        total_requests(&world.stats()),
+        0,
+        "no request without credentials"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,7 +722,11 @@ async fn usage_and_configuration_errors_exit_2() {
     command.envs(world.credentials_env());
     let output = command.output().await.unwrap();
     assert_eq!(code(&output), 2);
-    assert!(stderr(&output).contains("http://example.com"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("http://example.com"),
+        "{}",
+        stderr(&output)
+    );
     let output = world.run(&manifest, &["--report", "r.txt"]).await;
     assert_eq!(code(&output), 2);
     assert!(stderr(&output).contains("r.txt"));
@@ -666,7 +754,11 @@ async fn wrong_secret_key_stops_the_run() {
             ],
         )
         .await;
-    assert_eq!(code(&output), 2, "nothing was accepted: a credentials error");
+    assert_eq!(
+        code(&output),
+        2,
+        "nothing was accepted: a credentials error"
+    );
     let stats = world.stats();
     assert!(stats.auth_failures >= 1);
     assert!(
@@ -692,7 +784,11 @@ async fn first_sigint_finishes_gracefully_with_a_report_and_exit_130() {
     let (manifest, _) = world.manifest("m.yaml", &refs(&objects), FAST);
     let mut command = world.command(&manifest, &["--no-progress", "--submit-rate", "2"]);
     command.envs(world.credentials_env());
-    let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until some, not all, registrations are accepted.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while world.stats().accepted_registers() < 2 {
@@ -700,7 +796,10 @@ async fn first_sigint_finishes_gracefully_with_a_report_and_exit_130() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
@@ -713,7 +812,10 @@ async fn first_sigint_finishes_gracefully_with_a_report_and_exit_130() {
     assert_eq!(summary["total"], 6);
     let pending = summary["pending"].as_u64().unwrap();
     let cancelled = summary["cancelled"].as_u64().unwrap();
-    assert!(pending >= 2, "accepted jobs are pending with their job id: {summary}");
+    assert!(
+        pending >= 2,
+        "accepted jobs are pending with their job id: {summary}"
+    );
     assert!(cancelled >= 1, "unsent images are cancelled: {summary}");
     assert_eq!(pending + cancelled, 6);
     assert_eq!(world.stats().accepted_registers(), pending);
@@ -745,8 +847,16 @@ async fn simulate_runs_the_whole_job_in_process_ignoring_environment_credentials
     let err = stderr(&output);
     eprintln!("{err}");
     assert_eq!(code(&output), 0);
-    assert!(err.contains("simulator"), "the log says where requests go: {err}");
+    assert!(
+        err.contains("simulator"),
+        "the log says where requests go: {err}"
+    );
     let report = read_report(&dir.path().join("imsreg-report.json"));
     assert_eq!(report["summary"]["registered"], 3);
-    assert!(report["settings"]["endpoint"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(
+        report["settings"]["endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
 }

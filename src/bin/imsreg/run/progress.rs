@@ -194,7 +194,7 @@ struct Inner {
 /// The [`EventSink`] of the binary: progress bars and/or log lines.
 pub struct UiSink {
     inner: Mutex<Inner>,
-    /// Short labels (name, else the ID's first block) for per-image bars.
+    /// Labels (name, else the image ID) for per-image bars.
     labels: HashMap<String, String>,
     /// True when bars are drawn: routine state changes then go to debug level.
     quiet: bool,
@@ -212,7 +212,7 @@ impl UiSink {
             let overall = multi.add(ProgressBar::new(tally.total() as u64));
             overall.set_style(
                 ProgressStyle::with_template(
-                    "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} ETA {eta}  {msg}",
+                    "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} done, ETA {eta}\n  {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -227,14 +227,11 @@ impl UiSink {
         let labels = images
             .iter()
             .map(|i| {
-                let label = i.entry.name.clone().unwrap_or_else(|| {
-                    i.entry
-                        .image_id
-                        .split('-')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                });
+                let label = i
+                    .entry
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| i.entry.image_id.clone());
                 (i.entry.image_id.clone(), label)
             })
             .collect();
@@ -279,7 +276,7 @@ impl UiSink {
                     let bar = bars.multi.add(ProgressBar::new(100));
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "  {prefix:<24!} {bar:30.green/white} {pos:>3}%",
+                            "  {prefix:<36!} {bar:30.green/white} {pos:>3}%",
                         )
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
