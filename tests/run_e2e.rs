@@ -609,6 +609,20 @@ async fn invalid_manifest_submits_nothing_unless_skip_invalid() {
     assert_eq!(total_requests(&world.stats()), 0, "nothing sent");
     assert!(!world.path("imsreg-report.json").exists());
 
+    // In JSON log mode the diagnostics are JSON lines too.
+    let refused = world.run(&manifest, &["--log-format", "json"]).await;
+    assert_eq!(code(&refused), 2);
+    let lines: Vec<Value> = stderr(&refused)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["field"] == "images[1].image_url" && l["level"] == "ERROR"),
+        "{lines:?}"
+    );
+
     let output = world
         .run(&manifest, &["--no-progress", "--skip-invalid"])
         .await;
@@ -858,5 +872,59 @@ async fn simulate_runs_the_whole_job_in_process_ignoring_environment_credentials
             .as_str()
             .unwrap()
             .starts_with("http://127.0.0.1:")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_signal_stops_at_once() {
+    // Every answer takes 3 s, so after the first signal the run is still waiting for the
+    // register call on the wire when the second one arrives.
+    let config = SimConfig {
+        latency: DurationDist::Fixed(Duration::from_secs(3)),
+        ..quick_jobs()
+    };
+    let world = World::start(config);
+    let objects = objects(4);
+    let (manifest, _) = world.manifest("m.yaml", &refs(&objects), FAST);
+    let mut command = world.command(&manifest, &["--no-progress"]);
+    command.envs(world.credentials_env());
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while world.stats().requests.get("register").copied().unwrap_or(0) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no register call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let signalled = tokio::time::Instant::now();
+    for signal in ["-TERM", "-INT"] {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = stderr(&output);
+    eprintln!("{err}");
+    assert_eq!(code(&output), 130, "{err}");
+    assert!(
+        signalled.elapsed() < Duration::from_millis(1500),
+        "did not wait for the call on the wire"
+    );
+    assert!(
+        err.contains("SIGTERM received") && err.contains("second signal"),
+        "{err}"
+    );
+    assert!(
+        !world.path("imsreg-report.json").exists(),
+        "no report after a hard stop"
     );
 }

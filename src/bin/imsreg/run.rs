@@ -177,7 +177,7 @@ async fn run(args: Args) -> u8 {
             return exit::USAGE;
         }
     };
-    if !manifest_usable(&manifest, args.skip_invalid) {
+    if !manifest_usable(&manifest, args.skip_invalid, args.log_format) {
         return exit::USAGE;
     }
     let reports = match report_paths(&args.reports) {
@@ -299,23 +299,29 @@ async fn run(args: Args) -> u8 {
     code
 }
 
-/// Prints the manifest's diagnostics; false when the run must not start.
-fn manifest_usable(manifest: &Manifest, skip_invalid: bool) -> bool {
+/// Prints the manifest's diagnostics (as log events in JSON mode, so every stderr line stays
+/// JSON); false when the run must not start.
+fn manifest_usable(manifest: &Manifest, skip_invalid: bool, format: LogFormat) -> bool {
     let errors = manifest.error_count();
     let skipping = skip_invalid && !manifest.fatal;
     let mut stderr = anstream::stderr().lock();
     for diagnostic in &manifest.diagnostics {
-        let _ = writeln!(stderr, "{}", manifest::render::Styled(diagnostic));
+        match format {
+            LogFormat::Text => {
+                let _ = writeln!(stderr, "{}", manifest::render::Styled(diagnostic));
+            }
+            LogFormat::Json => log_diagnostic(diagnostic),
+        }
     }
+    drop(stderr);
     if errors == 0 {
         return true;
     }
     if skipping {
-        let _ = writeln!(
-            stderr,
-            "imsreg: --skip-invalid: {} invalid entries will be reported as `invalid`; running the other {}",
-            manifest.invalid.len(),
-            manifest.images.len()
+        tracing::warn!(
+            invalid = manifest.invalid.len(),
+            valid = manifest.images.len(),
+            "--skip-invalid: the invalid entries will be reported as `invalid`; running the others"
         );
         return true;
     }
@@ -324,12 +330,24 @@ fn manifest_usable(manifest: &Manifest, skip_invalid: bool) -> bool {
     } else {
         " (--skip-invalid runs the valid entries and reports the others)"
     };
-    let _ = writeln!(
-        stderr,
-        "imsreg: {} has {errors} error(s); nothing was submitted{hint}",
+    tracing::error!(
+        "{} has {errors} error(s); nothing was submitted{hint}",
         manifest.path.display()
     );
     false
+}
+
+fn log_diagnostic(d: &manifest::Diagnostic) {
+    match d.severity {
+        manifest::Severity::Error => tracing::error!(
+            file = %d.file, line = d.line, column = d.column, field = %d.field,
+            "manifest: {}", d.message
+        ),
+        manifest::Severity::Warning => tracing::warn!(
+            file = %d.file, line = d.line, column = d.column, field = %d.field,
+            "manifest: {}", d.message
+        ),
+    }
 }
 
 /// The report paths, each with a known extension (checked before anything is sent; the

@@ -381,7 +381,7 @@ fn log_finished(record: &ImageRecord, quiet: bool) {
             tracing::warn!(image_id = %id, job_id = %job, status = %record.status, error_code = %code, "image failed: {reason}");
         }
         ImageOutcome::Pending => {
-            tracing::warn!(image_id = %id, job_id = %job, status = %record.status, "job still running in IMS after the job timeout; image left pending");
+            tracing::warn!(image_id = %id, job_id = %job, status = %record.status, "image left pending: its job is still running in IMS (job ID in the report)");
         }
     }
 }

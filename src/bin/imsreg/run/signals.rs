@@ -32,7 +32,7 @@ pub fn install(
             _ = terminate.recv() => {}
         }
         before_hard_exit();
-        eprintln!("imsreg: second signal, stopping at once (no report written)");
+        tracing::error!("second signal: stopping at once, no report written");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
     Ok(())
