@@ -86,7 +86,8 @@ impl Tally {
                 self.advance(image_id, Stage::InCloud);
             }
             RunEvent::Submitted { image_id, .. } => {
-                if self.advance(image_id, Stage::InCloud) {
+                let first_time = self.advance(image_id, Stage::InCloud);
+                if first_time {
                     self.submissions.push_back(now);
                 }
             }
@@ -108,11 +109,10 @@ impl Tally {
         let Some(stage) = self.stages.get_mut(image_id) else {
             return false;
         };
-        let forward = match (*stage, to) {
-            (Stage::Queued, Stage::InCloud) => true,
-            (Stage::Queued | Stage::InCloud, Stage::Done(_)) => true,
-            _ => false,
-        };
+        let forward = matches!(
+            (*stage, to),
+            (Stage::Queued, Stage::InCloud) | (Stage::Queued | Stage::InCloud, Stage::Done(_))
+        );
         if forward {
             *stage = to;
         }
