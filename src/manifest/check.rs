@@ -301,12 +301,12 @@ impl Checker {
 
     /// Checks mapping keys: each must be text and unique. Yields (key, key node, value node,
     /// value) for the keys that pass; problems go to `report`.
-    fn keys<'r>(
+    fn keys<'r, 'a>(
         doc: &Doc,
         map: NodeId,
-        pairs: &'r [(Raw, Raw)],
+        pairs: &'r [(Raw<'a>, Raw<'a>)],
         mut report: impl FnMut((usize, usize), String),
-    ) -> Vec<(&'r str, NodeId, NodeId, &'r Raw)> {
+    ) -> Vec<(&'r str, NodeId, NodeId, &'r Raw<'a>)> {
         let mut out: Vec<(&str, NodeId, NodeId, &Raw)> = Vec::with_capacity(pairs.len());
         for ((key_node, value_node), (key, value)) in doc.index.pairs(map).zip(pairs) {
             let pos = doc.index.pos(key_node);
@@ -321,7 +321,7 @@ impl Checker {
                 );
                 continue;
             };
-            if let Some(&(_, first, _, _)) = out.iter().find(|(k, ..)| *k == key) {
+            if let Some(&(_, first, _, _)) = out.iter().find(|(k, ..)| *k == key.as_ref()) {
                 report(
                     pos,
                     format!(
@@ -332,7 +332,7 @@ impl Checker {
                 );
                 continue;
             }
-            out.push((key, key_node, value_node, value));
+            out.push((key.as_ref(), key_node, value_node, value));
         }
         out
     }
@@ -498,6 +498,7 @@ impl Checker {
 
     fn images(&mut self, doc: &Doc, node: NodeId, raw: &Raw, sliced: Option<&Sliced>) {
         let empty = "is empty (list at least one image, each with image_id and image_url)";
+        self.images.reserve_exact(doc.index.items(node).len());
         if let Some(sliced) = sliced {
             for chunk in &sliced.chunks {
                 if !self.chunk(doc, node, chunk) {
@@ -618,8 +619,6 @@ impl Checker {
             }
         }
         let [id_field, url_field, name_field, format_field] = fields;
-        let as_text = |f: Option<(NodeId, &Raw)>| f.and_then(|(_, raw)| raw.as_str().map(String::from));
-        let (raw_id, raw_url, raw_name) = (as_text(id_field), as_text(url_field), as_text(name_field));
 
         let id_value = untagged(&mut found, doc, &prefix, "image_id", id_field);
         let url_value = untagged(&mut found, doc, &prefix, "image_url", url_field);
@@ -751,7 +750,15 @@ impl Checker {
                     line: entry_pos.0,
                 });
             }
-            _ => found.into_invalid(entry_pos.0, raw_id, raw_url, raw_name),
+            _ => {
+                // Only invalid entries keep their values as written.
+                let as_text = |f: Option<(NodeId, &Raw)>| {
+                    f.and_then(|(_, raw)| raw.as_str().map(String::from))
+                };
+                let (raw_id, raw_url, raw_name) =
+                    (as_text(id_field), as_text(url_field), as_text(name_field));
+                found.into_invalid(entry_pos.0, raw_id, raw_url, raw_name)
+            }
         }
     }
 }
@@ -775,13 +782,13 @@ impl EntryProblems<'_> {
 }
 
 /// The value and its position, unless it carries a tag (reported).
-fn untagged<'r>(
+fn untagged<'r, 'a>(
     found: &mut EntryProblems,
     doc: &Doc,
     prefix: &str,
     key: &str,
-    field: Option<(NodeId, &'r Raw)>,
-) -> Option<((usize, usize), &'r Raw)> {
+    field: Option<(NodeId, &'r Raw<'a>)>,
+) -> Option<((usize, usize), &'r Raw<'a>)> {
     let (value_node, value) = field?;
     let pos = doc.index.pos(value_node);
     match value {

@@ -35,9 +35,37 @@ struct Node {
     col: u32,
     /// Seq/Map: start in `children`; Scalar: interned key id (or NONE); Alias: target node.
     first: u32,
-    /// Seq: item count; Map: 2 x pair count.
-    len: u32,
-    kind: Kind,
+    /// Seq: item count; Map: 2 x pair count. The top two bits hold the [`Kind`], which keeps a
+    /// node at 16 bytes.
+    len_kind: u32,
+}
+
+const KIND_SHIFT: u32 = 30;
+const LEN_MASK: u32 = (1 << KIND_SHIFT) - 1;
+
+impl Node {
+    fn kind(&self) -> Kind {
+        match self.len_kind >> KIND_SHIFT {
+            0 => Kind::Scalar,
+            1 => Kind::Seq,
+            2 => Kind::Map,
+            _ => Kind::Alias,
+        }
+    }
+
+    fn len(&self) -> u32 {
+        self.len_kind & LEN_MASK
+    }
+
+    fn pack(kind: Kind, len: u32) -> u32 {
+        let kind = match kind {
+            Kind::Scalar => 0,
+            Kind::Seq => 1,
+            Kind::Map => 2,
+            Kind::Alias => 3,
+        };
+        (kind << KIND_SHIFT) | (len & LEN_MASK)
+    }
 }
 
 /// A problem that stops indexing (syntax error, alias bomb, second document...).
@@ -113,7 +141,7 @@ impl Index {
     }
 
     pub fn kind(&self, id: NodeId) -> Kind {
-        self.nodes[id as usize].kind
+        self.nodes[id as usize].kind()
     }
 
     /// 1-based line and column where the node starts.
@@ -125,7 +153,7 @@ impl Index {
     /// The node itself, or the anchored node an alias points at.
     pub fn resolve(&self, id: NodeId) -> NodeId {
         let node = &self.nodes[id as usize];
-        match node.kind {
+        match node.kind() {
             Kind::Alias => node.first,
             _ => id,
         }
@@ -134,8 +162,8 @@ impl Index {
     /// The items of a sequence (empty for anything else).
     pub fn items(&self, id: NodeId) -> &[NodeId] {
         let node = &self.nodes[self.resolve(id) as usize];
-        match node.kind {
-            Kind::Seq => &self.children[node.first as usize..(node.first + node.len) as usize],
+        match node.kind() {
+            Kind::Seq => &self.children[node.first as usize..(node.first + node.len()) as usize],
             _ => &[],
         }
     }
@@ -143,8 +171,8 @@ impl Index {
     /// The (key, value) pairs of a mapping (empty for anything else).
     pub fn pairs(&self, id: NodeId) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
         let node = &self.nodes[self.resolve(id) as usize];
-        let slice = match node.kind {
-            Kind::Map => &self.children[node.first as usize..(node.first + node.len) as usize],
+        let slice = match node.kind() {
+            Kind::Map => &self.children[node.first as usize..(node.first + node.len()) as usize],
             _ => &[],
         };
         slice.chunks_exact(2).map(|pair| (pair[0], pair[1]))
@@ -152,8 +180,8 @@ impl Index {
 
     pub fn pair_count(&self, id: NodeId) -> usize {
         let node = &self.nodes[self.resolve(id) as usize];
-        match node.kind {
-            Kind::Map => node.len as usize / 2,
+        match node.kind() {
+            Kind::Map => node.len() as usize / 2,
             _ => 0,
         }
     }
@@ -161,7 +189,7 @@ impl Index {
     /// The text of a scalar mapping key.
     pub fn key_text(&self, key: NodeId) -> Option<&str> {
         let node = &self.nodes[key as usize];
-        match node.kind {
+        match node.kind() {
             Kind::Scalar if node.first != NONE => Some(&self.keys[node.first as usize]),
             _ => None,
         }
@@ -244,7 +272,8 @@ impl Builder {
                 self.index.children.extend_from_slice(&self.scratch[depth]);
                 let node = &mut self.index.nodes[frame.node as usize];
                 node.first = first;
-                node.len = self.scratch[depth].len() as u32;
+                let kind = node.kind();
+                node.len_kind = Node::pack(kind, self.scratch[depth].len() as u32);
                 if frame.anchor != 0 {
                     self.anchors
                         .insert(frame.anchor, (frame.node, Some(frame.weight)));
@@ -311,8 +340,7 @@ impl Builder {
             line,
             col,
             first,
-            len,
-            kind,
+            len_kind: Node::pack(kind, len),
         });
         if self.frames.is_empty() {
             self.index.root = Some(id);
@@ -326,7 +354,7 @@ impl Builder {
         match self.frames.last_mut() {
             Some(frame) => {
                 frame.weight = frame.weight.saturating_add(weight);
-                if self.index.nodes[frame.node as usize].kind == Kind::Map {
+                if self.index.nodes[frame.node as usize].kind() == Kind::Map {
                     frame.expect_key = !frame.expect_key;
                 }
                 self.scratch[depth - 1].push(id);

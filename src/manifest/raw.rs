@@ -1,24 +1,26 @@
 //! The manifest as serde_yaml reads it, before validation: a small, order-preserving value tree
 //! that keeps duplicate keys and every scalar type, so each rule can say exactly what it found.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess};
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Raw {
+pub enum Raw<'a> {
     Null,
     Bool(bool),
     Int(i128),
     Float(f64),
-    Str(String),
-    Seq(Vec<Raw>),
-    Map(Vec<(Raw, Raw)>),
+    /// Borrowed from the manifest text when serde_yaml can (no escapes to undo).
+    Str(Cow<'a, str>),
+    Seq(Vec<Raw<'a>>),
+    Map(Vec<(Raw<'a>, Raw<'a>)>),
     /// A value with a custom `!tag` (serde_yaml hands these over as enums).
-    Tagged(String, Box<Raw>),
+    Tagged(String, Box<Raw<'a>>),
 }
 
-impl Raw {
+impl Raw<'_> {
     /// What the value is, for messages: "a number", "a list"...
     pub fn describe(&self) -> &'static str {
         match self {
@@ -40,7 +42,7 @@ impl Raw {
     }
 }
 
-impl<'de> Deserialize<'de> for Raw {
+impl<'de> Deserialize<'de> for Raw<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(RawVisitor)
     }
@@ -49,62 +51,65 @@ impl<'de> Deserialize<'de> for Raw {
 struct RawVisitor;
 
 impl<'de> de::Visitor<'de> for RawVisitor {
-    type Value = Raw;
+    type Value = Raw<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any YAML value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
         Ok(Raw::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
         Ok(Raw::Int(v.into()))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
         Ok(Raw::Int(v.into()))
     }
-    fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
+    fn visit_i128<E>(self, v: i128) -> Result<Raw<'de>, E> {
         Ok(Raw::Int(v))
     }
-    fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
+    fn visit_u128<E>(self, v: u128) -> Result<Raw<'de>, E> {
         Ok(Raw::Int(i128::try_from(v).unwrap_or(i128::MAX)))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
         Ok(Raw::Float(v))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
-        Ok(Raw::Str(v.to_string()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
-        Ok(Raw::Str(v))
+    fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v.to_string())))
     }
-    fn visit_unit<E>(self) -> Result<Raw, E> {
+    fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
         Ok(Raw::Null)
     }
-    fn visit_none<E>(self) -> Result<Raw, E> {
+    fn visit_none<E>(self) -> Result<Raw<'de>, E> {
         Ok(Raw::Null)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw<'de>, D::Error> {
         Raw::deserialize(d)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element::<Raw>()? {
+        while let Some(item) = seq.next_element::<Raw<'de>>()? {
             items.push(item);
         }
         Ok(Raw::Seq(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some((key, value)) = map.next_entry::<Raw, Raw>()? {
+        while let Some((key, value)) = map.next_entry::<Raw<'de>, Raw<'de>>()? {
             pairs.push((key, value));
         }
         Ok(Raw::Map(pairs))
     }
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Raw, A::Error> {
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Raw<'de>, A::Error> {
         let (tag, variant) = data.variant::<String>()?;
-        let value = variant.newtype_variant::<Raw>()?;
+        let value = variant.newtype_variant::<Raw<'de>>()?;
         Ok(Raw::Tagged(tag, Box::new(value)))
     }
 }
@@ -118,7 +123,7 @@ pub struct ReadError {
 }
 
 /// Reads a YAML document with serde_yaml.
-pub fn read(text: &str) -> Result<Raw, ReadError> {
+pub fn read(text: &str) -> Result<Raw<'_>, ReadError> {
     serde_yaml::from_str::<Raw>(text).map_err(|err| {
         let (line, column) = err
             .location()

@@ -20,7 +20,7 @@ fn accepted_formats() -> String {
 /// `image_id`: a hyphenated UUID in any case, returned in lower case.
 pub fn image_id(raw: &Raw) -> RuleResult<String> {
     let text = match raw {
-        Raw::Str(s) => s.as_str(),
+        Raw::Str(s) => s.as_ref(),
         Raw::Null => {
             return Err("is empty (give the UUID of the image created in IMS, \
                         e.g. 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86)"
@@ -66,7 +66,7 @@ pub fn uuid_key(lower: &str) -> u128 {
 /// `image_url`: `bucket:object` or `obs://bucket/object`, normalized to bucket and object.
 pub fn image_url(raw: &Raw) -> RuleResult<ImageUrl> {
     let text = match raw {
-        Raw::Str(s) if !s.is_empty() => s.as_str(),
+        Raw::Str(s) if !s.is_empty() => s.as_ref(),
         Raw::Str(_) | Raw::Null => {
             return Err("is empty (write the OBS location as bucket:object or \
                         obs://bucket/object)"
@@ -293,7 +293,7 @@ pub fn entry_format(
 /// `name`: an optional label; numbers are taken as their text.
 pub fn name(raw: &Raw) -> RuleResult<String> {
     match raw {
-        Raw::Str(s) if !s.trim().is_empty() => Ok(s.clone()),
+        Raw::Str(s) if !s.trim().is_empty() => Ok(s.to_string()),
         Raw::Int(n) => Ok(n.to_string()),
         Raw::Str(_) | Raw::Null => {
             Err("is empty (give a label or remove the `name:` line)".to_string())
@@ -362,7 +362,7 @@ pub fn rate(raw: &Raw) -> RuleResult<f64> {
 /// `poll_interval`, `job_timeout`: a humantime duration such as `10s` or `2h`.
 pub fn duration(raw: &Raw) -> RuleResult<Duration> {
     let text = match raw {
-        Raw::Str(s) => s.as_str(),
+        Raw::Str(s) => s.as_ref(),
         Raw::Int(n) => {
             return Err(format!(
                 "`{n}` has no unit (write a duration with a unit, e.g. {n}s, 10m or 2h)"
@@ -394,7 +394,7 @@ pub fn region(raw: &Raw) -> RuleResult<String> {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
         {
-            Ok(s.clone())
+            Ok(s.to_string())
         }
         Raw::Str(s) => Err(format!(
             "`{}` is not a region name (regions look like ap-southeast-1)",
@@ -418,7 +418,7 @@ pub fn project_id(raw: &Raw) -> RuleResult<(String, Option<String>)> {
                  check the console's My Credentials page)"
                     .to_string()
             });
-            Ok((s.clone(), warning))
+            Ok((s.to_string(), warning))
         }
         Raw::Str(s) => Err(format!(
             "`{}` is not a project ID (copy it from the console's My Credentials page)",
@@ -441,7 +441,7 @@ pub fn endpoint(raw: &Raw) -> RuleResult<String> {
     };
     match url::Url::parse(s) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Ok(s.clone())
+            Ok(s.to_string())
         }
         _ => Err(format!(
             "`{}` is not an http(s) URL (e.g. https://ims.ap-southeast-1.myhuaweicloud.com, \
@@ -487,8 +487,8 @@ pub fn shorten(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn s(text: &str) -> Raw {
-        Raw::Str(text.to_string())
+    fn s(text: &str) -> Raw<'_> {
+        Raw::Str(text.into())
     }
 
     #[test]
