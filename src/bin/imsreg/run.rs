@@ -216,12 +216,6 @@ async fn run(args: Args) -> u8 {
         &[]
     };
 
-    // 3. A dry run stops after reading the cloud status.
-    if args.dry_run {
-        return dry_run(&target, &manifest, invalid, &config).await;
-    }
-
-    // 4. The run itself, cancellable by SIGINT/SIGTERM.
     let images: Vec<PlannedImage> = manifest
         .images
         .iter()
@@ -230,6 +224,13 @@ async fn run(args: Args) -> u8 {
             known_job_id: None,
         })
         .collect();
+
+    // 3. A dry run stops after reading the cloud status.
+    if args.dry_run {
+        return dry_run(&target, &manifest, &images, invalid, &config).await;
+    }
+
+    // 4. The run itself, cancellable by SIGINT/SIGTERM.
     let sink = Arc::new(progress::UiSink::new(&images, &multi, show_bars));
     let cancel = CancellationToken::new();
     let clear_sink = sink.clone();
@@ -380,6 +381,7 @@ fn report_settings(target: &target::Target, config: &RunConfig) -> ReportSetting
 async fn dry_run(
     target: &target::Target,
     manifest: &Manifest,
+    images: &[PlannedImage],
     invalid: &[manifest::InvalidEntry],
     config: &RunConfig,
 ) -> u8 {
@@ -394,13 +396,7 @@ async fn dry_run(
                 };
             }
         };
-    let text = dry_run::render(
-        &manifest.images,
-        invalid,
-        &statuses,
-        config,
-        &target.endpoint,
-    );
+    let text = dry_run::render(images, invalid, &statuses, config, &target.endpoint);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     exit::OK

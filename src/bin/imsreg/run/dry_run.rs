@@ -1,17 +1,16 @@
 //! `imsreg run --dry-run`: what a run would do, without registering anything.
 //!
 //! The plan depends on the cloud (an `active` image is skipped, a `saving` one is polled), so a
-//! dry run reads the current status of the images with read-only list calls, paced at
-//! `query_rate` — the same credentials check a real run starts with. It never sends a
-//! registration.
+//! dry run reads the current status of the images with read-only calls, paced at `query_rate`
+//! — the same credentials check a real run starts with — and asks the engine's own decision
+//! ([`action_for`]) what it would do with each. It never sends a registration.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use imsreg::ims::{ErrorClass, ImageStatus, ImsApi, ImsError, ListImagesQuery};
+use imsreg::ims::{ErrorClass, ImsApi, ImsError, ListImagesQuery};
 use imsreg::manifest::{ImageEntry, InvalidEntry};
-use imsreg::run::RunConfig;
+use imsreg::run::{Action, CloudStatus, PlannedImage, RunConfig, StatusMap, action_for};
 
 /// Up to this many images are looked up one by one; more are learned from list pages.
 const SINGLE_LOOKUP_MAX: usize = 5;
@@ -20,56 +19,25 @@ const PAGE_SIZE: u32 = 500;
 /// Attempts per status call before the dry run gives up on retryable errors.
 const MAX_ATTEMPTS: u32 = 5;
 
-/// What a run would do with one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// `queued`: register it.
-    Submit,
-    /// `active`: already registered, nothing to do.
-    Skip,
-    /// `saving`: a registration is already running; poll it.
-    Poll,
-    /// `killed`, `deleted`, another status, or not visible: reported `failed`.
-    Fail,
-}
-
-impl Action {
-    pub fn of(status: Option<&ImageStatus>) -> Self {
-        match status {
-            Some(ImageStatus::Queued) => Action::Submit,
-            Some(ImageStatus::Active) => Action::Skip,
-            Some(ImageStatus::Saving) => Action::Poll,
-            _ => Action::Fail,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Action::Submit => "submit",
-            Action::Skip => "skip",
-            Action::Poll => "poll",
-            Action::Fail => "fail",
-        }
-    }
-}
-
-/// Reads the IMS status of every image (absent from the map: not visible in IMS).
+/// Reads the IMS status of every image; images not visible in IMS are `Absent`.
 pub async fn cloud_statuses<C: ImsApi>(
     client: &C,
     images: &[ImageEntry],
     query_rate: f64,
-) -> Result<HashMap<String, ImageStatus>, ImsError> {
+) -> Result<StatusMap, ImsError> {
     let pause = Duration::from_secs_f64(1.0 / query_rate.max(0.001));
     let mut pace = tokio::time::interval(pause);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut statuses = HashMap::new();
+    let mut statuses = StatusMap::new();
 
     if images.len() <= SINGLE_LOOKUP_MAX {
         for entry in images {
             pace.tick().await;
-            if let Some(info) = with_retries(|| client.get_image(&entry.image_id)).await? {
-                statuses.insert(entry.image_id.clone(), info.status);
-            }
+            let status = match with_retries(|| client.get_image(&entry.image_id)).await? {
+                Some(info) => CloudStatus::Found(info.status),
+                None => CloudStatus::Absent,
+            };
+            statuses.insert(entry.image_id.clone(), status);
         }
         return Ok(statuses);
     }
@@ -94,7 +62,7 @@ pub async fn cloud_statuses<C: ImsApi>(
             .or_else(|| page.images.last().map(|i| i.id.clone()));
         for info in page.images {
             if wanted.contains(info.id.as_str()) {
-                statuses.insert(info.id, info.status);
+                statuses.insert(info.id, CloudStatus::Found(info.status));
             }
         }
         match next {
@@ -106,6 +74,11 @@ pub async fn cloud_statuses<C: ImsApi>(
         if statuses.len() == wanted.len() {
             break;
         }
+    }
+    for entry in images {
+        statuses
+            .entry(entry.image_id.clone())
+            .or_insert(CloudStatus::Absent);
     }
     Ok(statuses)
 }
@@ -139,19 +112,19 @@ where
     }
 }
 
-/// The plan as text for stdout. `statuses` is `None` when the cloud was not asked.
+/// The plan as text for stdout.
 pub fn render(
-    images: &[ImageEntry],
+    images: &[PlannedImage],
     invalid: &[InvalidEntry],
-    statuses: &HashMap<String, ImageStatus>,
+    statuses: &StatusMap,
     config: &RunConfig,
     endpoint: &str,
 ) -> String {
     let actions: Vec<Action> = images
         .iter()
-        .map(|e| Action::of(statuses.get(&e.image_id)))
+        .map(|i| action_for(i, statuses.get(&i.entry.image_id)))
         .collect();
-    let count = |wanted: Action| actions.iter().filter(|a| **a == wanted).count();
+    let count = |wanted: fn(&Action) -> bool| actions.iter().filter(|a| wanted(a)).count();
     let mut out = String::new();
     let _ = writeln!(out, "Dry run: nothing will be registered.");
     let _ = writeln!(out, "  endpoint        {endpoint}");
@@ -165,21 +138,16 @@ pub fn render(
         humantime::format_duration(config.poll_interval),
         humantime::format_duration(config.job_timeout)
     );
-    let _ = writeln!(out, "  would submit    {}", count(Action::Submit));
+    let submit = count(|a| matches!(a, Action::Submit));
+    let skip = count(|a| matches!(a, Action::AlreadyRegistered));
+    let poll = count(|a| matches!(a, Action::FollowJob(_) | Action::FollowImage));
+    let fail = count(|a| matches!(a, Action::Fail { .. }));
+    let _ = writeln!(out, "  would submit    {submit}");
+    let _ = writeln!(out, "  would skip      {skip} (already active)");
+    let _ = writeln!(out, "  would poll      {poll} (already saving)");
     let _ = writeln!(
         out,
-        "  would skip      {} (already active)",
-        count(Action::Skip)
-    );
-    let _ = writeln!(
-        out,
-        "  would poll      {} (already saving)",
-        count(Action::Poll)
-    );
-    let _ = writeln!(
-        out,
-        "  would fail      {} (killed, deleted or not found in IMS)",
-        count(Action::Fail)
+        "  would fail      {fail} (killed, deleted or not found in IMS)"
     );
     if !invalid.is_empty() {
         let _ = writeln!(
@@ -189,27 +157,33 @@ pub fn render(
         );
     }
     let _ = writeln!(out);
-    for (entry, action) in images.iter().zip(&actions) {
+    for (image, action) in images.iter().zip(&actions) {
+        let entry = &image.entry;
         let status = statuses
             .get(&entry.image_id)
-            .map_or("not found", ImageStatus::as_str);
+            .map_or("unknown", CloudStatus::label);
         let name = entry
             .name
             .as_deref()
             .map(|n| format!("  ({n})"))
             .unwrap_or_default();
+        let (label, why) = match action {
+            Action::Submit => ("submit", String::new()),
+            Action::AlreadyRegistered => ("skip", String::new()),
+            Action::FollowJob(job) => ("poll", format!(": job {job}")),
+            Action::FollowImage => ("poll", String::new()),
+            Action::Fail { message, .. } => ("fail", format!(": {message}")),
+        };
         let _ = writeln!(
             out,
-            "  {:<6} {}  {}  [{status}]{name}",
-            action.label(),
-            entry.image_id,
-            entry.image_url
+            "  {label:<7} {}  {}  [{status}]{name}{why}",
+            entry.image_id, entry.image_url
         );
     }
     for entry in invalid {
         let _ = writeln!(
             out,
-            "  {:<6} {}  line {}: {}",
+            "  {:<7} {}  line {}: {}",
             "invalid",
             entry.image_id.as_deref().unwrap_or("(no image_id)"),
             entry.line,
@@ -222,46 +196,65 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imsreg::ims::ImageStatus;
     use imsreg::manifest::{ImageFormat, ImageUrl};
 
-    fn entry(id: &str) -> ImageEntry {
-        ImageEntry {
-            image_id: id.into(),
-            image_url: ImageUrl {
-                bucket: "bucket".into(),
-                object: format!("{id}.qcow2"),
+    fn planned(id: &str) -> PlannedImage {
+        PlannedImage {
+            entry: ImageEntry {
+                image_id: id.into(),
+                image_url: ImageUrl {
+                    bucket: "bucket".into(),
+                    object: format!("{id}.qcow2"),
+                },
+                name: None,
+                format: ImageFormat::Qcow2,
+                line: 1,
             },
-            name: None,
-            format: ImageFormat::Qcow2,
-            line: 1,
+            known_job_id: None,
         }
     }
 
     #[test]
-    fn actions_follow_the_cloud_status() {
-        assert_eq!(Action::of(Some(&ImageStatus::Queued)), Action::Submit);
-        assert_eq!(Action::of(Some(&ImageStatus::Active)), Action::Skip);
-        assert_eq!(Action::of(Some(&ImageStatus::Saving)), Action::Poll);
-        assert_eq!(Action::of(Some(&ImageStatus::Killed)), Action::Fail);
-        assert_eq!(Action::of(Some(&ImageStatus::Deleted)), Action::Fail);
-        assert_eq!(Action::of(None), Action::Fail);
-    }
-
-    #[test]
     fn plan_counts_and_lists_every_image() {
-        let images = [entry("a"), entry("b"), entry("c"), entry("d")];
-        let statuses = HashMap::from([
-            ("a".to_string(), ImageStatus::Queued),
-            ("b".to_string(), ImageStatus::Active),
-            ("c".to_string(), ImageStatus::Saving),
+        let images = [planned("a"), planned("b"), planned("c"), planned("d")];
+        let statuses = StatusMap::from([
+            ("a".to_string(), CloudStatus::Found(ImageStatus::Queued)),
+            ("b".to_string(), CloudStatus::Found(ImageStatus::Active)),
+            ("c".to_string(), CloudStatus::Found(ImageStatus::Saving)),
+            ("d".to_string(), CloudStatus::Absent),
         ]);
         let config = RunConfig::resolve(&Default::default(), &Default::default());
         let text = render(&images, &[], &statuses, &config, "http://127.0.0.1:1");
-        assert!(text.contains("would submit    1"));
-        assert!(text.contains("would skip      1"));
-        assert!(text.contains("would poll      1"));
-        assert!(text.contains("would fail      1"));
-        assert!(text.contains("submit a  bucket:a.qcow2  [queued]"));
-        assert!(text.contains("fail   d  bucket:d.qcow2  [not found]"));
+        assert!(text.contains("would submit    1"), "{text}");
+        assert!(text.contains("would skip      1"), "{text}");
+        assert!(text.contains("would poll      1"), "{text}");
+        assert!(text.contains("would fail      1"), "{text}");
+        assert!(
+            text.contains("submit  a  bucket:a.qcow2  [queued]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fail    d  bucket:d.qcow2  [absent]: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn invalid_entries_are_listed_with_their_problems() {
+        let invalid = [InvalidEntry {
+            line: 7,
+            image_id: Some("nope".into()),
+            image_url: None,
+            name: None,
+            problems: vec!["image_id: not a UUID".into()],
+        }];
+        let config = RunConfig::resolve(&Default::default(), &Default::default());
+        let text = render(&[], &invalid, &StatusMap::new(), &config, "x");
+        assert!(text.contains("invalid         1"), "{text}");
+        assert!(
+            text.contains("invalid nope  line 7: image_id: not a UUID"),
+            "{text}"
+        );
     }
 }
