@@ -31,15 +31,16 @@ enum Stage {
 }
 
 /// Counts per stage, fed by events; pure bookkeeping, unit-tested.
+/// Counters move with each stage change (O(1) per event, whatever the number of images).
 #[derive(Debug)]
 pub struct Tally {
     started: Instant,
     total: usize,
     stages: HashMap<String, Stage>,
+    /// The stage counters; the rates are filled in by [`Tally::counts`].
+    counts: Counts,
     submissions: VecDeque<Instant>,
     completions: VecDeque<Instant>,
-    throttled: u64,
-    retries: u64,
 }
 
 /// A snapshot of the tally for display.
@@ -71,11 +72,13 @@ impl Tally {
         Tally {
             started: now,
             total: stages.len(),
+            counts: Counts {
+                queued: stages.len(),
+                ..Counts::default()
+            },
             stages,
             submissions: VecDeque::new(),
             completions: VecDeque::new(),
-            throttled: 0,
-            retries: 0,
         }
     }
 
@@ -98,8 +101,8 @@ impl Tally {
                     self.completions.push_back(now);
                 }
             }
-            RunEvent::Throttled { .. } => self.throttled += 1,
-            RunEvent::Retrying { .. } => self.retries += 1,
+            RunEvent::Throttled { .. } => self.counts.throttled += 1,
+            RunEvent::Retrying { .. } => self.counts.retries += 1,
             _ => {}
         }
     }
@@ -114,26 +117,25 @@ impl Tally {
             (Stage::Queued, Stage::InCloud) | (Stage::Queued | Stage::InCloud, Stage::Done(_))
         );
         if forward {
-            *stage = to;
+            let from = std::mem::replace(stage, to);
+            *self.counter(from) -= 1;
+            *self.counter(to) += 1;
         }
         forward
     }
 
-    pub fn counts(&mut self, now: Instant) -> Counts {
-        let mut counts = Counts {
-            throttled: self.throttled,
-            retries: self.retries,
-            ..Counts::default()
-        };
-        for stage in self.stages.values() {
-            match stage {
-                Stage::Queued => counts.queued += 1,
-                Stage::InCloud => counts.in_cloud += 1,
-                Stage::Done(outcome) if outcome.is_success() => counts.registered += 1,
-                Stage::Done(ImageOutcome::Failed) => counts.failed += 1,
-                Stage::Done(_) => counts.other_done += 1,
-            }
+    fn counter(&mut self, stage: Stage) -> &mut usize {
+        match stage {
+            Stage::Queued => &mut self.counts.queued,
+            Stage::InCloud => &mut self.counts.in_cloud,
+            Stage::Done(outcome) if outcome.is_success() => &mut self.counts.registered,
+            Stage::Done(ImageOutcome::Failed) => &mut self.counts.failed,
+            Stage::Done(_) => &mut self.counts.other_done,
         }
+    }
+
+    pub fn counts(&mut self, now: Instant) -> Counts {
+        let mut counts = self.counts.clone();
         let window = now
             .saturating_duration_since(self.started)
             .min(RATE_WINDOW)
