@@ -77,6 +77,11 @@ pub fn records_in_manifest_order(
     engine_records: Vec<ImageRecord>,
     invalid: &[InvalidEntry],
 ) -> Vec<ImageRecord> {
+    debug_assert_eq!(
+        valid.len(),
+        engine_records.len(),
+        "one record per planned image"
+    );
     let mut lines: Vec<(usize, ImageRecord)> = valid
         .iter()
         .map(|entry| entry.line)

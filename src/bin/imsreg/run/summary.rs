@@ -101,3 +101,107 @@ pub fn print(report: &Report, elapsed: Duration, reports: &[PathBuf], interrupte
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use imsreg::report::{ImageRecord, ReportSettings, Summary};
+
+    fn record(i: usize, status: ImageOutcome) -> ImageRecord {
+        ImageRecord {
+            image_id: Some(format!("id-{i}")),
+            image_url: None,
+            name: (i == 0).then(|| "web-01".to_string()),
+            format: None,
+            status,
+            job_id: Some(format!("job-{i}")),
+            error_code: (status == ImageOutcome::Failed).then(|| "IMG.0057".to_string()),
+            error_message: (status == ImageOutcome::Failed).then(|| "bad header".to_string()),
+            attempts: 1,
+            submitted_at: None,
+            finished_at: None,
+            duration_s: None,
+        }
+    }
+
+    fn report(images: Vec<ImageRecord>) -> Report {
+        Report {
+            imsreg_version: "0".into(),
+            manifest: "m.yaml".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            settings: ReportSettings {
+                endpoint: "http://127.0.0.1:1".into(),
+                region: None,
+                project_id: None,
+                concurrency: 1,
+                max_active_jobs: 1,
+                submit_rate: 1.0,
+                query_rate: 1.0,
+                poll_interval_s: 1.0,
+                job_timeout_s: 1.0,
+                dry_run: false,
+            },
+            summary: Summary::from_records(&images),
+            images,
+        }
+    }
+
+    /// The text without ANSI styles.
+    fn plain(text: &str) -> String {
+        let mut out = Vec::new();
+        let mut stream = anstream::StripStream::new(&mut out);
+        stream.write_all(text.as_bytes()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn success_lists_counts_and_reports() {
+        let text = plain(&render(
+            &report(vec![
+                record(0, ImageOutcome::Registered),
+                record(1, ImageOutcome::AlreadyRegistered),
+            ]),
+            Duration::from_millis(1500),
+            &[PathBuf::from("r.json"), PathBuf::from("r.md")],
+            false,
+        ));
+        assert!(text.starts_with("Done: 2 images in 1s 500ms\n"), "{text}");
+        assert!(text.contains("      1 registered\n"), "{text}");
+        assert!(text.contains("      1 already registered\n"), "{text}");
+        assert!(
+            !text.contains("failed") && !text.contains("Problems"),
+            "{text}"
+        );
+        assert!(text.contains("Report: r.json, r.md"), "{text}");
+    }
+
+    #[test]
+    fn problems_are_listed_with_code_and_reason_up_to_a_limit() {
+        let mut images = vec![
+            record(0, ImageOutcome::Failed),
+            record(1, ImageOutcome::Pending),
+        ];
+        images.extend((2..30).map(|i| record(i, ImageOutcome::Failed)));
+        let text = plain(&render(&report(images), Duration::ZERO, &[], false));
+        assert!(
+            text.starts_with("Finished with problems: 30 images"),
+            "{text}"
+        );
+        assert!(
+            text.contains("failed id-0 (web-01): IMG.0057: bad header"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pending id-1: still running in IMS, job job-1"),
+            "{text}"
+        );
+        assert!(text.contains("... and 10 more (see the report)"), "{text}");
+        let interrupted = plain(&render(&report(vec![]), Duration::ZERO, &[], true));
+        assert!(
+            interrupted.starts_with("Interrupted: 0 images"),
+            "{interrupted}"
+        );
+    }
+}
