@@ -788,9 +788,9 @@ async fn wrong_secret_key_stops_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_sigint_finishes_gracefully_with_a_report_and_exit_130() {
+async fn first_sigint_finishes_gracefully_and_a_rerun_completes_without_resubmitting() {
     let config = SimConfig {
-        job_duration: DurationDist::Fixed(Duration::from_secs(20)),
+        job_duration: DurationDist::Fixed(Duration::from_secs(3)),
         ..SimConfig::default()
     };
     let world = World::start(config);
@@ -833,6 +833,64 @@ async fn first_sigint_finishes_gracefully_with_a_report_and_exit_130() {
     assert!(cancelled >= 1, "unsent images are cancelled: {summary}");
     assert_eq!(pending + cancelled, 6);
     assert_eq!(world.stats().accepted_registers(), pending);
+
+    // The re-run follows the pending jobs from the state journal and submits the rest.
+    let output = world.run(&manifest, &["--no-progress"]).await;
+    assert_eq!(code(&output), 0);
+    assert_all(&world.report("imsreg-report.json"), "registered");
+    let stats = world.stats();
+    assert_eq!(stats.accepted_registers(), 6);
+    assert_no_double_submission(&stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_skips_what_the_state_journal_settled() {
+    let world = World::start(quick_jobs());
+    let objects = objects(4);
+    let (manifest, _) = world.manifest("m.yaml", &refs(&objects), FAST);
+    let first = world.run(&manifest, &["--no-progress"]).await;
+    assert_eq!(code(&first), 0);
+    assert!(
+        world.path("m.imsreg-state.jsonl").exists(),
+        "journal next to the manifest"
+    );
+    let requests = total_requests(&world.stats());
+
+    let second = world.run(&manifest, &["--no-progress"]).await;
+    assert_eq!(code(&second), 0);
+    assert_all(&world.report("imsreg-report.json"), "already_registered");
+    assert_eq!(
+        total_requests(&world.stats()),
+        requests,
+        "nothing asked again"
+    );
+
+    // Without the journal the cloud-status check still prevents a second registration.
+    let third = world.run(&manifest, &["--no-progress", "--no-state"]).await;
+    assert_eq!(code(&third), 0);
+    assert_all(&world.report("imsreg-report.json"), "already_registered");
+    assert_eq!(world.stats().accepted_registers(), 4);
+    assert_no_double_submission(&world.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_run_lock_exits_75_without_any_request() {
+    let world = World::start(quick_jobs());
+    let (manifest, _) = world.manifest("m.yaml", &["a.qcow2"], FAST);
+    let state = world.path("custom-state.jsonl");
+    let _lock = imsreg::state::RunLock::acquire(&state).unwrap();
+    let output = world
+        .run(
+            &manifest,
+            &["--no-progress", "--state", state.to_str().unwrap()],
+        )
+        .await;
+    assert_eq!(code(&output), 75);
+    assert!(
+        stderr(&output).contains(&std::process::id().to_string()),
+        "names the holder's PID"
+    );
+    assert_eq!(total_requests(&world.stats()), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 //! the order of the steps.
 
 mod dry_run;
+mod journal;
 mod logging;
 mod outcome;
 mod progress;
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use imsreg::manifest::{self, Manifest, Settings};
 use imsreg::report::ReportSettings;
-use imsreg::run::{PlannedImage, RunConfig};
+use imsreg::run::{EventSink, PlannedImage, RunConfig};
+use imsreg::state::Tee;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use tokio_util::sync::CancellationToken;
 
@@ -104,6 +106,19 @@ pub struct Args {
     /// Run against the built-in IMS simulator (in-process, short jobs) instead of the cloud.
     #[arg(long)]
     pub simulate: bool,
+
+    /// State journal of this manifest's runs [default: MANIFEST's stem + .imsreg-state.jsonl,
+    /// next to it].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// Run without a state journal (the cloud-status check still prevents double submissions).
+    #[arg(long, conflicts_with = "state")]
+    pub no_state: bool,
+
+    /// Try again images an earlier run reported failed, if IMS shows them `queued` again.
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 impl Args {
@@ -216,25 +231,38 @@ async fn run(args: Args) -> u8 {
         &[]
     };
 
-    let images: Vec<PlannedImage> = manifest
-        .images
-        .iter()
-        .map(|entry| PlannedImage {
-            entry: entry.clone(),
-            known_job_id: None,
-        })
-        .collect();
+    // 3. What earlier runs settled (state journal), then what is left for the engine.
+    let mode = journal::Mode::choose(
+        &args.manifest,
+        args.state.as_deref(),
+        args.no_state,
+        args.simulate,
+        args.dry_run,
+    );
+    let prepared = match journal::prepare(&mode, &manifest.images, args.retry_failed) {
+        Ok(prepared) => prepared,
+        Err(refused) => {
+            tracing::error!("{}", refused.message);
+            return refused.code;
+        }
+    };
+    let images = prepared.engine_images();
 
-    // 3. A dry run stops after reading the cloud status.
+    // 4. A dry run stops after reading the cloud status.
     if args.dry_run {
-        return dry_run(&target, &manifest, &images, invalid, &config).await;
+        return dry_run(&target, &images, prepared.settled(), invalid, &config).await;
     }
 
-    // 4. The run itself, cancellable by SIGINT/SIGTERM.
-    let sink = Arc::new(progress::UiSink::new(&images, &multi, show_bars));
+    // 5. The run itself, cancellable by SIGINT/SIGTERM. The journal hears of every job ID
+    //    before the display does.
+    let ui = Arc::new(progress::UiSink::new(&images, &multi, show_bars));
+    let sink: Arc<dyn EventSink> = match &prepared.journal {
+        Some((journal, _lock)) => Arc::new(Tee(vec![journal.clone(), ui.clone()])),
+        None => ui.clone(),
+    };
     let cancel = CancellationToken::new();
-    let clear_sink = sink.clone();
-    if let Err(err) = signals::install(cancel.clone(), Arc::new(move || clear_sink.clear())) {
+    let clear_ui = ui.clone();
+    if let Err(err) = signals::install(cancel.clone(), Arc::new(move || clear_ui.clear())) {
         tracing::error!("cannot install the SIGINT/SIGTERM handlers: {err}");
         return exit::USAGE;
     }
@@ -252,18 +280,24 @@ async fn run(args: Args) -> u8 {
         Arc::new(target.client.clone()),
         images,
         &config,
-        sink.clone(),
+        sink,
         cancel,
     )
     .await;
-    sink.clear();
+    ui.clear();
+    if let Some(err) = prepared.journal.as_ref().and_then(|(j, _)| j.error()) {
+        tracing::error!(
+            "the state journal could not be written ({err}); the report still has every job ID"
+        );
+    }
 
-    // 5. The report (also after an interruption), the summary and the exit code.
+    // 6. The report (also after an interruption), the summary and the exit code.
     let ending = outcome::Ending {
         interrupted: result.interrupted,
         auth_failed: result.auth_failed,
     };
-    let records = outcome::records_in_manifest_order(&manifest.images, result.records, invalid);
+    let valid_records = prepared.records(result.records);
+    let records = outcome::records_in_manifest_order(&manifest.images, valid_records, invalid);
     let report = outcome::build_report(
         &args.manifest,
         started_at,
@@ -380,23 +414,29 @@ fn report_settings(target: &target::Target, config: &RunConfig) -> ReportSetting
 
 async fn dry_run(
     target: &target::Target,
-    manifest: &Manifest,
     images: &[PlannedImage],
+    settled: usize,
     invalid: &[manifest::InvalidEntry],
     config: &RunConfig,
 ) -> u8 {
-    let statuses =
-        match dry_run::cloud_statuses(&target.client, &manifest.images, config.query_rate).await {
-            Ok(statuses) => statuses,
-            Err(err) => {
-                tracing::error!("dry run: cannot read the image status from IMS: {err}");
-                return match err.class() {
-                    imsreg::ims::ErrorClass::AuthFailed => exit::USAGE,
-                    _ => exit::SOME_FAILED,
-                };
-            }
-        };
-    let text = dry_run::render(images, invalid, &statuses, config, &target.endpoint);
+    let statuses = match dry_run::cloud_statuses(&target.client, images, config.query_rate).await {
+        Ok(statuses) => statuses,
+        Err(err) => {
+            tracing::error!("dry run: cannot read the image status from IMS: {err}");
+            return match err.class() {
+                imsreg::ims::ErrorClass::AuthFailed => exit::USAGE,
+                _ => exit::SOME_FAILED,
+            };
+        }
+    };
+    let text = dry_run::render(
+        images,
+        settled,
+        invalid,
+        &statuses,
+        config,
+        &target.endpoint,
+    );
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     exit::OK

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use imsreg::ims::{ErrorClass, ImsApi, ImsError, ListImagesQuery};
-use imsreg::manifest::{ImageEntry, InvalidEntry};
+use imsreg::manifest::InvalidEntry;
 use imsreg::run::{Action, CloudStatus, PlannedImage, RunConfig, StatusMap, action_for};
 
 /// Up to this many images are looked up one by one; more are learned from list pages.
@@ -22,7 +22,7 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Reads the IMS status of every image; images not visible in IMS are `Absent`.
 pub async fn cloud_statuses<C: ImsApi>(
     client: &C,
-    images: &[ImageEntry],
+    images: &[PlannedImage],
     query_rate: f64,
 ) -> Result<StatusMap, ImsError> {
     let pause = Duration::from_secs_f64(1.0 / query_rate.max(0.001));
@@ -31,7 +31,7 @@ pub async fn cloud_statuses<C: ImsApi>(
     let mut statuses = StatusMap::new();
 
     if images.len() <= SINGLE_LOOKUP_MAX {
-        for entry in images {
+        for entry in images.iter().map(|i| &i.entry) {
             pace.tick().await;
             let status = match with_retries(|| client.get_image(&entry.image_id)).await? {
                 Some(info) => CloudStatus::Found(info.status),
@@ -43,7 +43,7 @@ pub async fn cloud_statuses<C: ImsApi>(
     }
 
     let wanted: std::collections::HashSet<&str> =
-        images.iter().map(|e| e.image_id.as_str()).collect();
+        images.iter().map(|i| i.entry.image_id.as_str()).collect();
     let mut marker: Option<String> = None;
     loop {
         pace.tick().await;
@@ -75,9 +75,9 @@ pub async fn cloud_statuses<C: ImsApi>(
             break;
         }
     }
-    for entry in images {
+    for image in images {
         statuses
-            .entry(entry.image_id.clone())
+            .entry(image.entry.image_id.clone())
             .or_insert(CloudStatus::Absent);
     }
     Ok(statuses)
@@ -115,6 +115,7 @@ where
 /// The plan as text for stdout.
 pub fn render(
     images: &[PlannedImage],
+    settled: usize,
     invalid: &[InvalidEntry],
     statuses: &StatusMap,
     config: &RunConfig,
@@ -149,6 +150,12 @@ pub fn render(
         out,
         "  would fail      {fail} (killed, deleted or not found in IMS)"
     );
+    if settled > 0 {
+        let _ = writeln!(
+            out,
+            "  settled         {settled} (registered or failed in an earlier run, per the state journal)"
+        );
+    }
     if !invalid.is_empty() {
         let _ = writeln!(
             out,
@@ -197,7 +204,7 @@ pub fn render(
 mod tests {
     use super::*;
     use imsreg::ims::ImageStatus;
-    use imsreg::manifest::{ImageFormat, ImageUrl};
+    use imsreg::manifest::{ImageEntry, ImageFormat, ImageUrl};
 
     fn planned(id: &str) -> PlannedImage {
         PlannedImage {
@@ -225,7 +232,7 @@ mod tests {
             ("d".to_string(), CloudStatus::Absent),
         ]);
         let config = RunConfig::resolve(&Default::default(), &Default::default());
-        let text = render(&images, &[], &statuses, &config, "http://127.0.0.1:1");
+        let text = render(&images, 0, &[], &statuses, &config, "http://127.0.0.1:1");
         assert!(text.contains("would submit    1"), "{text}");
         assert!(text.contains("would skip      1"), "{text}");
         assert!(text.contains("would poll      1"), "{text}");
@@ -250,8 +257,9 @@ mod tests {
             problems: vec!["image_id: not a UUID".into()],
         }];
         let config = RunConfig::resolve(&Default::default(), &Default::default());
-        let text = render(&[], &invalid, &StatusMap::new(), &config, "x");
+        let text = render(&[], 2, &invalid, &StatusMap::new(), &config, "x");
         assert!(text.contains("invalid         1"), "{text}");
+        assert!(text.contains("settled         2"), "{text}");
         assert!(
             text.contains("invalid nope  line 7: image_id: not a UUID"),
             "{text}"
