@@ -40,7 +40,8 @@ pub const SIMULATE_POLL_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit codes: 0 all registered, 1 some failed/invalid/pending, \
-2 nothing attempted (usage, manifest, configuration or credentials), 130 interrupted."
+2 nothing attempted (usage, manifest, configuration or credentials), 75 the state journal \
+is locked by another run, 130 interrupted."
 )]
 pub struct Args {
     /// The manifest of images to register.
