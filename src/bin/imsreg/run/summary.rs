@@ -71,7 +71,8 @@ pub fn render(
                 _ => {
                     let code = record.error_code.as_deref().unwrap_or("");
                     let message = record.error_message.as_deref().unwrap_or("no reason given");
-                    if code.is_empty() {
+                    // Messages of refused calls already name their code ("HTTP 400 IMG.x: ...").
+                    if code.is_empty() || message.contains(code) {
                         message.to_string()
                     } else {
                         format!("{code}: {message}")
