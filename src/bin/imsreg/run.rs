@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use imsreg::manifest::{self, Manifest, Settings};
 use imsreg::report::ReportSettings;
-use imsreg::run::{EventSink, PlannedImage, RunConfig};
+use imsreg::run::{EventSink, PlannedImage, RunConfig, RunResult};
 use imsreg::state::Tee;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use tokio_util::sync::CancellationToken;
@@ -185,26 +185,56 @@ async fn run(args: Args) -> u8 {
     let started_at = Utc::now();
     let clock = Instant::now();
 
-    // 1. The manifest: nothing is sent unless it is valid (or --skip-invalid).
-    let manifest = match manifest::load(&args.manifest) {
-        Ok(manifest) => manifest,
-        Err(err) => {
-            tracing::error!("{err}");
-            return exit::USAGE;
-        }
+    let job = match prepare(&args) {
+        Ok(job) => job,
+        Err(code) => return code,
     };
-    if !manifest_usable(&manifest, args.skip_invalid, args.log_format) {
-        return exit::USAGE;
+    if args.dry_run {
+        return dry_run(&job).await;
     }
-    let reports = match report_paths(&args.reports) {
-        Ok(reports) => reports,
-        Err(message) => {
-            tracing::error!("{message}");
-            return exit::USAGE;
-        }
+    let ui = Arc::new(progress::UiSink::new(&job.images, &multi, show_bars));
+    let result = match register(&job, ui.clone()).await {
+        Ok(result) => result,
+        Err(code) => return code,
+    };
+    ui.clear();
+    let code = finish(&args, &job, result, started_at, clock.elapsed());
+    if let Some(simulator) = job.target.simulator {
+        simulator.shutdown().await;
+    }
+    code
+}
+
+/// Everything checked and resolved before the first request.
+struct Job {
+    manifest: Manifest,
+    /// Reported as `invalid` (only with `--skip-invalid`).
+    invalid: Vec<manifest::InvalidEntry>,
+    reports: Vec<PathBuf>,
+    config: RunConfig,
+    target: target::Target,
+    /// The valid entries after the state journal.
+    journal: journal::Prepared,
+    /// What the engine gets.
+    images: Vec<PlannedImage>,
+}
+
+/// Steps 1-3: manifest, reports, settings, credentials and endpoint (or the simulator), state
+/// journal. Every failure is an exit code; nothing has been sent yet.
+fn prepare(args: &Args) -> Result<Job, u8> {
+    let refuse = |message: &dyn std::fmt::Display| {
+        tracing::error!("{message}");
+        exit::USAGE
     };
 
-    // 2. Settings, then where to send requests and as whom (checked before any request).
+    // 1. The manifest: nothing is sent unless it is valid (or --skip-invalid).
+    let manifest = manifest::load(&args.manifest).map_err(|err| refuse(&err))?;
+    if !manifest_usable(&manifest, args.skip_invalid, args.log_format) {
+        return Err(exit::USAGE);
+    }
+    let reports = report_paths(&args.reports).map_err(|message| refuse(&message))?;
+
+    // 2. Settings, then where to send requests and as whom.
     let flags = args.settings();
     let mut config = RunConfig::resolve(&flags, &manifest.settings);
     let target = if args.simulate {
@@ -218,21 +248,10 @@ async fn run(args: Args) -> u8 {
             region: flags.region.or(manifest.settings.region.clone()),
             project_id: flags.project_id.or(manifest.settings.project_id.clone()),
         })
-    };
-    let target = match target {
-        Ok(target) => target,
-        Err(err) => {
-            tracing::error!("{err}");
-            return exit::USAGE;
-        }
-    };
-    let invalid = if args.skip_invalid {
-        manifest.invalid.as_slice()
-    } else {
-        &[]
-    };
+    }
+    .map_err(|err| refuse(&err))?;
 
-    // 3. What earlier runs settled (state journal), then what is left for the engine.
+    // 3. What earlier runs settled (state journal); the rest goes to the engine.
     let mode = journal::Mode::choose(
         &args.manifest,
         args.state.as_deref(),
@@ -240,35 +259,43 @@ async fn run(args: Args) -> u8 {
         args.simulate,
         args.dry_run,
     );
-    let prepared = match journal::prepare(&mode, &manifest.images, args.retry_failed) {
-        Ok(prepared) => prepared,
-        Err(refused) => {
+    let journal =
+        journal::prepare(&mode, &manifest.images, args.retry_failed).map_err(|refused| {
             tracing::error!("{}", refused.message);
-            return refused.code;
-        }
+            refused.code
+        })?;
+    let images = journal.engine_images();
+    let invalid = if args.skip_invalid {
+        manifest.invalid.clone()
+    } else {
+        Vec::new()
     };
-    let images = prepared.engine_images();
+    Ok(Job {
+        manifest,
+        invalid,
+        reports,
+        config,
+        target,
+        journal,
+        images,
+    })
+}
 
-    // 4. A dry run stops after reading the cloud status.
-    if args.dry_run {
-        return dry_run(&target, &images, prepared.settled(), invalid, &config).await;
-    }
-
-    // 5. The run itself, cancellable by SIGINT/SIGTERM. The journal hears of every job ID
-    //    before the display does.
-    let ui = Arc::new(progress::UiSink::new(&images, &multi, show_bars));
-    let sink: Arc<dyn EventSink> = match &prepared.journal {
+/// Step 4: the engine, cancellable by SIGINT/SIGTERM. The journal hears of every job ID before
+/// the display does.
+async fn register(job: &Job, ui: Arc<progress::UiSink>) -> Result<RunResult, u8> {
+    let sink: Arc<dyn EventSink> = match &job.journal.journal {
         Some((journal, _lock)) => Arc::new(Tee(vec![journal.clone(), ui.clone()])),
         None => ui.clone(),
     };
     let cancel = CancellationToken::new();
-    let clear_ui = ui.clone();
-    if let Err(err) = signals::install(cancel.clone(), Arc::new(move || clear_ui.clear())) {
+    if let Err(err) = signals::install(cancel.clone(), Arc::new(move || ui.clear())) {
         tracing::error!("cannot install the SIGINT/SIGTERM handlers: {err}");
-        return exit::USAGE;
+        return Err(exit::USAGE);
     }
+    let config = &job.config;
     tracing::info!(
-        images = images.len(),
+        images = job.images.len(),
         concurrency = config.concurrency,
         max_active_jobs = config.max_active_jobs,
         submit_rate = config.submit_rate,
@@ -277,38 +304,41 @@ async fn run(args: Args) -> u8 {
         job_timeout = %humantime::format_duration(config.job_timeout),
         "starting the run"
     );
-    let result = imsreg::run::execute(
-        Arc::new(target.client.clone()),
-        images,
-        &config,
-        sink,
-        cancel,
-    )
-    .await;
-    ui.clear();
-    if let Some(err) = prepared.journal.as_ref().and_then(|(j, _)| j.error()) {
+    let client = Arc::new(job.target.client.clone());
+    let result = imsreg::run::execute(client, job.images.clone(), config, sink, cancel).await;
+    if let Some(err) = job.journal.journal.as_ref().and_then(|(j, _)| j.error()) {
         tracing::error!(
             "the state journal could not be written ({err}); the report still has every job ID"
         );
     }
+    Ok(result)
+}
 
-    // 6. The report (also after an interruption), the summary and the exit code.
+/// Step 5: the report (also after an interruption), the summary and the exit code.
+fn finish(
+    args: &Args,
+    job: &Job,
+    result: RunResult,
+    started_at: DateTime<Utc>,
+    elapsed: Duration,
+) -> u8 {
     let ending = outcome::Ending {
         interrupted: result.interrupted,
         auth_failed: result.auth_failed,
     };
-    let valid_records = prepared.records(result.records);
-    let records = outcome::records_in_manifest_order(&manifest.images, valid_records, invalid);
+    let valid_records = job.journal.records(result.records);
+    let records =
+        outcome::records_in_manifest_order(&job.manifest.images, valid_records, &job.invalid);
     let report = outcome::build_report(
         &args.manifest,
         started_at,
         Utc::now(),
-        report_settings(&target, &config),
+        report_settings(&job.target, &job.config),
         records,
     );
     let mut code = outcome::exit_code(&report.images, ending);
-    let written = match imsreg::report::write_reports(&report, &reports) {
-        Ok(()) => reports.as_slice(),
+    let written = match imsreg::report::write_reports(&report, &job.reports) {
+        Ok(()) => job.reports.as_slice(),
         Err(err) => {
             tracing::error!("cannot write the report: {err}");
             if code == exit::OK {
@@ -317,21 +347,19 @@ async fn run(args: Args) -> u8 {
             &[]
         }
     };
+    let summary = &report.summary;
     tracing::info!(
-        total = report.summary.total,
-        registered = report.summary.registered,
-        already_registered = report.summary.already_registered,
-        failed = report.summary.failed,
-        invalid = report.summary.invalid,
-        pending = report.summary.pending,
-        cancelled = report.summary.cancelled,
+        total = summary.total,
+        registered = summary.registered,
+        already_registered = summary.already_registered,
+        failed = summary.failed,
+        invalid = summary.invalid,
+        pending = summary.pending,
+        cancelled = summary.cancelled,
         exit_code = code,
         "run finished"
     );
-    summary::print(&report, clock.elapsed(), written, ending.interrupted);
-    if let Some(simulator) = target.simulator {
-        simulator.shutdown().await;
-    }
+    summary::print(&report, elapsed, written, ending.interrupted);
     code
 }
 
@@ -413,30 +441,27 @@ fn report_settings(target: &target::Target, config: &RunConfig) -> ReportSetting
     }
 }
 
-async fn dry_run(
-    target: &target::Target,
-    images: &[PlannedImage],
-    settled: usize,
-    invalid: &[manifest::InvalidEntry],
-    config: &RunConfig,
-) -> u8 {
-    let statuses = match dry_run::cloud_statuses(&target.client, images, config.query_rate).await {
-        Ok(statuses) => statuses,
-        Err(err) => {
-            tracing::error!("dry run: cannot read the image status from IMS: {err}");
-            return match err.class() {
-                imsreg::ims::ErrorClass::AuthFailed => exit::USAGE,
-                _ => exit::SOME_FAILED,
-            };
-        }
-    };
+/// `--dry-run`: read the cloud status, print the plan, register nothing.
+async fn dry_run(job: &Job) -> u8 {
+    let statuses =
+        match dry_run::cloud_statuses(&job.target.client, &job.images, job.config.query_rate).await
+        {
+            Ok(statuses) => statuses,
+            Err(err) => {
+                tracing::error!("dry run: cannot read the image status from IMS: {err}");
+                return match err.class() {
+                    imsreg::ims::ErrorClass::AuthFailed => exit::USAGE,
+                    _ => exit::SOME_FAILED,
+                };
+            }
+        };
     let text = dry_run::render(
-        images,
-        settled,
-        invalid,
+        &job.images,
+        job.journal.settled(),
+        &job.invalid,
         &statuses,
-        config,
-        &target.endpoint,
+        &job.config,
+        &job.target.endpoint,
     );
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
