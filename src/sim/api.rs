@@ -552,7 +552,8 @@ fn gateway_error(
     response
 }
 
-/// Injected 5xx: 500 comes from IMS (IMS body), 502/503 from the gateway (gateway body).
+/// Injected 5xx: 500 comes from IMS (IMS body), 502/503 from the gateway (gateway body; the
+/// exact APIG codes of backend errors are unconfirmed, clients key on the status).
 fn injected_error(status: StatusCode, request_id: &str) -> Response {
     match status {
         StatusCode::INTERNAL_SERVER_ERROR => ims_error(
@@ -562,14 +563,14 @@ fn injected_error(status: StatusCode, request_id: &str) -> Response {
         StatusCode::BAD_GATEWAY => gateway_error(
             status,
             "APIG.0202",
-            "Backend unavailable (simulated fault)",
+            "Backend unavailable",
             request_id,
             None,
         ),
         _ => gateway_error(
             status,
             "APIG.0203",
-            "Backend service unavailable (simulated fault)",
+            "Service unavailable",
             request_id,
             None,
         ),
