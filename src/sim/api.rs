@@ -560,20 +560,10 @@ fn injected_error(status: StatusCode, request_id: &str) -> Response {
             fault(500, "IMG.0061", "Unknown system error (simulated fault)."),
             request_id,
         ),
-        StatusCode::BAD_GATEWAY => gateway_error(
-            status,
-            "APIG.0202",
-            "Backend unavailable",
-            request_id,
-            None,
-        ),
-        _ => gateway_error(
-            status,
-            "APIG.0203",
-            "Service unavailable",
-            request_id,
-            None,
-        ),
+        StatusCode::BAD_GATEWAY => {
+            gateway_error(status, "APIG.0202", "Backend unavailable", request_id, None)
+        }
+        _ => gateway_error(status, "APIG.0203", "Service unavailable", request_id, None),
     }
 }
 
