@@ -874,3 +874,20 @@ fn the_example_config_parses() {
     assert_eq!(config.rate_limits.len(), 5);
     assert_eq!(config.images, vec![ID.to_string()]);
 }
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_server() {
+    let sim = Simulator::start(SimConfig::default(), local()).unwrap();
+    let addr = sim.addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    drop(sim);
+    let mut closed = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed, "the port should close once the handle is dropped");
+}
