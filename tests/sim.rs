@@ -1,11 +1,17 @@
-//! The simulator over real HTTP: every lifecycle rule, auth check, limit and fault, seen from
-//! a client signing requests with the project's own signer, plus the `imsreg simulate` binary.
+//! The simulator over real HTTP: every lifecycle rule, limit and fault seen through the
+//! project's own IMS client (`imsreg::ims::client::Client`); wire-level checks (tampered
+//! signatures, malformed bodies) through a minimal signed client; and the `imsreg simulate`
+//! binary.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use imsreg::ims::ImageStatus;
+use imsreg::ims::auth::{Credentials, Secret};
+use imsreg::ims::client::{Client, ClientConfig};
 use imsreg::ims::signer::{self, SigningInput};
+use imsreg::ims::{
+    CreateImageMetadataRequest, ErrorClass, ImageStatus, ImsError, JobStatus, ListImagesQuery,
+};
 use imsreg::sim::{DurationDist, Faults, RateLimit, SimConfig, SimHandle, SimStats, Simulator};
 use serde_json::{Value, json};
 
@@ -24,7 +30,56 @@ fn config(job: Duration) -> SimConfig {
     }
 }
 
-/// A minimal signed client: what any SDK does, built on the project's signer.
+/// The project's own client, with the simulator's AK/SK and project.
+fn client(sim: &SimHandle) -> Client {
+    let c = &sim.config().credentials;
+    client_with(
+        sim,
+        Credentials::AkSk {
+            ak: c.ak.clone(),
+            sk: Secret::new(c.sk.clone()),
+            security_token: None,
+        },
+    )
+}
+
+fn client_with(sim: &SimHandle, credentials: Credentials) -> Client {
+    let mut config = ClientConfig::new(sim.url().parse().unwrap(), credentials);
+    config.project_id = Some(sim.config().credentials.project_id.clone());
+    config.request_timeout = Duration::from_secs(10);
+    Client::new(config).unwrap()
+}
+
+/// The error answer of a call that should have failed with one.
+fn api_error<T: std::fmt::Debug>(result: Result<T, ImsError>) -> imsreg::ims::ApiError {
+    match result {
+        Err(ImsError::Api(api)) => api,
+        other => panic!("expected an error answer, got {other:?}"),
+    }
+}
+
+async fn status_of(ims: &Client, id: &str) -> ImageStatus {
+    ims.get_image(id).await.unwrap().unwrap().status
+}
+
+/// Polls a job until it is terminal; every status seen and the final job.
+async fn wait_job(ims: &Client, job_id: &str) -> (Vec<JobStatus>, imsreg::ims::Job) {
+    let mut seen: Vec<JobStatus> = Vec::new();
+    for _ in 0..300 {
+        let job = ims.show_job(job_id).await.unwrap();
+        let status = job.status.clone().unwrap();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status.is_terminal() {
+            return (seen, job);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {job_id} never finished: {seen:?}");
+}
+
+/// A minimal signed client for wire-level checks, built on the project's signer.
 struct Raw {
     http: reqwest::Client,
     base: String,
@@ -38,7 +93,6 @@ struct Raw {
 
 struct Answer {
     status: u16,
-    headers: reqwest::header::HeaderMap,
     body: Value,
 }
 
@@ -113,70 +167,9 @@ impl Raw {
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
         let text = response.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    async fn register(&self, id: &str, url: &str) -> Answer {
-        self.send(
-            "PUT",
-            &format!("/v1/cloudimages/{id}/upload"),
-            &[],
-            Some(json!({ "image_url": url })),
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn job(&self, job_id: &str) -> Value {
-        let path = format!("/v1/{}/jobs/{job_id}", self.project_id);
-        let answer = self.send("GET", &path, &[], None).await.unwrap();
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body
-    }
-
-    async fn progress(&self, job_id: &str) -> Value {
-        let path = format!("/v1/cloudimages/job/{job_id}");
-        let answer = self.send("GET", &path, &[], None).await.unwrap();
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body
-    }
-
-    async fn list(&self, query: &[(&str, &str)]) -> Value {
-        let answer = self
-            .send("GET", "/v2/cloudimages", query, None)
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.body
-    }
-
-    async fn image_status(&self, id: &str) -> String {
-        let list = self.list(&[("id", id), ("__imagetype", "private")]).await;
-        list["images"][0]["status"].as_str().unwrap().to_string()
-    }
-
-    /// Polls the job until terminal, returning every status seen and the final job.
-    async fn wait(&self, job_id: &str) -> (Vec<String>, Value) {
-        let mut seen = Vec::new();
-        for _ in 0..200 {
-            let job = self.job(job_id).await;
-            let status = job["status"].as_str().unwrap().to_string();
-            if seen.last() != Some(&status) {
-                seen.push(status.clone());
-            }
-            if status == "SUCCESS" || status == "FAIL" {
-                return (seen, job);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("job {job_id} never finished: {seen:?}");
+        Ok(Answer { status, body })
     }
 }
 
@@ -187,30 +180,33 @@ fn ims_code(answer: &Answer) -> &str {
 #[tokio::test]
 async fn register_runs_a_job_and_the_image_becomes_active() {
     let sim = Simulator::start(config(Duration::from_millis(600)), local()).unwrap();
-    let client = Raw::new(&sim);
-    assert_eq!(client.image_status(ID).await, "queued");
+    let ims = client(&sim);
+    assert_eq!(status_of(&ims, ID).await, ImageStatus::Queued);
 
-    let answer = client.register(ID, URL).await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(answer.headers.contains_key("x-request-id"));
-    let job_id = answer.body["job_id"].as_str().unwrap().to_string();
+    let job_id = ims.register_image(ID, URL).await.unwrap();
     assert_eq!(job_id.len(), 32);
     assert!(job_id.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(client.image_status(ID).await, "saving");
+    assert_eq!(status_of(&ims, ID).await, ImageStatus::Saving);
 
-    let (seen, job) = client.wait(&job_id).await;
-    assert_eq!(seen.last().unwrap(), "SUCCESS");
-    assert!(seen.iter().any(|s| s == "RUNNING"), "{seen:?}");
-    assert_eq!(job["job_type"], "imsNativeImportImageJob");
-    assert_eq!(job["entities"]["image_id"], ID);
-    assert!(job["error_code"].is_null() && job["fail_reason"].is_null());
-    assert!(imsreg::ims::types::parse_api_time(job["end_time"].as_str().unwrap()).is_some());
-    let progress = client.progress(&job_id).await;
-    assert_eq!(progress["entities"]["process_percent"], 100.0);
+    let (seen, job) = wait_job(&ims, &job_id).await;
+    assert_eq!(seen.last(), Some(&JobStatus::Success));
+    assert!(seen.contains(&JobStatus::Running), "{seen:?}");
+    assert_eq!(job.job_type.as_deref(), Some("imsNativeImportImageJob"));
+    assert_eq!(job.entities.unwrap().image_id.as_deref(), Some(ID));
+    assert!(job.error_code.is_none() && job.fail_reason.is_none());
+    let begin = imsreg::ims::types::parse_api_time(&job.begin_time.unwrap()).unwrap();
+    let end = imsreg::ims::types::parse_api_time(&job.end_time.unwrap()).unwrap();
+    assert!(
+        end - begin >= chrono::Duration::milliseconds(590),
+        "{begin} {end}"
+    );
+    let progress = ims.show_job_progress(&job_id).await.unwrap();
+    assert_eq!(progress.entities.unwrap().process_percent, Some(100.0));
 
-    let listed = client.list(&[("id", ID), ("__imagetype", "private")]).await;
-    assert_eq!(listed["images"][0]["status"], "active");
-    assert!(listed["images"][0]["active_at"].is_string());
+    let image = ims.get_image(ID).await.unwrap().unwrap();
+    assert_eq!(image.status, ImageStatus::Active);
+    assert!(image.active_at.is_some());
+    assert_eq!(image.imagetype.as_deref(), Some("private"));
     assert_eq!(sim.image_status(ID), Some(ImageStatus::Active));
 
     let stats = sim.stats();
@@ -224,17 +220,14 @@ async fn register_runs_a_job_and_the_image_becomes_active() {
 #[tokio::test]
 async fn progress_reports_running_percent() {
     let sim = Simulator::start(config(Duration::from_secs(4)), local()).unwrap();
-    let client = Raw::new(&sim);
-    let job_id = client.register(ID, URL).await.body["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ims = client(&sim);
+    let job_id = ims.register_image(ID, URL).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let progress = client.progress(&job_id).await;
-    assert_eq!(progress["status"], "RUNNING");
-    let percent = progress["entities"]["process_percent"].as_f64().unwrap();
+    let progress = ims.show_job_progress(&job_id).await.unwrap();
+    assert_eq!(progress.status, Some(JobStatus::Running));
+    let percent = progress.entities.unwrap().process_percent.unwrap();
     assert!((20.0..80.0).contains(&percent), "{percent}");
-    assert!(progress["end_time"].is_null());
+    assert!(progress.end_time.is_none());
     sim.shutdown().await;
 }
 
@@ -243,15 +236,16 @@ async fn corrupt_objects_and_the_failure_fraction_fail_jobs() {
     let mut cfg = config(Duration::from_millis(100));
     cfg.images.push("corrupt-one".into());
     let sim = Simulator::start(cfg, local()).unwrap();
-    let client = Raw::new(&sim);
-    let answer = client
-        .register("corrupt-one", "bucket-1:dir/corrupt-disk.vhd")
-        .await;
-    let (_, job) = client.wait(answer.body["job_id"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "FAIL");
-    assert_eq!(job["error_code"], "IMG.0057");
-    assert!(job["fail_reason"].as_str().unwrap().contains("corrupt"));
-    assert_eq!(client.image_status("corrupt-one").await, "killed");
+    let ims = client(&sim);
+    let job_id = ims
+        .register_image("corrupt-one", "bucket-1:dir/corrupt-disk.vhd")
+        .await
+        .unwrap();
+    let (_, job) = wait_job(&ims, &job_id).await;
+    assert_eq!(job.status, Some(JobStatus::Fail));
+    assert_eq!(job.error_code.as_deref(), Some("IMG.0057"));
+    assert!(job.fail_reason.unwrap().contains("corrupt"));
+    assert_eq!(status_of(&ims, "corrupt-one").await, ImageStatus::Killed);
     sim.shutdown().await;
 
     let sim = Simulator::start(
@@ -262,34 +256,33 @@ async fn corrupt_objects_and_the_failure_fraction_fail_jobs() {
         local(),
     )
     .unwrap();
-    let client = Raw::new(&sim);
-    let answer = client.register(ID, URL).await;
-    let (_, job) = client.wait(answer.body["job_id"].as_str().unwrap()).await;
-    assert_eq!(job["status"], "FAIL");
-    assert_eq!(job["error_code"], "IMG.1075");
+    let ims = client(&sim);
+    let job_id = ims.register_image(ID, URL).await.unwrap();
+    let (_, job) = wait_job(&ims, &job_id).await;
+    assert_eq!(job.status, Some(JobStatus::Fail));
+    assert_eq!(job.error_code.as_deref(), Some("IMG.1075"));
+    assert_eq!(status_of(&ims, ID).await, ImageStatus::Killed);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn registrations_ims_refuses() {
     let sim = Simulator::start(config(Duration::from_secs(5)), local()).unwrap();
-    let client = Raw::new(&sim);
+    let ims = client(&sim);
     let ids = ["active-1", "saving-1", "killed-1"];
     sim.set_image_status(ids[0], ImageStatus::Active);
     sim.set_image_status(ids[1], ImageStatus::Saving);
     sim.set_image_status(ids[2], ImageStatus::Killed);
     for id in ids {
-        let answer = client.register(id, URL).await;
-        assert_eq!(
-            (answer.status, ims_code(&answer)),
-            (400, "IMG.0046"),
-            "{id}"
-        );
+        let api = api_error(ims.register_image(id, URL).await);
+        assert_eq!((api.status, api.code.as_str()), (400, "IMG.0046"), "{id}");
+        assert!(api.request_id.is_some());
     }
-    let unknown = client
-        .register("00000000-0000-4000-8000-000000000000", URL)
-        .await;
-    assert_eq!((unknown.status, ims_code(&unknown)), (404, "IMG.0027"));
+    let unknown = api_error(
+        ims.register_image("00000000-0000-4000-8000-000000000000", URL)
+            .await,
+    );
+    assert_eq!((unknown.status, unknown.code.as_str()), (404, "IMG.0027"));
     for (url, code) in [
         ("no-colon", "IMG.0017"),
         ("UPPER:disk.vhd", "IMG.0017"),
@@ -297,15 +290,19 @@ async fn registrations_ims_refuses() {
         ("bucket-1:dir name/disk.vhd", "IMG.0175"),
         ("bucket-1:notes.txt", "IMG.0057"),
     ] {
-        let answer = client.register(ID, url).await;
-        assert_eq!((answer.status, ims_code(&answer)), (400, code), "{url}");
+        let api = api_error(ims.register_image(ID, url).await);
+        assert_eq!((api.status, api.code.as_str()), (400, code), "{url}");
+        assert_eq!(ImsError::Api(api).class(), ErrorClass::Final);
     }
-    let empty = client
+
+    // Bodies the client never sends, checked on the wire.
+    let raw = Raw::new(&sim);
+    let empty = raw
         .send("PUT", &format!("/v1/cloudimages/{ID}/upload"), &[], None)
         .await
         .unwrap();
     assert_eq!((empty.status, ims_code(&empty)), (400, "IMG.0007"));
-    let wrong_type = client
+    let wrong_type = raw
         .send(
             "PUT",
             &format!("/v1/cloudimages/{ID}/upload"),
@@ -320,20 +317,15 @@ async fn registrations_ims_refuses() {
     );
 
     // A second register of an accepted image is refused; only one submission counted.
-    assert_eq!(client.register(ID, URL).await.status, 200);
-    let again = client.register(ID, URL).await;
-    assert_eq!((again.status, ims_code(&again)), (400, "IMG.0046"));
+    ims.register_image(ID, URL).await.unwrap();
+    let again = api_error(ims.register_image(ID, URL).await);
+    assert_eq!(again.code, "IMG.0046");
     assert_eq!(sim.stats().submissions.get(ID), Some(&1));
     assert!(sim.stats().resubmitted().is_empty());
-    let missing_job = client
-        .send(
-            "GET",
-            "/v1/cloudimages/job/ffffffffffffffffffffffffffffffff",
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
+    let missing_job = api_error(
+        ims.show_job_progress("ffffffffffffffffffffffffffffffff")
+            .await,
+    );
     assert_eq!(missing_job.status, 404);
     sim.shutdown().await;
 }
@@ -351,14 +343,15 @@ async fn task_limit_answers_img_0060() {
         local(),
     )
     .unwrap();
-    let client = Raw::new(&sim);
-    assert_eq!(client.register(&ids[0], URL).await.status, 200);
-    assert_eq!(client.register(&ids[1], URL).await.status, 200);
-    let over = client.register(&ids[2], URL).await;
-    assert_eq!((over.status, ims_code(&over)), (400, "IMG.0060"));
-    assert_eq!(client.image_status(&ids[2]).await, "queued");
+    let ims = client(&sim);
+    ims.register_image(&ids[0], URL).await.unwrap();
+    ims.register_image(&ids[1], URL).await.unwrap();
+    let over = ims.register_image(&ids[2], URL).await.unwrap_err();
+    assert_eq!(over.class(), ErrorClass::FlowControl);
+    assert_eq!(over.code(), Some("IMG.0060"));
+    assert_eq!(status_of(&ims, &ids[2]).await, ImageStatus::Queued);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(client.register(&ids[2], URL).await.status, 200);
+    ims.register_image(&ids[2], URL).await.unwrap();
     let stats = sim.stats();
     assert_eq!(stats.max_running_jobs, 2);
     assert_eq!(stats.task_limit_rejections, 1);
@@ -368,77 +361,69 @@ async fn task_limit_answers_img_0060() {
 #[tokio::test]
 async fn auth_is_checked_like_the_gateway() {
     let sim = Simulator::start(config(Duration::from_secs(1)), local()).unwrap();
-    let good = Raw::new(&sim);
-    assert_eq!(
-        good.send("GET", "/v2/cloudimages", &[("limit", "1")], None)
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-
-    let expect_401 = |answer: Answer, what: &str| {
-        assert_eq!(answer.status, 401, "{what}: {}", answer.body);
-        assert_eq!(answer.body["error_code"], "APIG.0301", "{what}");
-        assert!(answer.body["error_msg"].as_str().unwrap().contains("IAM"));
-        assert!(answer.body["request_id"].is_string());
-        let text = answer.body.to_string();
-        assert!(
-            !text.contains(&sim.config().credentials.sk),
-            "{what} leaks the SK"
+    let sk = sim.config().credentials.sk.clone();
+    let ak = sim.config().credentials.ak.clone();
+    let token = sim.config().credentials.token.clone();
+    let expect_401 = |result: Result<Option<imsreg::ims::ImageInfo>, ImsError>, what: &str| {
+        let err = result.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::AuthFailed, "{what}: {err}");
+        let ImsError::Api(api) = err else {
+            unreachable!()
+        };
+        assert_eq!(
+            (api.status, api.code.as_str()),
+            (401, "APIG.0301"),
+            "{what}"
         );
+        assert!(api.message.contains("IAM"), "{what}: {}", api.message);
+        assert!(api.request_id.is_some());
+        assert!(!api.message.contains(&sk), "{what} leaks the SK");
     };
-    let mut wrong_sk = Raw::new(&sim);
-    wrong_sk.sk = "not-the-secret".into();
+
+    assert!(client(&sim).get_image(ID).await.unwrap().is_some());
+    let aksk = |ak: &str, sk: &str| Credentials::AkSk {
+        ak: ak.into(),
+        sk: Secret::new(sk),
+        security_token: None,
+    };
     expect_401(
-        wrong_sk
-            .send("GET", "/v2/cloudimages", &[], None)
-            .await
-            .unwrap(),
+        client_with(&sim, aksk(&ak, "not-the-secret"))
+            .get_image(ID)
+            .await,
         "SK",
     );
-    let mut wrong_ak = Raw::new(&sim);
-    wrong_ak.ak = "OTHERAK".into();
     expect_401(
-        wrong_ak
-            .send("GET", "/v2/cloudimages", &[], None)
-            .await
-            .unwrap(),
+        client_with(&sim, aksk("OTHERAK", &sk)).get_image(ID).await,
         "AK",
     );
-    let mut stale = Raw::new(&sim);
-    stale.skew = chrono::Duration::minutes(-16);
+    let by_token = client_with(&sim, Credentials::Token(Secret::new(token)));
+    assert!(by_token.get_image(ID).await.unwrap().is_some());
     expect_401(
-        stale
-            .send("GET", "/v2/cloudimages", &[], None)
-            .await
-            .unwrap(),
-        "stale",
-    );
-    let mut future = Raw::new(&sim);
-    future.skew = chrono::Duration::minutes(16);
-    expect_401(
-        future
-            .send("GET", "/v2/cloudimages", &[], None)
-            .await
-            .unwrap(),
-        "future",
-    );
-    let mut slightly_off = Raw::new(&sim);
-    slightly_off.skew = chrono::Duration::minutes(-14);
-    assert_eq!(
-        slightly_off
-            .send("GET", "/v2/cloudimages", &[], None)
-            .await
-            .unwrap()
-            .status,
-        200
+        client_with(&sim, Credentials::Token(Secret::new("nope")))
+            .get_image(ID)
+            .await,
+        "token",
     );
 
+    // Signing times: 14 minutes off is fine, 16 is not (either way).
+    let answer_for = |minutes: i64| {
+        let mut raw = Raw::new(&sim);
+        raw.skew = chrono::Duration::minutes(minutes);
+        async move { raw.send("GET", "/v2/cloudimages", &[], None).await.unwrap() }
+    };
+    assert_eq!(answer_for(-14).await.status, 200);
+    for minutes in [-16, 16] {
+        let answer = answer_for(minutes).await;
+        assert_eq!(answer.status, 401, "{minutes} min");
+        assert_eq!(answer.body["error_code"], "APIG.0301");
+        assert!(answer.body["request_id"].is_string());
+    }
+
     // A signed request whose query was changed after signing.
+    let raw = Raw::new(&sim);
     let query = vec![("limit".to_string(), "1".to_string())];
-    let mut headers = vec![("X-Project-Id".to_string(), good.project_id.clone())];
-    signer::prepare_headers(&mut headers, &good.host, chrono::Utc::now());
+    let mut headers = vec![("X-Project-Id".to_string(), raw.project_id.clone())];
+    signer::prepare_headers(&mut headers, &raw.host, chrono::Utc::now());
     let signature = signer::sign(
         &SigningInput {
             method: "GET",
@@ -447,50 +432,27 @@ async fn auth_is_checked_like_the_gateway() {
             headers: &headers,
             body: b"",
         },
-        good.sk.as_bytes(),
+        raw.sk.as_bytes(),
         None,
     );
-    headers.push(("Authorization".into(), signature.authorization(&good.ak)));
+    headers.push(("Authorization".into(), signature.authorization(&raw.ak)));
     let tampered = vec![("limit".to_string(), "2".to_string())];
-    expect_401(
-        good.send_with("GET", "/v2/cloudimages", &tampered, headers, String::new())
-            .await
-            .unwrap(),
-        "tampered",
-    );
-
-    // Tokens: the configured one is accepted, others and no auth at all are not.
-    let token = sim.config().credentials.token.clone();
-    let with_token = |value: String| vec![("X-Auth-Token".to_string(), value)];
-    let ok = good
-        .send_with(
-            "GET",
-            "/v2/cloudimages",
-            &[],
-            with_token(token),
-            String::new(),
-        )
+    let answer = raw
+        .send_with("GET", "/v2/cloudimages", &tampered, headers, String::new())
         .await
         .unwrap();
-    assert_eq!(ok.status, 200);
-    expect_401(
-        good.send_with(
-            "GET",
-            "/v2/cloudimages",
-            &[],
-            with_token("x".into()),
-            String::new(),
-        )
+    assert_eq!(answer.status, 401);
+    assert!(
+        answer.body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("signature")
+    );
+    let no_auth = raw
+        .send_with("GET", "/v2/cloudimages", &[], vec![], String::new())
         .await
-        .unwrap(),
-        "token",
-    );
-    expect_401(
-        good.send_with("GET", "/v2/cloudimages", &[], vec![], String::new())
-            .await
-            .unwrap(),
-        "none",
-    );
+        .unwrap();
+    assert_eq!(no_auth.status, 401);
     assert_eq!(sim.stats().auth_failures, 7);
     sim.shutdown().await;
 }
@@ -515,22 +477,28 @@ async fn rate_limits_answer_429_with_the_gateway_body() {
         local(),
     )
     .unwrap();
-    let client = Raw::new(&sim);
-    assert_eq!(client.register(&ids[0], URL).await.status, 200);
-    assert_eq!(client.register(&ids[1], URL).await.status, 200);
-    let throttled = client.register(&ids[2], URL).await;
-    assert_eq!(throttled.status, 429);
-    assert_eq!(throttled.body["error_code"], "APIG.0308");
+    let ims = client(&sim);
+    ims.register_image(&ids[0], URL).await.unwrap();
+    ims.register_image(&ids[1], URL).await.unwrap();
+    let throttled = ims.register_image(&ids[2], URL).await.unwrap_err();
     assert_eq!(
-        throttled.body["error_msg"],
+        throttled.class(),
+        ErrorClass::Retryable {
+            retry_after: Some(Duration::from_secs(1)),
+            throttled: true
+        }
+    );
+    let api = api_error::<()>(Err(throttled));
+    assert_eq!((api.status, api.code.as_str()), (429, "APIG.0308"));
+    assert_eq!(
+        api.message,
         "The throttling threshold has been reached: policy user over ratelimit,limit:5,time:1 second"
     );
-    assert!(throttled.body["request_id"].is_string());
-    assert_eq!(throttled.headers["retry-after"], "1");
-    // The throttled call did not register anything; other APIs are not limited.
-    assert_eq!(client.image_status(&ids[2]).await, "queued");
+    assert!(api.request_id.is_some());
+    // The throttled call registered nothing; other APIs are not limited.
+    assert_eq!(status_of(&ims, &ids[2]).await, ImageStatus::Queued);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(client.register(&ids[2], URL).await.status, 200);
+    ims.register_image(&ids[2], URL).await.unwrap();
 
     let stats = sim.stats();
     assert_eq!(stats.throttled, 1);
@@ -546,7 +514,7 @@ async fn rate_limits_answer_429_with_the_gateway_body() {
 
 #[tokio::test]
 async fn injected_5xx_use_the_right_bodies() {
-    for (faults, status, check) in [
+    for (faults, status, code) in [
         (
             Faults {
                 error_500: 1.0,
@@ -580,14 +548,19 @@ async fn injected_5xx_use_the_right_bodies() {
             local(),
         )
         .unwrap();
-        let client = Raw::new(&sim);
-        let answer = client.register(ID, URL).await;
-        assert_eq!(answer.status, status);
-        let code = answer.body["error"]["code"]
-            .as_str()
-            .or(answer.body["error_code"].as_str())
-            .unwrap();
-        assert_eq!(code, check);
+        let err = client(&sim).register_image(ID, URL).await.unwrap_err();
+        assert!(
+            matches!(
+                err.class(),
+                ErrorClass::Retryable {
+                    throttled: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let api = api_error::<()>(Err(err));
+        assert_eq!((api.status, api.code.as_str()), (status, code));
         // The fault came before the backend: nothing was registered.
         assert_eq!(sim.image_status(ID), Some(ImageStatus::Queued));
         assert_eq!(sim.stats().server_errors, 1);
@@ -608,13 +581,8 @@ async fn dropped_connections_and_the_ambiguous_register() {
         local(),
     )
     .unwrap();
-    let client = Raw::new(&sim);
-    let err = client
-        .send("GET", "/v2/cloudimages", &[], None)
-        .await
-        .err()
-        .expect("a dropped connection has no answer");
-    assert!(!err.is_status() && !err.is_timeout(), "{err}");
+    let err = client(&sim).get_image(ID).await.unwrap_err();
+    assert!(!matches!(err, ImsError::Api(_)), "{err}");
     assert_eq!(sim.stats().dropped_connections, 1);
     sim.shutdown().await;
 
@@ -630,22 +598,15 @@ async fn dropped_connections_and_the_ambiguous_register() {
         local(),
     )
     .unwrap();
-    let client = Raw::new(&sim);
-    let result = client
-        .send(
-            "PUT",
-            &format!("/v1/cloudimages/{ID}/upload"),
-            &[],
-            Some(json!({ "image_url": URL })),
-        )
-        .await;
-    assert!(result.is_err(), "the register answer should be dropped");
-    assert_eq!(client.image_status(ID).await, "saving");
+    let ims = client(&sim);
+    let err = ims.register_image(ID, URL).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Ambiguous, "{err}");
+    assert_eq!(status_of(&ims, ID).await, ImageStatus::Saving);
     let stats = sim.stats();
     assert_eq!(stats.submissions.get(ID), Some(&1));
     assert_eq!(stats.dropped_register_responses, 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(client.image_status(ID).await, "active");
+    assert_eq!(status_of(&ims, ID).await, ImageStatus::Active);
     sim.shutdown().await;
 }
 
@@ -664,21 +625,17 @@ async fn faults_are_reproducible_for_a_seed() {
             local(),
         )
         .unwrap();
-        let client = Raw::new(&sim);
-        let mut statuses = Vec::new();
+        let ims = client(&sim);
+        let mut failed = Vec::new();
         for _ in 0..40 {
-            let answer = client
-                .send("GET", "/v2/cloudimages", &[], None)
-                .await
-                .unwrap();
-            statuses.push(answer.status);
+            failed.push(ims.get_image(ID).await.is_err());
         }
         sim.shutdown().await;
-        statuses
+        failed
     };
     let first = pattern(11).await;
     assert_eq!(first, pattern(11).await);
-    let failures = first.iter().filter(|s| **s == 503).count();
+    let failures = first.iter().filter(|failed| **failed).count();
     assert!((8..=32).contains(&failures), "{failures} of 40");
     assert_ne!(first, pattern(12).await);
 }
@@ -693,16 +650,8 @@ async fn added_latency_delays_answers() {
         local(),
     )
     .unwrap();
-    let client = Raw::new(&sim);
     let started = Instant::now();
-    assert_eq!(
-        client
-            .send("GET", "/v2/cloudimages", &[], None)
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    client(&sim).get_image(ID).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150));
     sim.shutdown().await;
 }
@@ -713,23 +662,21 @@ async fn listing_pages_and_filters() {
     let sim = Simulator::start(config(Duration::from_millis(50)), local()).unwrap();
     sim.add_images(ids.clone());
     sim.set_image_status("id-07", ImageStatus::Active);
-    let client = Raw::new(&sim);
+    let ims = client(&sim);
 
+    let mut query = ListImagesQuery {
+        imagetype: Some("private".into()),
+        limit: Some(10),
+        ..ListImagesQuery::default()
+    };
     let mut seen = Vec::new();
-    let mut marker: Option<String> = None;
     let mut pages = 0;
     loop {
-        let mut query = vec![("__imagetype", "private"), ("limit", "10")];
-        if let Some(m) = marker.as_deref() {
-            query.push(("marker", m));
-        }
-        let page = client.list(&query).await;
+        let page = ims.list_images(&query).await.unwrap();
         pages += 1;
-        for image in page["images"].as_array().unwrap() {
-            seen.push(image["id"].as_str().unwrap().to_string());
-        }
-        match page["page_info"]["next_marker"].as_str() {
-            Some(next) => marker = Some(next.to_string()),
+        seen.extend(page.images.into_iter().map(|image| image.id));
+        match page.page_info.and_then(|p| p.next_marker) {
+            Some(next) => query.marker = Some(next),
             None => break,
         }
     }
@@ -739,74 +686,91 @@ async fn listing_pages_and_filters() {
     expected.sort();
     assert_eq!(seen, expected);
 
-    let active = client.list(&[("status", "active")]).await;
-    assert_eq!(active["images"].as_array().unwrap().len(), 1);
-    assert_eq!(active["images"][0]["id"], "id-07");
-    let gold = client.list(&[("__imagetype", "gold")]).await;
-    assert!(gold["images"].as_array().unwrap().is_empty());
-    let none = client.list(&[("id", "nope")]).await;
-    assert!(none["images"].as_array().unwrap().is_empty());
-    let bad = client
-        .send("GET", "/v2/cloudimages", &[("limit", "x")], None)
-        .await
-        .unwrap();
-    assert_eq!((bad.status, ims_code(&bad)), (400, "IMG.0001"));
-    let since = client
-        .list(&[("updated_at", "gt:2000-01-01T00:00:00Z"), ("limit", "1000")])
-        .await;
-    assert_eq!(since["images"].as_array().unwrap().len(), 26);
-    let future = client
-        .list(&[("updated_at", "gt:2999-01-01T00:00:00Z")])
-        .await;
-    assert!(future["images"].as_array().unwrap().is_empty());
+    let list = |query: ListImagesQuery| {
+        let ims = ims.clone();
+        async move {
+            ims.list_images(&query)
+                .await
+                .unwrap()
+                .images
+                .into_iter()
+                .map(|image| image.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let active = list(ListImagesQuery {
+        status: Some(ImageStatus::Active),
+        ..ListImagesQuery::default()
+    })
+    .await;
+    assert_eq!(active, ["id-07"]);
+    let gold = list(ListImagesQuery {
+        imagetype: Some("gold".into()),
+        ..ListImagesQuery::default()
+    })
+    .await;
+    assert!(gold.is_empty());
+    assert!(ims.get_image("nope").await.unwrap().is_none());
+    let since = list(ListImagesQuery {
+        updated_at: Some("gt:2000-01-01T00:00:00Z".into()),
+        limit: Some(1000),
+        ..ListImagesQuery::default()
+    })
+    .await;
+    assert_eq!(since.len(), 26);
+    let future = list(ListImagesQuery {
+        updated_at: Some("gt:2999-01-01T00:00:00Z".into()),
+        ..ListImagesQuery::default()
+    })
+    .await;
+    assert!(future.is_empty());
+    let bad = api_error(
+        ims.list_images(&ListImagesQuery {
+            limit: Some(5000),
+            ..ListImagesQuery::default()
+        })
+        .await,
+    );
+    assert_eq!((bad.status, bad.code.as_str()), (400, "IMG.0001"));
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn created_images_can_be_registered() {
     let sim = Simulator::start(config(Duration::from_millis(100)), local()).unwrap();
-    let client = Raw::new(&sim);
-    let created = client
-        .send(
-            "POST",
-            "/v2/images",
-            &[],
-            Some(json!({"name": "web-01", "disk_format": "qcow2", "min_disk": 40})),
-        )
+    let ims = client(&sim);
+    let created = ims
+        .create_image_metadata(&CreateImageMetadataRequest {
+            name: Some("web-01".into()),
+            disk_format: Some("qcow2".into()),
+            min_disk: Some(40),
+            ..CreateImageMetadataRequest::default()
+        })
         .await
         .unwrap();
-    assert_eq!(created.status, 201);
-    assert_eq!(created.body["status"], "queued");
-    assert_eq!(created.body["name"], "web-01");
-    assert_eq!(created.body["__imagetype"], "private");
-    let id = created.body["id"].as_str().unwrap().to_string();
-    assert!(uuid::Uuid::parse_str(&id).is_ok());
-    assert_eq!(
-        created.body["self"].as_str().unwrap(),
-        format!("/v2/images/{id}")
-    );
+    assert_eq!(created.status, ImageStatus::Queued);
+    assert_eq!(created.name.as_deref(), Some("web-01"));
+    assert_eq!(created.disk_format.as_deref(), Some("qcow2"));
+    assert!(uuid::Uuid::parse_str(&created.id).is_ok());
 
-    let job = client.register(&id, URL).await.body["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, done) = client.wait(&job).await;
-    assert_eq!(done["status"], "SUCCESS");
-    assert_eq!(done["entities"]["image_name"], "web-01");
-    let native = client
-        .send("GET", &format!("/v2/images/{id}"), &[], None)
+    let job_id = ims.register_image(&created.id, URL).await.unwrap();
+    let (_, done) = wait_job(&ims, &job_id).await;
+    assert_eq!(done.status, Some(JobStatus::Success));
+    assert_eq!(done.entities.unwrap().image_name.as_deref(), Some("web-01"));
+    let native = Raw::new(&sim)
+        .send("GET", &format!("/v2/images/{}", created.id), &[], None)
         .await
         .unwrap();
     assert_eq!(native.status, 200);
     assert_eq!(native.body["status"], "active");
+    assert_eq!(native.body["self"], format!("/v2/images/{}", created.id));
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn stats_are_served_over_http_and_shutdown_closes_the_port() {
     let sim = Simulator::start(config(Duration::from_secs(1)), local()).unwrap();
-    let client = Raw::new(&sim);
-    client.register(ID, URL).await;
+    client(&sim).register_image(ID, URL).await.unwrap();
     let over_http: SimStats = reqwest::get(format!("{}/_sim/stats", sim.url()))
         .await
         .unwrap()
@@ -815,7 +779,10 @@ async fn stats_are_served_over_http_and_shutdown_closes_the_port() {
         .unwrap();
     assert_eq!(over_http.submissions, sim.stats().submissions);
     assert_eq!(over_http.running_jobs, 1);
-    let unknown = client.send("GET", "/v3/nothing", &[], None).await.unwrap();
+    let unknown = Raw::new(&sim)
+        .send("GET", "/v3/nothing", &[], None)
+        .await
+        .unwrap();
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body["error_code"], "APIG.0101");
 
@@ -869,23 +836,25 @@ fn the_simulate_command_prints_its_url_and_stops_on_sigterm() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut client = Raw {
-            http: reqwest::Client::new(),
-            host: url.trim_start_matches("http://").to_string(),
-            base: url.clone(),
-            ak: "ENVAK".into(),
-            sk: "env-secret".into(),
-            project_id: "00112233445566778899aabbccddeeff".into(),
-            skew: chrono::Duration::zero(),
+        let build = |sk: &str| {
+            let credentials = Credentials::AkSk {
+                ak: "ENVAK".into(),
+                sk: Secret::new(sk),
+                security_token: None,
+            };
+            let mut config = ClientConfig::new(url.parse().unwrap(), credentials);
+            config.project_id = Some("00112233445566778899aabbccddeeff".into());
+            Client::new(config).unwrap()
         };
-        assert_eq!(client.image_status(ID).await, "queued");
-        assert_eq!(client.register(ID, URL).await.status, 200);
-        client.sk = imsreg::sim::config::DEFAULT_SK.into();
-        let rejected = client
-            .send("GET", "/v2/cloudimages", &[], None)
-            .await
-            .unwrap();
-        assert_eq!(rejected.status, 401, "env credentials replace the defaults");
+        let ims = build("env-secret");
+        assert_eq!(status_of(&ims, ID).await, ImageStatus::Queued);
+        ims.register_image(ID, URL).await.unwrap();
+        let with_default_sk = build(imsreg::sim::config::DEFAULT_SK).get_image(ID).await;
+        assert_eq!(
+            with_default_sk.unwrap_err().class(),
+            ErrorClass::AuthFailed,
+            "env credentials replace the defaults"
+        );
     });
 
     let status = Command::new("kill")
@@ -904,4 +873,21 @@ fn the_example_config_parses() {
     assert_eq!(config.task_limit, 10);
     assert_eq!(config.rate_limits.len(), 5);
     assert_eq!(config.images, vec![ID.to_string()]);
+}
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_server() {
+    let sim = Simulator::start(SimConfig::default(), local()).unwrap();
+    let addr = sim.addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    drop(sim);
+    let mut closed = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed, "the port should close once the handle is dropped");
 }

@@ -552,27 +552,18 @@ fn gateway_error(
     response
 }
 
-/// Injected 5xx: 500 comes from IMS (IMS body), 502/503 from the gateway (gateway body).
+/// Injected 5xx: 500 comes from IMS (IMS body), 502/503 from the gateway (gateway body; the
+/// exact APIG codes of backend errors are unconfirmed, clients key on the status).
 fn injected_error(status: StatusCode, request_id: &str) -> Response {
     match status {
         StatusCode::INTERNAL_SERVER_ERROR => ims_error(
             fault(500, "IMG.0061", "Unknown system error (simulated fault)."),
             request_id,
         ),
-        StatusCode::BAD_GATEWAY => gateway_error(
-            status,
-            "APIG.0202",
-            "Backend unavailable (simulated fault)",
-            request_id,
-            None,
-        ),
-        _ => gateway_error(
-            status,
-            "APIG.0203",
-            "Backend service unavailable (simulated fault)",
-            request_id,
-            None,
-        ),
+        StatusCode::BAD_GATEWAY => {
+            gateway_error(status, "APIG.0202", "Backend unavailable", request_id, None)
+        }
+        _ => gateway_error(status, "APIG.0203", "Service unavailable", request_id, None),
     }
 }
 

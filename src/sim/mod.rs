@@ -98,8 +98,8 @@ impl Simulator {
     }
 }
 
-/// A running simulator. Dropping it leaves the server running until the runtime ends; call
-/// [`SimHandle::shutdown`] to stop it gracefully.
+/// A running simulator. Keep it alive while the server is needed: dropping it stops the
+/// server too (without waiting); [`SimHandle::shutdown`] stops it and waits.
 pub struct SimHandle {
     addr: SocketAddr,
     shared: Arc<api::Shared>,

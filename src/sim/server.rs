@@ -61,6 +61,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: watch:
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            // A shutdown request, or the handle was dropped.
             _ = shutdown.changed() => break,
         }
     }
@@ -92,11 +93,10 @@ async fn serve_connection(stream: TcpStream, router: Router, mut shutdown: watch
             _ = connection.as_mut() => return,
             // Dropping the connection closes the socket with nothing written.
             _ = killer.0.notified() => return,
-            changed = shutdown.changed(), if !draining => {
+            // A shutdown request, or the handle was dropped.
+            _ = shutdown.changed(), if !draining => {
                 draining = true;
-                if changed.is_ok() {
-                    connection.as_mut().graceful_shutdown();
-                }
+                connection.as_mut().graceful_shutdown();
             }
         }
     }

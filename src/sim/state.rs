@@ -193,7 +193,7 @@ impl Store {
     /// The image's status as IMS would report it now.
     pub fn image_status(&self, id: &str, now: Duration) -> Option<ImageStatus> {
         self.images
-            .get(id)
+            .get(&id.trim().to_ascii_lowercase())
             .map(|image| self.effective_status(image, now))
     }
 
