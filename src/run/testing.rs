@@ -62,6 +62,8 @@ pub struct Counters {
     pub flow_control_answers: u32,
     /// Calls of any kind received after the first 401.
     pub calls_after_auth_failure: u32,
+    /// Wall-clock arrival of each register call (for rate checks on the real clock).
+    pub register_times: Vec<std::time::Instant>,
 }
 
 struct FakeImage {
@@ -128,6 +130,25 @@ impl FakeIms {
         }
     }
 
+    /// Adds private images that are not in any manifest (already active).
+    pub fn with_other_images(self, count: usize) -> Self {
+        {
+            let mut state = self.lock();
+            let now = Instant::now();
+            for n in 0..count {
+                state.images.insert(
+                    format!("0000other-0000-0000-0000-{n:012}"),
+                    FakeImage {
+                        status: ImageStatus::Active,
+                        job: None,
+                        updated: now,
+                    },
+                );
+            }
+        }
+        self
+    }
+
     pub fn with_task_limit(mut self, limit: usize) -> Self {
         self.task_limit = limit;
         self
@@ -157,8 +178,7 @@ impl FakeIms {
     /// Starts a job as an earlier run would have; returns its ID.
     pub fn start_job(&self, image_id: &str) -> String {
         let mut state = self.lock();
-        let job_id = state.new_job(image_id, Instant::now(), false);
-        job_id
+        state.new_job(image_id, Instant::now(), false)
     }
 
     pub fn counters(&self) -> Counters {
@@ -275,6 +295,10 @@ impl ImsApi for FakeIms {
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.register_calls += 1;
+        state
+            .counters
+            .register_times
+            .push(std::time::Instant::now());
         let fault = state.register_faults.pop_front();
         match fault {
             Some(Fault::Throttle(retry_after)) => {
