@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod report;
 pub mod run;
 pub mod sim;
+pub mod state;
 
 /// The version printed by `--version` and written into reports and the `User-Agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,12 +4,16 @@
 //! The pipeline talks to IMS through the [`ImsApi`] trait, which [`client::Client`] implements
 //! over HTTP; unit tests of the pipeline implement it in memory.
 
+pub mod auth;
+pub mod client;
 pub mod error;
 pub mod signer;
 pub mod types;
 
 use std::future::Future;
 
+pub use auth::{Credentials, Discovered, Secret};
+pub use client::{Client, ClientConfig, resolve_endpoint};
 pub use error::{ApiError, ErrorClass, ImsError};
 pub use types::{
     CreateImageMetadataRequest, ImageInfo, ImageStatus, Job, JobEntities, JobStatus,

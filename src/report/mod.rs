@@ -1,6 +1,107 @@
 //! Results reports: JSON (the reference shape, see `report.schema.json`), YAML, CSV, JUnit XML
-//! and Markdown, each written atomically (temp file, fsync, rename).
+//! and Markdown. Every report is written atomically (temp file in the same folder, fsync,
+//! rename), so a reader never sees half a report, even if the run is killed while writing.
 
+pub mod csv;
+pub mod format;
+pub mod junit;
+pub mod markdown;
 pub mod model;
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use format::ReportFormat;
 pub use model::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "cannot tell the report format of {}: use a .json, .yaml, .yml, .csv, .xml (JUnit) or .md file name",
+        path.display()
+    )]
+    UnknownFormat { path: PathBuf },
+    #[error("cannot render the {format} report: {detail}")]
+    Render {
+        format: &'static str,
+        detail: String,
+    },
+    #[error("cannot write report {}: {source} (check that its folder is writable)", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Renders a report in the given format.
+pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportError> {
+    match format {
+        ReportFormat::Json => {
+            let mut out = serde_json::to_vec_pretty(report).map_err(render_error("JSON"))?;
+            out.push(b'\n');
+            Ok(out)
+        }
+        ReportFormat::Yaml => serde_yaml::to_string(report)
+            .map(String::into_bytes)
+            .map_err(render_error("YAML")),
+        ReportFormat::Csv => csv::render(report).map_err(render_error("CSV")),
+        ReportFormat::Junit => junit::render(report).map_err(render_error("JUnit XML")),
+        ReportFormat::Markdown => Ok(markdown::render(report).into_bytes()),
+    }
+}
+
+fn render_error<E: std::fmt::Display>(format: &'static str) -> impl Fn(E) -> ReportError {
+    move |e| ReportError::Render {
+        format,
+        detail: e.to_string(),
+    }
+}
+
+/// Checks that every path names a known format, before a run starts.
+pub fn check_paths(paths: &[PathBuf]) -> Result<(), ReportError> {
+    paths
+        .iter()
+        .try_for_each(|p| ReportFormat::from_path(p).map(drop))
+}
+
+/// Writes the report to every path, each in the format its extension names. Tries every path
+/// even when one fails, and returns the first error.
+pub fn write_reports(report: &Report, paths: &[PathBuf]) -> Result<(), ReportError> {
+    let mut first_error = None;
+    for path in paths {
+        let result = ReportFormat::from_path(path)
+            .and_then(|format| render(report, format))
+            .and_then(|bytes| write_atomically(path, &bytes));
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Temp file in the target's folder (created if missing), write, fsync, rename over the
+/// target, fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let io_error = |source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io_error)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".imsreg-report-")
+        .tempfile_in(dir)
+        .map_err(io_error)?;
+    temp.write_all(bytes).map_err(io_error)?;
+    temp.as_file().sync_all().map_err(io_error)?;
+    temp.persist(path).map_err(|e| io_error(e.error))?;
+    // The rename is durable only once the folder itself is synced; best effort.
+    if let Ok(folder) = std::fs::File::open(dir) {
+        let _ = folder.sync_all();
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod run;
 mod simulate;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -17,6 +18,8 @@ pub mod exit {
     pub const SOME_FAILED: u8 = 1;
     /// Nothing was attempted: usage, manifest, configuration or credential error.
     pub const USAGE: u8 = 2;
+    /// Another run holds the state journal's lock ("busy, try later"; EX_TEMPFAIL).
+    pub const LOCKED: u8 = 75;
     /// Interrupted by SIGINT/SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -42,6 +45,8 @@ enum Command {
     Run(Box<run::Args>),
     /// Serve the built-in IMS simulator over HTTP (for demos, tests and benchmarks).
     Simulate(simulate::Args),
+    /// Show where a run stands, from its state journal (no network).
+    Status(status::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::main(args),
         Command::Run(args) => run::main(*args),
         Command::Simulate(args) => simulate::main(args),
+        Command::Status(args) => status::main(args),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,131 @@
+//! `imsreg status`: where a run stands, read from its state journal (no network), for an
+//! operator checking a long run or a cron job.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use imsreg::report::ImageOutcome;
+use imsreg::state;
+
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The manifest whose default journal (`<stem>.imsreg-state.jsonl` next to it) to read.
+    #[arg(required_unless_present = "state")]
+    pub manifest: Option<PathBuf>,
+    /// The state journal to read (as given to `imsreg run --state`).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main(args: Args) -> u8 {
+    let path = match (&args.state, &args.manifest) {
+        (Some(state), _) => state.clone(),
+        (None, Some(manifest)) => state::default_path(manifest),
+        (None, None) => return exit::USAGE,
+    };
+    if !path.exists() {
+        eprintln!(
+            "error: no state journal at {} (has a run with this manifest started yet? pass --state PATH if it was chosen explicitly)",
+            path.display()
+        );
+        return exit::USAGE;
+    }
+    let replayed = match state::replay(&path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut in_flight = Vec::new();
+    for (id, image) in &replayed.images {
+        match image.outcome {
+            Some(outcome) if outcome != ImageOutcome::Pending => {
+                *counts.entry(outcome.as_str()).or_default() += 1
+            }
+            _ => {
+                *counts.entry("in_flight").or_default() += 1;
+                if let Some(job) = &image.job_id {
+                    in_flight.push((image.submitted_at, id.as_str(), job.as_str()));
+                }
+            }
+        }
+    }
+    in_flight.sort();
+    let running = state::RunLock::acquire(&path).is_err();
+
+    if args.json {
+        let value = serde_json::json!({
+            "state": path,
+            "run_in_progress": running,
+            "images": replayed.images.len(),
+            "counts": counts,
+            "in_flight": in_flight.iter().map(|(at, id, job)| serde_json::json!({
+                "image_id": id, "job_id": job, "submitted_at": at,
+            })).collect::<Vec<_>>(),
+            "last_update": replayed.last_update,
+            "torn_tail": replayed.torn_tail,
+            "unreadable_lines": replayed.unreadable_lines,
+        });
+        print_all(&format!("{value:#}\n"));
+        return exit::OK;
+    }
+
+    let mut out = String::new();
+    macro_rules! line {
+        ($($arg:tt)*) => {{
+            let _ = writeln!(out, $($arg)*);
+        }};
+    }
+    line!("state journal  {}", path.display());
+    line!(
+        "run            {}",
+        if running {
+            "in progress (the run lock is held)"
+        } else {
+            "not running"
+        }
+    );
+    line!(
+        "last update    {}",
+        replayed.last_update.map_or("never".to_string(), |t| t
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string())
+    );
+    line!("images         {}", replayed.images.len());
+    for (status, count) in &counts {
+        line!("  {status:<20} {count}");
+    }
+    if !in_flight.is_empty() {
+        line!("in-flight jobs:");
+        for (at, id, job) in &in_flight {
+            let at = at.map_or(String::new(), |t| t.format("%H:%M:%S").to_string());
+            line!("  {id}  job {job}  submitted {at}");
+        }
+    }
+    if replayed.torn_tail {
+        line!("note: the last line was cut short by a crash; the next run ignores it");
+    }
+    if !replayed.unreadable_lines.is_empty() {
+        line!(
+            "warning: unreadable lines skipped: {:?}",
+            replayed.unreadable_lines
+        );
+    }
+    print_all(&out);
+    exit::OK
+}
+
+/// Prints without panicking when stdout is closed early (`imsreg status | head`).
+fn print_all(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}

@@ -1,0 +1,667 @@
+//! The HTTP client for IMS: one pooled connection set, every request authenticated exactly as
+//! the official SDK does it, every answer turned into a typed value or a classified [`ImsError`].
+//!
+//! A request goes through four steps, top to bottom in [`Client::execute`]: build the URL (the
+//! signer's canonical query string *is* the URL query, so the wire matches the signature), add
+//! the SDK's headers and authenticate (AK/SK signature or `X-Auth-Token`), send, then read the
+//! answer. Transport failures are split into "never sent" (safe to repeat) and "ambiguous" (the
+//! server may have acted), which matters for the non-idempotent register call.
+//!
+//! HTTP/1.1 only, like the SDK: the signed `Host` header then travels as it was signed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+use url::{Host, Url};
+
+use super::ImsApi;
+use super::auth::Credentials;
+use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
+use super::signer::{self, SigningInput};
+use super::types::{
+    CreateImageMetadataRequest, ImageInfo, Job, ListImagesQuery, ListImagesResponse,
+    RegisterImageRequest, RegisterImageResponse,
+};
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Idle pooled connections are dropped after this. Kept short so that a request rarely goes
+/// out on a connection the gateway is just closing (which would make a register ambiguous).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Answers larger than this are refused (a list page of 500 images is a few hundred KiB).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// `Content-Type` as the SDK sends it: with a charset on requests with a body, plain on GETs.
+const CONTENT_TYPE_WITH_BODY: &str = "application/json;charset=UTF-8";
+const CONTENT_TYPE_NO_BODY: &str = "application/json";
+
+/// Headers whose values are secret; reqwest/hyper keep them out of their own debug output.
+const SENSITIVE_HEADERS: &[&str] = &["authorization", "x-auth-token", "x-security-token"];
+
+/// Everything needed to build a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://ims.{region}.myhuaweicloud.com`, or an override; see [`resolve_endpoint`].
+    pub endpoint: Url,
+    /// Sent as `X-Project-Id` on every request; required by [`Client::show_job`].
+    pub project_id: Option<String>,
+    pub credentials: Credentials,
+    pub connect_timeout: Duration,
+    /// Whole-request limit, from sending to the last byte of the answer.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A config with the default timeouts and no project.
+    pub fn new(endpoint: Url, credentials: Credentials) -> Self {
+        Self {
+            endpoint,
+            project_id: None,
+            credentials,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// The IMS endpoint: `endpoint` when given (an override, e.g. the simulator), else
+/// `https://ims.{region}.myhuaweicloud.com`. See [`check_endpoint`] for what is accepted.
+pub fn resolve_endpoint(region: Option<&str>, endpoint: Option<&str>) -> Result<Url, ImsError> {
+    let region = region.map(str::trim).filter(|r| !r.is_empty());
+    let endpoint = endpoint.map(str::trim).filter(|e| !e.is_empty());
+    let url = match (endpoint, region) {
+        (Some(raw), _) => Url::parse(raw).map_err(|err| {
+            ImsError::Config(format!(
+                "the IMS endpoint {raw:?} is not a valid URL ({err}); write it as \
+                 https://ims.<region>.myhuaweicloud.com"
+            ))
+        })?,
+        (None, Some(region)) => {
+            let valid = region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                return Err(ImsError::Config(format!(
+                    "the region {region:?} is not a Huawei Cloud region ID (e.g. cn-north-4, \
+                     ap-southeast-1)"
+                )));
+            }
+            Url::parse(&format!("https://ims.{region}.myhuaweicloud.com")).map_err(|err| {
+                ImsError::Config(format!(
+                    "cannot build the endpoint of region {region}: {err}"
+                ))
+            })?
+        }
+        (None, None) => {
+            return Err(ImsError::Config(
+                "no IMS region or endpoint: set the region (`region:` in the manifest \
+                 settings or on the command line), or an endpoint (`endpoint:`)"
+                    .to_string(),
+            ));
+        }
+    };
+    check_endpoint(&url)?;
+    Ok(url)
+}
+
+/// Accepts `https://host[:port][/base]`, and `http://` only for loopback hosts (127.0.0.0/8,
+/// `::1`, `localhost`): signed requests and tokens must not travel in clear over a network.
+pub fn check_endpoint(url: &Url) -> Result<(), ImsError> {
+    // Never echo a password someone put into the URL.
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    let refuse = |why: &str| Err(ImsError::Config(format!("the IMS endpoint {shown} {why}")));
+    if url.host().is_none() {
+        return refuse("has no host name");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("must not contain a user name or password");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse("must not contain a query (?...) or a fragment (#...)");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => refuse(
+            "uses plain http://, which is only allowed for a loopback address (127.0.0.1, ::1, \
+             localhost); use https://",
+        ),
+        _ => refuse("must start with https:// (or http:// for a loopback address)"),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// The IMS HTTP client. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoint: Url,
+    /// The endpoint's path without a trailing `/` ("" for a bare host).
+    base_path: String,
+    /// `host[:port]` as signed and sent in `Host` (port only when not the scheme's default).
+    host: String,
+    project_id: Option<String>,
+    credentials: Credentials,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.inner.endpoint.as_str())
+            .field("project_id", &self.inner.project_id)
+            .field("credentials", &self.inner.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One API call, before authentication.
+struct Call {
+    /// For messages: e.g. `RegisterImage 4ca4...`.
+    operation: String,
+    method: Method,
+    /// Below the endpoint's base path, already percent-encoded, starting with `/`.
+    path: String,
+    /// Raw pairs; sent as the signer's canonical query string.
+    query: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Self, ImsError> {
+        check_endpoint(&config.endpoint)?;
+        let host_name = config
+            .endpoint
+            .host_str()
+            .ok_or_else(|| ImsError::Config("the IMS endpoint has no host name".to_string()))?;
+        let host = match config.endpoint.port() {
+            Some(port) => format!("{host_name}:{port}"),
+            None => host_name.to_string(),
+        };
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .http1_only()
+            .user_agent(format!("imsreg/{}", crate::VERSION))
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // A redirect would re-send a signed request elsewhere; IMS does not redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|err| ImsError::Config(format!("cannot set up the HTTP client: {err}")))?;
+        let project_id = config
+            .project_id
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_path: config.endpoint.path().trim_end_matches('/').to_string(),
+                endpoint: config.endpoint,
+                host,
+                project_id,
+                credentials: config.credentials,
+            }),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.inner.endpoint
+    }
+
+    pub fn project_id(&self) -> Option<&str> {
+        self.inner.project_id.as_deref()
+    }
+
+    /// `PUT /v1/cloudimages/{image_id}/upload` with `{"image_url": "bucket:object"}`; answers
+    /// the job ID, trimmed (the documented example has a leading space).
+    pub async fn register_image(
+        &self,
+        image_id: &str,
+        image_url: &str,
+    ) -> Result<String, ImsError> {
+        let operation = format!("RegisterImage {image_id}");
+        let body = serde_json::to_vec(&RegisterImageRequest { image_url }).map_err(|err| {
+            ImsError::Config(format!("cannot encode the register request: {err}"))
+        })?;
+        let call = Call {
+            path: format!(
+                "/v1/cloudimages/{}/upload",
+                path_segment("image ID", image_id)?
+            ),
+            operation: operation.clone(),
+            method: Method::PUT,
+            query: Vec::new(),
+            body: Some(body),
+        };
+        let answer: RegisterImageResponse = self.call_json(call).await?;
+        let job_id = answer.job_id.trim();
+        if job_id.is_empty() {
+            return Err(ImsError::Decode {
+                operation,
+                detail: "the answer has an empty job_id".to_string(),
+            });
+        }
+        Ok(job_id.to_string())
+    }
+
+    /// `GET /v1/{project_id}/jobs/{job_id}`; needs a project ID.
+    pub async fn show_job(&self, job_id: &str) -> Result<Job, ImsError> {
+        let project = self.inner.project_id.as_deref().ok_or_else(|| {
+            ImsError::Config(
+                "querying a job needs the project ID: set HUAWEICLOUD_SDK_PROJECT_ID, or \
+                 `project_id:` in the manifest settings or on the command line"
+                    .to_string(),
+            )
+        })?;
+        let call = Call {
+            operation: format!("ShowJob {job_id}"),
+            method: Method::GET,
+            path: format!(
+                "/v1/{}/jobs/{}",
+                path_segment("project ID", project)?,
+                path_segment("job ID", job_id)?
+            ),
+            query: Vec::new(),
+            body: None,
+        };
+        self.call_json(call).await
+    }
+
+    /// `GET /v1/cloudimages/job/{job_id}`: the job plus `entities.process_percent`.
+    pub async fn show_job_progress(&self, job_id: &str) -> Result<Job, ImsError> {
+        let call = Call {
+            operation: format!("ShowJobProgress {job_id}"),
+            method: Method::GET,
+            path: format!("/v1/cloudimages/job/{}", path_segment("job ID", job_id)?),
+            query: Vec::new(),
+            body: None,
+        };
+        self.call_json(call).await
+    }
+
+    /// `GET /v2/cloudimages` with the query's filter and paging.
+    pub async fn list_images(
+        &self,
+        query: &ListImagesQuery,
+    ) -> Result<ListImagesResponse, ImsError> {
+        let call = Call {
+            operation: "ListImages".to_string(),
+            method: Method::GET,
+            path: "/v2/cloudimages".to_string(),
+            query: query.to_pairs(),
+            body: None,
+        };
+        self.call_json(call).await
+    }
+
+    /// One private image by ID (`GET /v2/cloudimages?id=...&__imagetype=private`); `None`
+    /// when the list has no image with that ID.
+    pub async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {
+        let query = ListImagesQuery {
+            id: Some(image_id.to_string()),
+            imagetype: Some("private".to_string()),
+            ..Default::default()
+        };
+        let page = self.list_images(&query).await?;
+        Ok(page
+            .images
+            .into_iter()
+            .find(|image| image.id.eq_ignore_ascii_case(image_id)))
+    }
+
+    /// `POST /v2/images`: creates the metadata of a private image (status `queued`, 201).
+    pub async fn create_image_metadata(
+        &self,
+        request: &CreateImageMetadataRequest,
+    ) -> Result<ImageInfo, ImsError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|err| ImsError::Config(format!("cannot encode the image metadata: {err}")))?;
+        let call = Call {
+            operation: format!(
+                "CreateImageMetadata {}",
+                request.name.as_deref().unwrap_or("(unnamed)")
+            ),
+            method: Method::POST,
+            path: "/v2/images".to_string(),
+            query: Vec::new(),
+            body: Some(body),
+        };
+        self.call_json(call).await
+    }
+
+    /// Runs a call and decodes a 2xx answer as `T`.
+    async fn call_json<T: DeserializeOwned>(&self, call: Call) -> Result<T, ImsError> {
+        let operation = call.operation.clone();
+        let body = self.execute(call).await?;
+        serde_json::from_slice(&body).map_err(|err| ImsError::Decode {
+            operation,
+            detail: format!(
+                "{err}; the answer starts with: {}",
+                excerpt(&String::from_utf8_lossy(&body), 120)
+            ),
+        })
+    }
+
+    /// Authenticates, sends and reads one call; answers the body of a 2xx response.
+    async fn execute(&self, call: Call) -> Result<Vec<u8>, ImsError> {
+        let request = self.build_request(&call)?;
+        let started = Instant::now();
+        let response = self
+            .inner
+            .http
+            .execute(request)
+            .await
+            .map_err(|err| self.transport_error(&call.operation, err))?;
+
+        let status = response.status();
+        let request_id = header_text(response.headers(), "x-request-id");
+        let retry_after = header_text(response.headers(), "retry-after")
+            .and_then(|value| parse_retry_after(&value, SystemTime::now()));
+        let body = read_body(response).await;
+        tracing::debug!(
+            operation = %call.operation,
+            status = status.as_u16(),
+            request_id = request_id.as_deref().unwrap_or("-"),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "IMS answered"
+        );
+
+        if status.is_success() {
+            return match body {
+                Ok(BodyRead::Complete(bytes)) => Ok(bytes),
+                Ok(BodyRead::TooLarge(_)) => Err(ImsError::Decode {
+                    operation: call.operation,
+                    detail: format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
+                }),
+                // The server acted and said so, but we lost the details.
+                Err(err) => Err(ImsError::Ambiguous {
+                    operation: call.operation,
+                    detail: format!(
+                        "HTTP {status}, but reading the answer failed: {}",
+                        error_chain(&err)
+                    ),
+                }),
+            };
+        }
+        // An error status is an answer even if its body is cut short.
+        let bytes = match body {
+            Ok(BodyRead::Complete(bytes) | BodyRead::TooLarge(bytes)) => bytes,
+            Err(_) => Vec::new(),
+        };
+        let reason = status.canonical_reason().unwrap_or("");
+        Err(ImsError::Api(parse_error_body(
+            status.as_u16(),
+            reason,
+            &bytes,
+            request_id,
+            retry_after,
+        )))
+    }
+
+    /// The URL (canonical query as the query), the SDK's headers, and the authentication.
+    fn build_request(&self, call: &Call) -> Result<reqwest::Request, ImsError> {
+        let inner = &*self.inner;
+        let mut url = inner.endpoint.clone();
+        url.set_path(&format!("{}{}", inner.base_path, call.path));
+        let canonical_query = signer::canonical_query(&call.query);
+        url.set_query((!canonical_query.is_empty()).then_some(canonical_query.as_str()));
+
+        let body = call.body.as_deref().unwrap_or_default();
+        let content_type = if call.body.is_some() {
+            CONTENT_TYPE_WITH_BODY
+        } else {
+            CONTENT_TYPE_NO_BODY
+        };
+        let mut headers = vec![("Content-Type".to_string(), content_type.to_string())];
+        if let Some(project) = &inner.project_id {
+            headers.push(("X-Project-Id".to_string(), project.clone()));
+        }
+        match &inner.credentials {
+            Credentials::AkSk {
+                ak,
+                sk,
+                security_token,
+            } => {
+                if let Some(token) = security_token {
+                    headers.push(("X-Security-Token".to_string(), token.expose().to_string()));
+                }
+                signer::prepare_headers(&mut headers, &inner.host, chrono::Utc::now());
+                let signature = signer::sign(
+                    &SigningInput {
+                        method: call.method.as_str(),
+                        path: url.path(),
+                        query: &call.query,
+                        headers: &headers,
+                        body,
+                    },
+                    sk.expose().as_bytes(),
+                    None,
+                );
+                headers.push(("Authorization".to_string(), signature.authorization(ak)));
+            }
+            Credentials::Token(token) => {
+                headers.push(("X-Auth-Token".to_string(), token.expose().to_string()));
+            }
+        }
+
+        let mut header_map = HeaderMap::with_capacity(headers.len());
+        for (name, value) in &headers {
+            let parsed = HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .zip(HeaderValue::from_str(value).ok());
+            // Name the header, never its value: it may be a secret.
+            let Some((header_name, mut header_value)) = parsed else {
+                return Err(ImsError::Config(format!(
+                    "the {name} header cannot be sent: its value has characters HTTP headers \
+                     do not allow (check the project ID and credentials)"
+                )));
+            };
+            header_value.set_sensitive(SENSITIVE_HEADERS.contains(&header_name.as_str()));
+            header_map.insert(header_name, header_value);
+        }
+
+        let mut builder = inner
+            .http
+            .request(call.method.clone(), url)
+            .headers(header_map);
+        if let Some(body) = &call.body {
+            builder = builder.body(body.clone());
+        }
+        builder.build().map_err(|err| {
+            ImsError::Config(format!(
+                "cannot build the {} request: {err}",
+                call.operation
+            ))
+        })
+    }
+
+    /// Splits transport failures into "never sent" and "may have been processed".
+    fn transport_error(&self, operation: &str, err: reqwest::Error) -> ImsError {
+        // The operation and endpoint already say where; the URL would only repeat it.
+        let err = err.without_url();
+        let detail = error_chain(&err);
+        if err.is_builder() {
+            return ImsError::Config(format!("cannot build the {operation} request: {detail}"));
+        }
+        if err.is_connect() || request_never_started(&err) {
+            return ImsError::NotSent {
+                endpoint: self.inner.endpoint.to_string(),
+                detail,
+            };
+        }
+        // Timeout after connecting, reset or close before a full answer, ...: the request may
+        // have been written and acted on.
+        ImsError::Ambiguous {
+            operation: operation.to_string(),
+            detail,
+        }
+    }
+}
+
+/// hyper reports `Canceled` only for a request it never started writing (e.g. the pooled
+/// connection closed first); everything else after connecting may have reached the server.
+fn request_never_started(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(hyper_err) = current.downcast_ref::<hyper::Error>()
+            && hyper_err.is_canceled()
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// `err: cause: cause`, without repeating a message its source already printed.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A percent-encoded path segment; an empty one would silently change the path.
+fn path_segment(what: &str, value: &str) -> Result<String, ImsError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ImsError::Config(format!("the {what} is empty")));
+    }
+    Ok(signer::sdk_escape(value))
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+enum BodyRead {
+    Complete(Vec<u8>),
+    /// The first [`MAX_RESPONSE_BYTES`] of a longer answer.
+    TooLarge(Vec<u8>),
+}
+
+async fn read_body(mut response: reqwest::Response) -> Result<BodyRead, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            let room = MAX_RESPONSE_BYTES - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            return Ok(BodyRead::TooLarge(body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(BodyRead::Complete(body))
+}
+
+impl ImsApi for Client {
+    fn register_image(
+        &self,
+        image_id: &str,
+        image_url: &str,
+    ) -> impl Future<Output = Result<String, ImsError>> + Send {
+        Client::register_image(self, image_id, image_url)
+    }
+
+    fn show_job(&self, job_id: &str) -> impl Future<Output = Result<Job, ImsError>> + Send {
+        Client::show_job(self, job_id)
+    }
+
+    fn show_job_progress(
+        &self,
+        job_id: &str,
+    ) -> impl Future<Output = Result<Job, ImsError>> + Send {
+        Client::show_job_progress(self, job_id)
+    }
+
+    fn list_images(
+        &self,
+        query: &ListImagesQuery,
+    ) -> impl Future<Output = Result<ListImagesResponse, ImsError>> + Send {
+        Client::list_images(self, query)
+    }
+
+    fn get_image(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<Option<ImageInfo>, ImsError>> + Send {
+        Client::get_image(self, image_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let url = resolve_endpoint(Some("cn-north-4"), None).unwrap();
+        assert_eq!(url.as_str(), "https://ims.cn-north-4.myhuaweicloud.com/");
+        let url = resolve_endpoint(Some("cn-north-4"), Some("http://127.0.0.1:8080")).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/");
+        for ok in [
+            "http://[::1]:9/",
+            "http://localhost:1",
+            "http://127.9.9.9",
+            "https://x.y/ims",
+        ] {
+            assert!(resolve_endpoint(None, Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://ims.example.com",
+            "http://10.0.0.1:80",
+            "ftp://127.0.0.1",
+            "ims.cn-north-4.myhuaweicloud.com",
+            "https://u:p@ims.example.com",
+            "https://ims.example.com/?a=b",
+        ] {
+            assert!(
+                matches!(resolve_endpoint(None, Some(bad)), Err(ImsError::Config(_))),
+                "{bad}"
+            );
+        }
+        let leaked = resolve_endpoint(None, Some("https://user:hunter2@ims.example.com"));
+        assert!(!leaked.unwrap_err().to_string().contains("hunter2"));
+        assert!(resolve_endpoint(Some("cn north"), None).is_err());
+        let none = resolve_endpoint(None, Some("  ")).unwrap_err().to_string();
+        assert!(
+            none.contains("region") && none.contains("endpoint"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn path_segments_are_escaped_and_non_empty() {
+        assert_eq!(path_segment("x", " a/b c ").unwrap(), "a%2Fb%20c");
+        assert!(path_segment("job ID", " ").is_err());
+    }
+}

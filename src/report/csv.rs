@@ -1,0 +1,55 @@
+//! CSV report: one row per image, the JSON image fields as columns (header row first).
+
+use super::{ImageRecord, Report};
+
+/// Column order; the same names as the JSON `images[]` fields.
+pub const COLUMNS: [&str; 12] = [
+    "image_id",
+    "image_url",
+    "name",
+    "format",
+    "status",
+    "job_id",
+    "error_code",
+    "error_message",
+    "attempts",
+    "submitted_at",
+    "finished_at",
+    "duration_s",
+];
+
+fn row(record: &ImageRecord) -> [String; 12] {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let time = |t: &Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default()
+    };
+    [
+        text(&record.image_id),
+        text(&record.image_url),
+        text(&record.name),
+        text(&record.format),
+        record.status.as_str().to_string(),
+        text(&record.job_id),
+        text(&record.error_code),
+        text(&record.error_message),
+        record.attempts.to_string(),
+        time(&record.submitted_at),
+        time(&record.finished_at),
+        record
+            .duration_s
+            .map(|d| format!("{d:.3}"))
+            .unwrap_or_default(),
+    ]
+}
+
+pub fn render(report: &Report) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(128 * (report.images.len() + 1)));
+    writer.write_record(COLUMNS)?;
+    for record in &report.images {
+        writer.write_record(row(record))?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
+}

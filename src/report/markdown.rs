@@ -1,0 +1,86 @@
+//! Markdown report: a summary table and the images that need attention, for pasting into a
+//! ticket or a CI job summary (e.g. `$GITHUB_STEP_SUMMARY`).
+
+use std::fmt::Write;
+
+use super::{ImageOutcome, Report};
+
+/// Escapes what would break a table cell.
+fn cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+pub fn render(report: &Report) -> String {
+    let s = &report.summary;
+    let mut out = String::with_capacity(1024 + 160 * report.images.len());
+    let _ = writeln!(out, "# imsreg report\n");
+    let _ = writeln!(
+        out,
+        "Manifest `{}`, endpoint `{}`, {} to {} ({:.0} s), imsreg {}.\n",
+        report.manifest,
+        report.settings.endpoint,
+        report.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        report.finished_at.format("%H:%M:%S UTC"),
+        (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0,
+        report.imsreg_version
+    );
+    let _ = writeln!(out, "| status | images |\n|---|---:|");
+    for (label, count) in [
+        ("registered", s.registered),
+        ("already registered", s.already_registered),
+        ("failed", s.failed),
+        ("invalid", s.invalid),
+        ("pending", s.pending),
+        ("cancelled", s.cancelled),
+    ] {
+        let _ = writeln!(out, "| {label} | {count} |");
+    }
+    let _ = writeln!(out, "| **total** | **{}** |", s.total);
+
+    let attention: Vec<_> = report
+        .images
+        .iter()
+        .filter(|r| !r.status.is_success())
+        .collect();
+    if attention.is_empty() {
+        let _ = writeln!(out, "\nEvery image is registered.");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Needs attention ({})\n\n| image | name | image_url | status | job_id | error |\n|---|---|---|---|---|---|",
+        attention.len()
+    );
+    for r in attention {
+        let error = match (&r.error_code, &r.error_message) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.clone(),
+            (None, Some(m)) => m.clone(),
+            (None, None) => String::new(),
+        };
+        let opt = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            opt(&r.image_id),
+            opt(&r.name),
+            opt(&r.image_url),
+            r.status,
+            opt(&r.job_id),
+            cell(&error)
+        );
+    }
+    if report
+        .images
+        .iter()
+        .any(|r| r.status == ImageOutcome::Pending)
+    {
+        let _ = writeln!(
+            out,
+            "\nPending images are still registering in the cloud: re-run the same manifest to follow them up."
+        );
+    }
+    out
+}

@@ -1,0 +1,387 @@
+//! The state journal: an append-only JSON-lines file that remembers, across runs and crashes,
+//! every job IMS accepted and every final outcome.
+//!
+//! A job ID is appended and fsynced before the engine counts the image as submitted, so a crash
+//! can lose at most a registration whose answer never arrived (which the cloud-status check
+//! then resolves). On open the journal is replayed (a torn last line from a crash is ignored),
+//! then compacted atomically to one line per image.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::report::ImageOutcome;
+
+use super::StateError;
+
+/// Journal format version, written on every line.
+const FORMAT_VERSION: u32 = 1;
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Format version.
+    pub v: u32,
+    /// When the line was written.
+    pub at: DateTime<Utc>,
+    pub image_id: String,
+    #[serde(flatten)]
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EntryKind {
+    /// IMS accepted a registration and answered this job.
+    Submitted { image_url: String, job_id: String },
+    /// The image reached a final state in a run.
+    Finished {
+        status: ImageOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_code: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_message: Option<String>,
+    },
+}
+
+/// What the journal knows about one image.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageState {
+    /// The last job IMS accepted for the image, and the URL it was submitted with.
+    pub job_id: Option<String>,
+    pub submitted_url: Option<String>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// The last final outcome recorded (pending is not final: the job is still followed).
+    pub outcome: Option<ImageOutcome>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The replayed journal: per-image state plus what replay had to skip.
+#[derive(Debug, Clone, Default)]
+pub struct Replayed {
+    pub images: HashMap<String, ImageState>,
+    /// A last line cut short by a crash, ignored.
+    pub torn_tail: bool,
+    /// Lines before the last that could not be read (1-based line numbers), skipped.
+    pub unreadable_lines: Vec<usize>,
+    /// Time of the newest line.
+    pub last_update: Option<DateTime<Utc>>,
+}
+
+impl Replayed {
+    fn apply(&mut self, entry: Entry) {
+        let state = self.images.entry(entry.image_id).or_default();
+        state.updated_at = Some(entry.at);
+        self.last_update = Some(self.last_update.map_or(entry.at, |t| t.max(entry.at)));
+        match entry.kind {
+            EntryKind::Submitted { image_url, job_id } => {
+                state.job_id = Some(job_id);
+                state.submitted_url = Some(image_url);
+                state.submitted_at = Some(entry.at);
+                // A new job supersedes an earlier outcome (e.g. --retry-failed).
+                state.outcome = None;
+                state.error_code = None;
+                state.error_message = None;
+            }
+            EntryKind::Finished {
+                status,
+                image_url,
+                job_id,
+                error_code,
+                error_message,
+            } => {
+                if job_id.is_some() {
+                    state.job_id = job_id;
+                }
+                if image_url.is_some() && state.submitted_url.is_none() {
+                    state.submitted_url = image_url;
+                }
+                state.outcome = Some(status);
+                state.error_code = error_code;
+                state.error_message = error_message;
+            }
+        }
+    }
+
+    /// One line per image that carries everything replay would rebuild (compaction).
+    fn compacted_entries(&self) -> Vec<Entry> {
+        let mut ids: Vec<&String> = self.images.keys().collect();
+        ids.sort();
+        let mut entries = Vec::with_capacity(ids.len());
+        for id in ids {
+            let state = &self.images[id];
+            let at = state.updated_at.unwrap_or_else(Utc::now);
+            if let (Some(job_id), Some(url)) = (&state.job_id, &state.submitted_url) {
+                entries.push(Entry {
+                    v: FORMAT_VERSION,
+                    at: state.submitted_at.unwrap_or(at),
+                    image_id: id.clone(),
+                    kind: EntryKind::Submitted {
+                        image_url: url.clone(),
+                        job_id: job_id.clone(),
+                    },
+                });
+            }
+            if let Some(status) = state.outcome {
+                entries.push(Entry {
+                    v: FORMAT_VERSION,
+                    at,
+                    image_id: id.clone(),
+                    kind: EntryKind::Finished {
+                        status,
+                        image_url: state.submitted_url.clone(),
+                        job_id: state.job_id.clone(),
+                        error_code: state.error_code.clone(),
+                        error_message: state.error_message.clone(),
+                    },
+                });
+            }
+        }
+        entries
+    }
+}
+
+/// Reads a journal without changing it (for `imsreg status`). A missing file is empty.
+pub fn replay(path: &Path) -> Result<Replayed, StateError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
+        Err(source) => return Err(StateError::io(path, source)),
+    };
+    let mut replayed = Replayed::default();
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0usize;
+    let mut pending_bad: Option<usize> = None;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| StateError::io(path, source))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        // A bad line is only "torn" if it turns out to be the last one.
+        if let Some(bad) = pending_bad.take() {
+            replayed.unreadable_lines.push(bad);
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Entry>(text) {
+            Ok(entry) => replayed.apply(entry),
+            Err(_) => pending_bad = Some(number),
+        }
+    }
+    if pending_bad.is_some() {
+        replayed.torn_tail = true;
+    }
+    Ok(replayed)
+}
+
+/// An open journal, ready for appends. Dropping it closes the file (every append is already
+/// durable).
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Replays the journal at `path`, rewrites it compacted (temp file, fsync, rename), and
+    /// opens it for appending. The caller holds the run lock.
+    pub fn open(path: &Path) -> Result<(Journal, Replayed), StateError> {
+        let replayed = replay(path)?;
+        let mut bytes = Vec::new();
+        for entry in replayed.compacted_entries() {
+            serde_json::to_writer(&mut bytes, &entry)
+                .map_err(|e| StateError::Encode(e.to_string()))?;
+            bytes.push(b'\n');
+        }
+        crate::report::write_atomically(path, &bytes)
+            .map_err(|e| StateError::Compact(e.to_string()))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|source| StateError::io(path, source))?;
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file,
+            },
+            replayed,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line and fsyncs it: when this returns, the entry survives a crash.
+    pub fn append(&mut self, image_id: &str, kind: EntryKind) -> Result<(), StateError> {
+        let entry = Entry {
+            v: FORMAT_VERSION,
+            at: Utc::now(),
+            image_id: image_id.to_string(),
+            kind,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| StateError::Encode(e.to_string()))?;
+        line.push(b'\n');
+        // One write call per line keeps concurrent readers from seeing interleaved halves.
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| StateError::io(&self.path, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submitted(job: &str) -> EntryKind {
+        EntryKind::Submitted {
+            image_url: "bucket:a.qcow2".into(),
+            job_id: job.into(),
+        }
+    }
+
+    fn finished(status: ImageOutcome) -> EntryKind {
+        EntryKind::Finished {
+            status,
+            image_url: None,
+            job_id: None,
+            error_code: None,
+            error_message: None,
+        }
+    }
+
+    #[test]
+    fn replays_what_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let (mut journal, replayed) = Journal::open(&path).unwrap();
+        assert!(replayed.images.is_empty());
+        journal.append("img-1", submitted("job-1")).unwrap();
+        journal.append("img-2", submitted("job-2")).unwrap();
+        journal
+            .append("img-1", finished(ImageOutcome::Registered))
+            .unwrap();
+        drop(journal);
+
+        let replayed = replay(&path).unwrap();
+        let one = &replayed.images["img-1"];
+        assert_eq!(one.job_id.as_deref(), Some("job-1"));
+        assert_eq!(one.outcome, Some(ImageOutcome::Registered));
+        let two = &replayed.images["img-2"];
+        assert_eq!(two.job_id.as_deref(), Some("job-2"));
+        assert_eq!(two.outcome, None, "still in flight");
+        assert!(!replayed.torn_tail);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal.append("img-1", submitted("job-1")).unwrap();
+        drop(journal);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"v":1,"at":"2026-11-28T10:00:00Z","image_id":"img-2","ev"#)
+            .unwrap();
+        drop(file);
+
+        let (mut journal, replayed) = Journal::open(&path).unwrap();
+        assert!(replayed.torn_tail);
+        assert!(replayed.unreadable_lines.is_empty());
+        assert_eq!(replayed.images.len(), 1);
+        // Compaction removed the torn tail, so appends start on a clean line.
+        journal.append("img-3", submitted("job-3")).unwrap();
+        drop(journal);
+        let again = replay(&path).unwrap();
+        assert!(!again.torn_tail);
+        assert_eq!(again.images.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_skipped_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"v":1,"at":"2026-11-28T10:00:00Z","image_id":"a","event":"submitted","image_url":"b:a.raw","job_id":"j1"}"#,
+                "\nnot json\n",
+                r#"{"v":1,"at":"2026-11-28T10:00:01Z","image_id":"a","event":"finished","status":"failed","error_code":"IMG.0057"}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let replayed = replay(&path).unwrap();
+        assert_eq!(replayed.unreadable_lines, vec![2]);
+        assert!(!replayed.torn_tail);
+        let a = &replayed.images["a"];
+        assert_eq!(a.outcome, Some(ImageOutcome::Failed));
+        assert_eq!(a.error_code.as_deref(), Some("IMG.0057"));
+        assert_eq!(a.job_id.as_deref(), Some("j1"));
+    }
+
+    #[test]
+    fn compaction_keeps_one_line_per_fact_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        for round in 0..5 {
+            journal
+                .append("img-1", submitted(&format!("job-{round}")))
+                .unwrap();
+            journal
+                .append("img-1", finished(ImageOutcome::Failed))
+                .unwrap();
+        }
+        journal.append("img-2", submitted("job-x")).unwrap();
+        drop(journal);
+        let before = replay(&path).unwrap();
+
+        let (_journal, replayed) = Journal::open(&path).unwrap();
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines, 3, "img-1 submitted + finished, img-2 submitted");
+        assert_eq!(replayed.images, before.images);
+        let after = replay(&path).unwrap();
+        assert_eq!(after.images["img-1"].job_id.as_deref(), Some("job-4"));
+        assert_eq!(after.images["img-1"].outcome, Some(ImageOutcome::Failed));
+        assert_eq!(after.images["img-2"].job_id.as_deref(), Some("job-x"));
+    }
+
+    #[test]
+    fn a_new_submission_clears_an_old_outcome() {
+        let mut replayed = Replayed::default();
+        let at = Utc::now();
+        replayed.apply(Entry {
+            v: 1,
+            at,
+            image_id: "a".into(),
+            kind: finished(ImageOutcome::Failed),
+        });
+        replayed.apply(Entry {
+            v: 1,
+            at,
+            image_id: "a".into(),
+            kind: submitted("job-2"),
+        });
+        assert_eq!(replayed.images["a"].outcome, None);
+        assert_eq!(replayed.images["a"].job_id.as_deref(), Some("job-2"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The run lock: one run at a time per state journal.
+//!
+//! The lock is an exclusive advisory lock (`flock`, through std's `File::try_lock`) on a
+//! sibling file `<state>.lock`, not on the journal itself: compaction replaces the journal by
+//! rename, which would silently drop a lock held on the old file. The holder writes its PID and
+//! start time into the lock file so a second run can say who is busy. The lock dies with the
+//! process, so a crashed run never leaves a stale lock behind.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::StateError;
+
+/// Who holds a lock (written into the lock file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PID {}, started {}",
+            self.pid,
+            self.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
+}
+
+/// A held run lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    _file: File,
+}
+
+/// The lock file that guards `state_path`.
+pub fn lock_path(state_path: &Path) -> PathBuf {
+    let mut name = state_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    state_path.with_file_name(name)
+}
+
+impl RunLock {
+    /// Takes the lock for `state_path` without waiting; `StateError::Locked` names the holder.
+    pub fn acquire(state_path: &Path) -> Result<RunLock, StateError> {
+        let path = lock_path(state_path);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StateError::io(&path, source))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(StateError::Locked {
+                    state: state_path.to_path_buf(),
+                    holder: serde_json::from_str(text.trim()).ok(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StateError::io(&path, source));
+            }
+        }
+        let holder = LockHolder {
+            pid: std::process::id(),
+            started_at: Utc::now(),
+        };
+        let text = serde_json::to_string(&holder).map_err(|e| StateError::Encode(e.to_string()))?;
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+            .and_then(|()| file.write_all(text.as_bytes()))
+            .and_then(|()| file.sync_data())
+            .map_err(|source| StateError::io(&path, source))?;
+        Ok(RunLock { path, _file: file })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("run.state.jsonl");
+        let first = RunLock::acquire(&state).unwrap();
+        assert_eq!(first.path(), dir.path().join("run.state.jsonl.lock"));
+        match RunLock::acquire(&state) {
+            Err(StateError::Locked { holder, .. }) => {
+                let holder = holder.expect("holder recorded");
+                assert_eq!(holder.pid, std::process::id());
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(first);
+        RunLock::acquire(&state).expect("free again after the holder is gone");
+    }
+}

@@ -1,0 +1,219 @@
+//! Re-run semantics: what a replayed journal means for the entries of the current manifest.
+//!
+//! Registered images are skipped, images with a known job are followed (never re-submitted),
+//! failed images stay failed unless the user asks for a retry, new entries are submitted, and
+//! entries no longer in the manifest are ignored. Pure: no I/O, unit-tested.
+
+use crate::manifest::ImageEntry;
+use crate::report::{ImageOutcome, ImageRecord};
+use crate::run::PlannedImage;
+
+use super::Replayed;
+
+/// What to do with one manifest entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slot {
+    /// Hand it to the engine.
+    Run(PlannedImage),
+    /// Settled from the journal, without any request.
+    Settled(Box<ImageRecord>),
+}
+
+/// The manifest's valid entries split by what the journal knows.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// In manifest order, one slot per entry.
+    pub slots: Vec<Slot>,
+    /// Things the user should know (changed URLs), one sentence each.
+    pub warnings: Vec<String>,
+}
+
+impl Resumed {
+    pub fn to_engine(&self) -> Vec<PlannedImage> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Run(planned) => Some(planned.clone()),
+                Slot::Settled(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Applies the journal to the manifest's valid entries.
+pub fn resume(entries: &[ImageEntry], journal: &Replayed, retry_failed: bool) -> Resumed {
+    let mut resumed = Resumed {
+        slots: Vec::with_capacity(entries.len()),
+        warnings: Vec::new(),
+    };
+    for entry in entries {
+        let planned = |known_job_id| {
+            Slot::Run(PlannedImage {
+                entry: entry.clone(),
+                known_job_id,
+            })
+        };
+        let Some(state) = journal.images.get(&entry.image_id) else {
+            resumed.slots.push(planned(None));
+            continue;
+        };
+        let url = entry.image_url.to_string();
+        if let (Some(old), Some(job)) = (&state.submitted_url, &state.job_id)
+            && *old != url
+        {
+            resumed.warnings.push(format!(
+                "image {} (line {}) was submitted as {old} by an earlier run (job {job}); the manifest now says {url}. \
+                 imsreg does not register an image twice: to register the new file, create a new image and give its ID",
+                entry.image_id, entry.line
+            ));
+        }
+        let settled = |status: ImageOutcome| {
+            Slot::Settled(Box::new(ImageRecord {
+                image_id: Some(entry.image_id.clone()),
+                image_url: Some(url.clone()),
+                name: entry.name.clone(),
+                format: Some(entry.format.to_string()),
+                status,
+                job_id: state.job_id.clone(),
+                error_code: state.error_code.clone(),
+                error_message: state.error_message.clone(),
+                attempts: 0,
+                submitted_at: state.submitted_at,
+                finished_at: state.updated_at,
+                duration_s: None,
+            }))
+        };
+        let slot = match state.outcome {
+            Some(ImageOutcome::Registered | ImageOutcome::AlreadyRegistered) => {
+                settled(ImageOutcome::AlreadyRegistered)
+            }
+            Some(ImageOutcome::Failed) if !retry_failed => settled(ImageOutcome::Failed),
+            // A retry goes through the cloud check: submitted only if the image is queued again.
+            Some(ImageOutcome::Failed) => planned(None),
+            // Submitted and not finished (or left pending): follow that job.
+            None | Some(ImageOutcome::Pending) if state.job_id.is_some() => {
+                planned(state.job_id.clone())
+            }
+            _ => planned(None),
+        };
+        resumed.slots.push(slot);
+    }
+    resumed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ImageFormat, ImageUrl};
+    use crate::state::ImageState;
+
+    fn entry(id: &str, object: &str) -> ImageEntry {
+        ImageEntry {
+            image_id: id.into(),
+            image_url: ImageUrl {
+                bucket: "bucket".into(),
+                object: object.into(),
+            },
+            name: None,
+            format: ImageFormat::Qcow2,
+            line: 3,
+        }
+    }
+
+    fn known(job: Option<&str>, outcome: Option<ImageOutcome>, url: &str) -> ImageState {
+        ImageState {
+            job_id: job.map(String::from),
+            submitted_url: job.map(|_| url.to_string()),
+            outcome,
+            ..ImageState::default()
+        }
+    }
+
+    #[test]
+    fn applies_rerun_semantics() {
+        let entries = vec![
+            entry("new", "a.qcow2"),
+            entry("done", "b.qcow2"),
+            entry("inflight", "c.qcow2"),
+            entry("failed", "d.qcow2"),
+            entry("cancelled", "e.qcow2"),
+            entry("pending", "f.qcow2"),
+        ];
+        let mut journal = Replayed::default();
+        let images = &mut journal.images;
+        images.insert(
+            "done".into(),
+            known(Some("j1"), Some(ImageOutcome::Registered), "bucket:b.qcow2"),
+        );
+        images.insert("inflight".into(), known(Some("j2"), None, "bucket:c.qcow2"));
+        images.insert(
+            "failed".into(),
+            known(Some("j3"), Some(ImageOutcome::Failed), "bucket:d.qcow2"),
+        );
+        images.insert(
+            "cancelled".into(),
+            known(None, Some(ImageOutcome::Cancelled), ""),
+        );
+        images.insert(
+            "pending".into(),
+            known(Some("j5"), Some(ImageOutcome::Pending), "bucket:f.qcow2"),
+        );
+        images.insert(
+            "removed".into(),
+            known(Some("j9"), None, "bucket:gone.qcow2"),
+        );
+
+        let resumed = resume(&entries, &journal, false);
+        assert_eq!(resumed.slots.len(), 6, "removed entries are ignored");
+        let engine = resumed.to_engine();
+        let ids: Vec<(&str, Option<&str>)> = engine
+            .iter()
+            .map(|p| (p.entry.image_id.as_str(), p.known_job_id.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("new", None),
+                ("inflight", Some("j2")),
+                ("cancelled", None),
+                ("pending", Some("j5"))
+            ]
+        );
+        let settled = |slot: &Slot| match slot {
+            Slot::Settled(record) => (**record).clone(),
+            Slot::Run(p) => panic!("expected settled, got {p:?}"),
+        };
+        let done = settled(&resumed.slots[1]);
+        assert_eq!(done.status, ImageOutcome::AlreadyRegistered);
+        assert_eq!(done.job_id.as_deref(), Some("j1"));
+        assert_eq!(done.attempts, 0);
+        let failed = settled(&resumed.slots[3]);
+        assert_eq!(failed.status, ImageOutcome::Failed);
+        assert!(resumed.warnings.is_empty());
+
+        let retried = resume(&entries, &journal, true);
+        assert!(
+            matches!(&retried.slots[3], Slot::Run(p) if p.known_job_id.is_none()),
+            "retry re-checks the cloud, no old job"
+        );
+    }
+
+    #[test]
+    fn a_changed_url_is_followed_with_a_warning() {
+        let entries = vec![entry("x", "new-name.qcow2")];
+        let mut journal = Replayed::default();
+        journal
+            .images
+            .insert("x".into(), known(Some("j1"), None, "bucket:old-name.qcow2"));
+        let resumed = resume(&entries, &journal, false);
+        assert!(
+            matches!(&resumed.slots[0], Slot::Run(p) if p.known_job_id.as_deref() == Some("j1"))
+        );
+        assert_eq!(resumed.warnings.len(), 1);
+        let warning = &resumed.warnings[0];
+        assert!(
+            warning.contains("bucket:old-name.qcow2") && warning.contains("bucket:new-name.qcow2")
+        );
+        assert!(warning.contains("line 3"));
+    }
+}

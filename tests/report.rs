@@ -1,0 +1,264 @@
+//! Every report format, rendered from one report that holds every outcome, parsed back and
+//! checked; the JSON report validated against `report.schema.json`.
+
+use std::path::PathBuf;
+
+use chrono::{Duration, TimeZone, Utc};
+use imsreg::report::{
+    self, ImageOutcome, ImageRecord, Report, ReportFormat, ReportSettings, Summary,
+};
+
+fn record(status: ImageOutcome, n: u32) -> ImageRecord {
+    let start = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap();
+    let submitted = !matches!(status, ImageOutcome::Invalid | ImageOutcome::Cancelled);
+    ImageRecord {
+        image_id: Some(format!("4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba{n:02}")),
+        image_url: Some(format!("bucket-a:folder/img-{n}, \"quoted\" | piped.qcow2")),
+        name: n.is_multiple_of(2).then(|| format!("web-{n}")),
+        format: Some("qcow2".into()),
+        status,
+        job_id: submitted.then(|| format!("ff8080814dbd65d7014dbe0d84db00{n:02}")),
+        error_code: matches!(status, ImageOutcome::Failed).then(|| "IMG.0057".into()),
+        error_message: match status {
+            ImageOutcome::Failed => {
+                Some("The image file is empty, not found\nor in the wrong format <&>".into())
+            }
+            ImageOutcome::Invalid => Some("image_url: bucket name too short".into()),
+            ImageOutcome::Pending => Some("still running after job_timeout 2h".into()),
+            ImageOutcome::Cancelled => Some("run interrupted before submission".into()),
+            _ => None,
+        },
+        attempts: u32::from(submitted),
+        submitted_at: submitted.then_some(start),
+        finished_at: submitted.then_some(start + Duration::milliseconds(90_500)),
+        duration_s: submitted.then_some(90.5),
+    }
+}
+
+fn sample() -> Report {
+    let outcomes = [
+        ImageOutcome::Registered,
+        ImageOutcome::AlreadyRegistered,
+        ImageOutcome::Failed,
+        ImageOutcome::Invalid,
+        ImageOutcome::Pending,
+        ImageOutcome::Cancelled,
+        ImageOutcome::Registered,
+    ];
+    let images: Vec<_> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| record(*s, i as u32))
+        .collect();
+    let started_at = Utc.with_ymd_and_hms(2026, 11, 28, 9, 59, 0).unwrap();
+    Report {
+        imsreg_version: imsreg::VERSION.into(),
+        manifest: "migrations/wave-1.yaml".into(),
+        started_at,
+        finished_at: started_at + Duration::seconds(200),
+        settings: ReportSettings {
+            endpoint: "https://ims.ap-southeast-1.myhuaweicloud.com".into(),
+            region: Some("ap-southeast-1".into()),
+            project_id: Some("0123456789abcdef0123456789abcdef".into()),
+            concurrency: 8,
+            max_active_jobs: 20,
+            submit_rate: 2.0,
+            query_rate: 10.0,
+            poll_interval_s: 10.0,
+            job_timeout_s: 7200.0,
+            dry_run: false,
+        },
+        summary: Summary::from_records(&images),
+        images,
+    }
+}
+
+fn schema_validator() -> jsonschema::Validator {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
+}
+
+#[test]
+fn summary_counts_every_outcome() {
+    let s = sample().summary;
+    assert_eq!(
+        (
+            s.total,
+            s.registered,
+            s.already_registered,
+            s.failed,
+            s.invalid,
+            s.pending,
+            s.cancelled
+        ),
+        (7, 2, 1, 1, 1, 1, 1)
+    );
+    assert!(!s.all_succeeded());
+}
+
+#[test]
+fn json_report_matches_schema_and_round_trips() {
+    let report = sample();
+    let bytes = report::render(&report, ReportFormat::Json).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let validator = schema_validator();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "schema errors: {errors:?}");
+    assert_eq!(value["summary"]["failed"], 1);
+    assert_eq!(value["images"][3]["status"], "invalid");
+    assert!(value["images"][3]["job_id"].is_null());
+    assert_eq!(value["images"][0]["submitted_at"], "2026-11-28T10:00:00Z");
+    let back: Report = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(back, report);
+
+    // The schema is not a rubber stamp: a wrong status or a missing field is refused.
+    let mut broken = value.clone();
+    broken["images"][0]["status"] = "done".into();
+    assert!(!validator.is_valid(&broken));
+    let mut broken = value;
+    broken["summary"].as_object_mut().unwrap().remove("pending");
+    assert!(!validator.is_valid(&broken));
+}
+
+#[test]
+fn yaml_report_round_trips() {
+    let report = sample();
+    let bytes = report::render(&report, ReportFormat::Yaml).unwrap();
+    let back: Report = serde_yaml::from_slice(&bytes).unwrap();
+    assert_eq!(back, report);
+}
+
+#[test]
+fn csv_report_has_one_row_per_image() {
+    let report = sample();
+    let bytes = report::render(&report, ReportFormat::Csv).unwrap();
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(headers, report::csv::COLUMNS);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), report.images.len());
+    for (row, image) in rows.iter().zip(&report.images) {
+        assert_eq!(&row[0], image.image_id.as_deref().unwrap());
+        assert_eq!(
+            &row[1],
+            image.image_url.as_deref().unwrap(),
+            "quotes and commas survive"
+        );
+        assert_eq!(&row[4], image.status.as_str());
+        assert_eq!(&row[7], image.error_message.as_deref().unwrap_or(""));
+    }
+    assert_eq!(&rows[0][9], "2026-11-28T10:00:00.000Z");
+    assert_eq!(&rows[0][11], "90.500");
+    assert_eq!(&rows[3][9], "", "unknown times are empty cells");
+}
+
+#[test]
+fn junit_report_has_a_testcase_per_image() {
+    let report = sample();
+    let bytes = report::render(&report, ReportFormat::Junit).unwrap();
+    let xml = String::from_utf8(bytes).unwrap();
+    let parsed = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let suite = &parsed.test_suites[0];
+    assert_eq!(suite.test_cases.len(), 7);
+    assert_eq!(
+        suite.failures, 3,
+        "failed, invalid and pending are failures"
+    );
+    let skipped = suite
+        .test_cases
+        .iter()
+        .filter(|c| matches!(c.status, quick_junit::TestCaseStatus::Skipped { .. }))
+        .count();
+    assert_eq!(skipped, 1, "cancelled is skipped");
+    let failed = &suite.test_cases[2];
+    match &failed.status {
+        quick_junit::TestCaseStatus::NonSuccess { message, ty, .. } => {
+            let message = message.as_ref().unwrap().as_str();
+            assert!(
+                message.starts_with("IMG.0057: The image file is empty"),
+                "{message}"
+            );
+            assert_eq!(ty.as_ref().unwrap().as_str(), "failed");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(matches!(
+        suite.test_cases[0].status,
+        quick_junit::TestCaseStatus::Success { .. }
+    ));
+    assert!(suite.test_cases[0].name.as_str().contains("4ca46bf1"));
+}
+
+#[test]
+fn markdown_report_lists_summary_and_failures() {
+    let report = sample();
+    let md = String::from_utf8(report::render(&report, ReportFormat::Markdown).unwrap()).unwrap();
+    assert!(md.contains("| failed | 1 |"), "{md}");
+    assert!(md.contains("| **total** | **7** |"));
+    assert!(md.contains("## Needs attention (4)"));
+    assert!(md.contains("IMG.0057: The image file is empty, not found or in the wrong format"));
+    assert!(md.contains("\\|"), "pipes in cells are escaped");
+    assert!(
+        !md.contains("| registered | web-0"),
+        "successes are not listed"
+    );
+}
+
+#[test]
+fn writes_every_path_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = ["r.json", "r.yml", "r.csv", "r.xml", "r.md"]
+        .iter()
+        .map(|n| dir.path().join(n))
+        .collect();
+    std::fs::write(&paths[0], "old content").unwrap();
+    report::write_reports(&sample(), &paths).unwrap();
+    for path in &paths {
+        assert!(
+            std::fs::metadata(path).unwrap().len() > 100,
+            "{}",
+            path.display()
+        );
+    }
+    let json: Report = serde_json::from_slice(&std::fs::read(&paths[0]).unwrap()).unwrap();
+    assert_eq!(json.summary.total, 7);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".imsreg-report-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "no temp files left behind");
+}
+
+#[test]
+fn bad_paths_are_reported_but_do_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("ok.json");
+    // A folder that cannot exist: its parent is a regular file.
+    std::fs::write(dir.path().join("plain-file"), "x").unwrap();
+    let missing_dir = dir.path().join("plain-file/sub/r.json");
+    let created = dir.path().join("new/folder/r.md");
+    let unknown = dir.path().join("r.txt");
+    assert!(report::check_paths(std::slice::from_ref(&unknown)).is_err());
+    let err = report::write_reports(
+        &sample(),
+        &[missing_dir.clone(), good.clone(), unknown, created.clone()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("plain-file/sub"), "{err}");
+    assert!(created.exists(), "missing report folders are created");
+    assert!(good.exists(), "the writable report is still written");
+}
