@@ -64,6 +64,9 @@ pub struct Counters {
     pub calls_after_auth_failure: u32,
     /// Wall-clock arrival of each register call (for rate checks on the real clock).
     pub register_times: Vec<std::time::Instant>,
+    /// Arrival of each register call and each job query on tokio's clock.
+    pub register_at: Vec<Instant>,
+    pub job_query_at: Vec<Instant>,
 }
 
 struct FakeImage {
@@ -86,6 +89,8 @@ struct State {
     counters: Counters,
     auth_failed: bool,
     next_job: u64,
+    /// Jobs IMS no longer answers for (dropped after a day); their images still advance.
+    hidden_jobs: Vec<String>,
 }
 
 pub struct FakeIms {
@@ -122,6 +127,7 @@ impl FakeIms {
                 counters: Counters::default(),
                 auth_failed: false,
                 next_job: 0,
+                hidden_jobs: Vec::new(),
             }),
             job_duration,
             task_limit: usize::MAX,
@@ -179,6 +185,10 @@ impl FakeIms {
     pub fn start_job(&self, image_id: &str) -> String {
         let mut state = self.lock();
         state.new_job(image_id, Instant::now(), false)
+    }
+
+    pub fn hide_job(&self, job_id: &str) {
+        self.lock().hidden_jobs.push(job_id.to_string());
     }
 
     pub fn counters(&self) -> Counters {
@@ -295,6 +305,7 @@ impl ImsApi for FakeIms {
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.register_calls += 1;
+        state.counters.register_at.push(now);
         state
             .counters
             .register_times
@@ -347,6 +358,10 @@ impl ImsApi for FakeIms {
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.show_job += 1;
+        state.counters.job_query_at.push(now);
+        if state.hidden_jobs.iter().any(|j| j == job_id) {
+            return Err(api(404, "IMG.0086", "job not found"));
+        }
         let Some(job) = state.jobs.get(job_id) else {
             return Err(api(404, "IMG.0086", "job not found"));
         };
@@ -383,7 +398,8 @@ impl ImsApi for FakeIms {
         }
         self.lock().counters.show_job_progress += 1;
         let job = self.show_job(job_id).await;
-        self.lock().counters.show_job -= 1;
+        let mut state = self.lock();
+        state.counters.show_job -= 1;
         job
     }
 

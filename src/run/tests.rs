@@ -430,3 +430,112 @@ async fn submissions_never_exceed_the_submit_rate() {
     }
     assert!(times[11] - times[0] >= Duration::from_millis(550));
 }
+
+#[tokio::test(start_paused = true)]
+async fn polls_start_after_the_interval_and_grow_by_half() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(1800)));
+    let mut config = config();
+    config.poll_interval = Duration::from_secs(10);
+    let (result, _) = run(&fake, images(1), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    let counters = fake.counters();
+    let submitted = counters.register_at[0];
+    let at: Vec<f64> = counters
+        .job_query_at
+        .iter()
+        .map(|t| (*t - submitted).as_secs_f64())
+        .collect();
+    assert!((9.0..=11.0).contains(&at[0]), "first poll at {}", at[0]);
+    let gaps: Vec<f64> = std::iter::once(at[0])
+        .chain(at.windows(2).map(|w| w[1] - w[0]))
+        .collect();
+    for pair in gaps.windows(2).take(6) {
+        let growth = pair[1] / pair[0];
+        assert!(
+            (1.5 * 0.9 / 1.1..=1.5 * 1.1 / 0.9).contains(&growth),
+            "{gaps:?}"
+        );
+    }
+    assert!(gaps.iter().all(|g| *g <= 330.0), "{gaps:?}");
+    assert!(
+        (10..=15).contains(&at.len()),
+        "{} polls for a 30-minute job",
+        at.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_back_off_exponentially_with_full_jitter() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(5)));
+    for _ in 0..4 {
+        fake.fault(Fault::ServerError);
+    }
+    let (result, events) = run(&fake, images(1), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    assert_eq!(result.records[0].attempts, 5);
+    let delays: Vec<Duration> = events
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Retrying { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 4);
+    for (n, delay) in delays.iter().enumerate() {
+        assert!(
+            *delay <= Duration::from_millis(500) * (1 << n),
+            "{delays:?}"
+        );
+    }
+    // Each retry left right after its announced pause (tokio timers have 1 ms granularity).
+    let at = fake.counters().register_at;
+    for (n, delay) in delays.iter().enumerate() {
+        let gap = at[n + 1] - at[n];
+        assert!(
+            gap >= *delay && gap <= *delay + Duration::from_millis(2),
+            "{gap:?} vs {delay:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_server_errors_fail_the_image_with_the_code() {
+    let fake = Arc::new(FakeIms::new(2, Duration::from_secs(5)));
+    for _ in 0..super::retry::MAX_ATTEMPTS {
+        fake.fault(Fault::ServerError);
+    }
+    let mut config = config();
+    config.max_active_jobs = 1;
+    let (result, _) = run(&fake, images(2), config).await;
+    let failed: Vec<_> = result
+        .records
+        .iter()
+        .filter(|r| r.status == ImageOutcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error_code.as_deref(), Some("503"));
+    assert_eq!(failed[0].attempts, super::retry::MAX_ATTEMPTS);
+    assert_eq!(
+        result
+            .records
+            .iter()
+            .filter(|r| r.status == ImageOutcome::Registered)
+            .count(),
+        1,
+        "the run goes on with the others"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_ims_no_longer_knows_falls_back_to_the_image_status() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(60)));
+    let job = fake.start_job(&image_id(0));
+    fake.hide_job(&job);
+    let plan = vec![planned(&image_id(0), Some(&job))];
+    let (result, _) = run(&fake, plan, config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    assert_eq!(result.records[0].job_id.as_deref(), Some(job.as_str()));
+    assert_eq!(fake.counters().register_calls, 0);
+    assert!(fake.counters().get_image >= 2);
+}
