@@ -33,7 +33,7 @@ use super::context::{Ctx, QueryError};
 /// Followed images from which on sweeps replace per-job polls.
 pub const BULK_THRESHOLD: usize = 8;
 /// How far behind the newest `updated_at` seen the next sweep starts.
-pub const SINCE_OVERLAP: Duration = Duration::from_secs(30);
+pub const SINCE_OVERLAP: Duration = Duration::from_secs(2);
 /// How far back the first sweep looks.
 pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 /// A sweep without the `updated_at` filter at least this often.
