@@ -3,8 +3,8 @@
 //!
 //! Up to [`PER_ID_THRESHOLD`] images: one `get_image` per image (concurrently, query lane).
 //! More: page through the account's private images (`__imagetype=private`, `limit`
-//! [`PAGE_LIMIT`], following `page_info.next_marker`, or the last ID of a full page when the
-//! server sends no `page_info`). An account may hold far more images than the manifest, so the
+//! [`PAGE_LIMIT`], following `page_info.next_marker`, or the last ID of a non-empty page when
+//! the server sends no `page_info`). An account may hold far more images than the manifest, so the
 //! paging is abandoned for per-ID lookups of the images not seen yet as soon as the pages read
 //! so far outnumber them: the check never costs more than about twice the cheaper of the two
 //! strategies. An image not found by either is `absent`.
@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
-use crate::ims::{ImsApi, ListImagesQuery};
+use crate::ims::{ImsApi, ListImagesQuery, ListImagesResponse};
 
 use super::context::{Ctx, QueryError};
 use super::plan::{CloudStatus, StatusMap};
@@ -81,7 +81,9 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
             ..ListImagesQuery::default()
         };
         let page = match ctx
-            .query(None, "listing private images", || ctx.client.list_images(&query))
+            .query(None, "listing private images", || {
+                ctx.client.list_images(&query)
+            })
             .await
         {
             Ok(page) => page,
@@ -89,25 +91,28 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
             Err(QueryError::Failed(_)) => return Paging::Abandoned,
         };
         pages += 1;
-        let full = page.images.len() >= PAGE_LIMIT as usize;
-        let last_id = page.images.last().map(|image| image.id.clone());
+        let next = next_marker(&page);
         for image in page.images {
             if wanted.contains(image.id.as_str()) && !statuses.contains_key(&image.id) {
                 unseen -= 1;
                 statuses.insert(image.id, CloudStatus::Found(image.status));
             }
         }
-        let next = page
-            .page_info
-            .and_then(|info| info.next_marker)
-            .filter(|m| !m.is_empty())
-            .or(if full { last_id } else { None });
         match next {
             _ if unseen == 0 => return Paging::Complete,
             None => return Paging::Complete,
             Some(_) if pages >= unseen => return Paging::Abandoned,
             Some(next) => marker = Some(next),
         }
+    }
+}
+
+/// Where the next page starts: `page_info.next_marker` when the server sends `page_info`
+/// (older IMS versions do not); without it, after the last image of a non-empty page.
+pub fn next_marker(page: &ListImagesResponse) -> Option<String> {
+    match &page.page_info {
+        Some(info) => info.next_marker.clone().filter(|m| !m.is_empty()),
+        None => page.images.last().map(|image| image.id.clone()),
     }
 }
 

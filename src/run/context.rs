@@ -129,7 +129,10 @@ impl<C: ImsApi> Ctx<C> {
     }
 
     /// One status query in the query lane, no retry. `None` if the run stopped first.
-    pub async fn query_once<T, Fut>(&self, call: impl FnOnce() -> Fut) -> Option<Result<T, ImsError>>
+    pub async fn query_once<T, Fut>(
+        &self,
+        call: impl FnOnce() -> Fut,
+    ) -> Option<Result<T, ImsError>>
     where
         Fut: Future<Output = Result<T, ImsError>>,
     {
@@ -163,7 +166,13 @@ impl<C: ImsApi> Ctx<C> {
                 Some(Err(error)) => error,
             };
             let class = error.class();
-            let attempt = if matches!(class, ErrorClass::Retryable { throttled: true, .. }) {
+            let attempt = if matches!(
+                class,
+                ErrorClass::Retryable {
+                    throttled: true,
+                    ..
+                }
+            ) {
                 throttles += 1;
                 throttles
             } else {

@@ -48,7 +48,13 @@ pub async fn execute<C: ImsApi>(
     let sweeper = tokio::spawn(run_sweeps(ctx.clone(), sweeps_done.clone()));
     let (done, mut finished) = mpsc::unbounded_channel();
     let to_submit = start_followers(&ctx, &images, &statuses, &done);
-    tokio::spawn(submit_in_order(ctx.clone(), images.clone(), to_submit, done));
+    drop(statuses);
+    tokio::spawn(submit_in_order(
+        ctx.clone(),
+        images.clone(),
+        to_submit,
+        done,
+    ));
 
     while let Some((index, record)) = finished.recv().await {
         records[index] = Some(record);
@@ -259,8 +265,7 @@ fn settle(record: &mut ImageRecord, started: Instant, end: FollowEnd) {
         FollowEnd::TimedOut => {
             record.status = ImageOutcome::Pending;
             record.error_message = Some(
-                "still registering in the cloud at the job timeout; the next run follows it"
-                    .into(),
+                "still registering in the cloud at the job timeout; the next run follows it".into(),
             );
         }
         FollowEnd::Stopped => record.status = ImageOutcome::Pending,

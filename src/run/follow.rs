@@ -12,10 +12,10 @@ use tokio::time::Instant;
 
 use crate::ims::{ErrorClass, ImageStatus, ImsApi, ImsError, Job, JobStatus};
 
+use super::RunEvent;
 use super::context::{Ctx, QueryError};
 use super::retry::jitter;
 use super::schedule::PollSchedule;
-use super::RunEvent;
 
 /// How a followed registration ended for this run.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,7 +112,9 @@ impl Tracking<'_> {
                 Fetched::Stopped => return Some(FollowEnd::Stopped),
             }
         }
-        let answer = ctx.query_once(|| ctx.client.get_image(self.image_id)).await?;
+        let answer = ctx
+            .query_once(|| ctx.client.get_image(self.image_id))
+            .await?;
         match answer {
             Ok(Some(image)) => self.conclude_from_image(ctx, &image.status).await,
             Ok(None) => Some(FollowEnd::Failed {
@@ -175,7 +177,7 @@ impl Tracking<'_> {
 }
 
 enum Fetched {
-    Job(Job),
+    Job(Box<Job>),
     /// The job no longer exists (404).
     Gone,
     /// No usable answer this time; poll again later.
@@ -186,9 +188,12 @@ enum Fetched {
 /// One job query: `show_job_progress`, or `show_job` where progress is not answered.
 async fn fetch_job<C: ImsApi>(ctx: &Ctx<C>, job_id: &str) -> Fetched {
     if !ctx.progress_unsupported() {
-        match ctx.query_once(|| ctx.client.show_job_progress(job_id)).await {
+        match ctx
+            .query_once(|| ctx.client.show_job_progress(job_id))
+            .await
+        {
             None => return Fetched::Stopped,
-            Some(Ok(job)) => return Fetched::Job(job),
+            Some(Ok(job)) => return Fetched::Job(Box::new(job)),
             Some(Err(error)) if !is_refusal(&error) => return no_answer(ctx, &error),
             Some(Err(_)) => {}
         }
@@ -197,7 +202,7 @@ async fn fetch_job<C: ImsApi>(ctx: &Ctx<C>, job_id: &str) -> Fetched {
         None => Fetched::Stopped,
         Some(Ok(job)) => {
             ctx.set_progress_unsupported();
-            Fetched::Job(job)
+            Fetched::Job(Box::new(job))
         }
         Some(Err(error)) if error.http_status() == Some(404) => Fetched::Gone,
         Some(Err(error)) => no_answer(ctx, &error),

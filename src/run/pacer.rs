@@ -130,7 +130,10 @@ impl Pacer {
 
     /// The current slowdown factor (1 = full rate).
     pub fn slowdown(&self) -> u32 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).slowdown
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .slowdown
     }
 }
 

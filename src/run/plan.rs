@@ -19,7 +19,10 @@ pub enum CloudStatus {
     /// The image is not among the account's private images.
     Absent,
     /// The status could not be learned (the check gave up on an error).
-    Unknown { code: Option<String>, message: String },
+    Unknown {
+        code: Option<String>,
+        message: String,
+    },
 }
 
 impl CloudStatus {
@@ -63,6 +66,10 @@ pub fn action_for(image: &PlannedImage, status: Option<&CloudStatus>) -> Action 
                           it first (POST /v2/images) and check the project/region"
                     .into(),
             };
+        }
+        // A job accepted earlier is followed even when the image could not be looked at.
+        Some(CloudStatus::Unknown { .. }) if image.known_job_id.is_some() => {
+            return Action::FollowJob(image.known_job_id.clone().unwrap_or_default());
         }
         Some(CloudStatus::Unknown { code, message }) => {
             return Action::Fail {
@@ -141,7 +148,10 @@ mod tests {
         let fresh = planned("00000000-0000-0000-0000-000000000001", None);
         let known = planned("00000000-0000-0000-0000-000000000002", Some("job-2"));
         let found = |s: ImageStatus| CloudStatus::Found(s);
-        assert_eq!(action_for(&fresh, Some(&found(ImageStatus::Queued))), Action::Submit);
+        assert_eq!(
+            action_for(&fresh, Some(&found(ImageStatus::Queued))),
+            Action::Submit
+        );
         assert_eq!(action_for(&fresh, None), Action::Submit);
         assert_eq!(
             action_for(&fresh, Some(&found(ImageStatus::Active))),

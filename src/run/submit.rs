@@ -12,9 +12,9 @@ use std::time::Duration;
 use crate::ims::{ErrorClass, ImageStatus, ImsApi};
 use crate::manifest::ImageEntry;
 
+use super::RunEvent;
 use super::context::{Ctx, QueryError};
 use super::retry::{RetryDecision, decide_register, flow_control_pause, jitter};
-use super::RunEvent;
 
 /// How long an image may stay `queued` after an unanswered register call before the call is
 /// considered not accepted.
@@ -78,7 +78,13 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             Err(error) => error,
         };
         let class = error.class();
-        let throttled = matches!(class, ErrorClass::Retryable { throttled: true, .. });
+        let throttled = matches!(
+            class,
+            ErrorClass::Retryable {
+                throttled: true,
+                ..
+            }
+        );
         let attempt = if throttled {
             throttles += 1;
             throttles
@@ -173,9 +179,11 @@ async fn accepted_by_image_status<C: ImsApi>(ctx: &Ctx<C>, image_id: &str) -> Ch
             return Check::Stopped;
         }
         let image = match ctx
-            .query(Some(image_id), "checking whether IMS took the registration", || {
-                ctx.client.get_image(image_id)
-            })
+            .query(
+                Some(image_id),
+                "checking whether IMS took the registration",
+                || ctx.client.get_image(image_id),
+            )
             .await
         {
             Ok(image) => image,

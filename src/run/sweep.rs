@@ -7,7 +7,8 @@
 //! trails the newest `updated_at` seen by [`SINCE_OVERLAP`]; the first sweep looks back
 //! [`FIRST_LOOKBACK`], the clock skew the gateway tolerates on signatures). Every
 //! [`FULL_SWEEP_EVERY`] a sweep lists without the filter, so nothing is missed if the server
-//! ignores or mis-stamps `updated_at`. Images found `active`, `killed` or `deleted` are handed
+//! ignores or mis-stamps `updated_at`; if the server refuses the filter (400), every sweep
+//! lists without it. Images found `active`, `killed` or `deleted` are handed
 //! to their followers, which then stop querying; meanwhile followers skip their own polls.
 //! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
 //! one `show_job` for the failure reason.
@@ -26,13 +27,13 @@ use tokio_util::sync::CancellationToken;
 use crate::ims::types::parse_api_time;
 use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
 
-use super::check::PAGE_LIMIT;
-use super::context::Ctx;
+use super::check::{PAGE_LIMIT, next_marker};
+use super::context::{Ctx, QueryError};
 
 /// Followed images from which on sweeps replace per-job polls.
 pub const BULK_THRESHOLD: usize = 8;
 /// How far behind the newest `updated_at` seen the next sweep starts.
-pub const SINCE_OVERLAP: Duration = Duration::from_secs(30);
+pub const SINCE_OVERLAP: Duration = Duration::from_secs(2);
 /// How far back the first sweep looks.
 pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 /// A sweep without the `updated_at` filter at least this often.
@@ -121,6 +122,7 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
     let mut since: DateTime<Utc> = Utc::now()
         - chrono::Duration::from_std(FIRST_LOOKBACK).unwrap_or_else(|_| chrono::Duration::zero());
     let mut last_full = Instant::now();
+    let mut filter_works = true;
     let mut next = Instant::now() + period;
     loop {
         tokio::select! {
@@ -128,37 +130,49 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
             _ = ctx.stop.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
         }
-        next = Instant::now() + period;
         if !ctx.sweeper.is_bulk() {
+            next = Instant::now() + period;
             continue;
         }
-        let full = last_full.elapsed() >= FULL_SWEEP_EVERY;
+        let sweep_started = Instant::now();
+        let full = !filter_works || last_full.elapsed() >= FULL_SWEEP_EVERY;
         let filter = (!full).then_some(since);
         match sweep_once(&ctx, filter).await {
-            Some(Some(newest)) => {
+            Swept::Done(Some(newest)) => {
                 let overlap = chrono::Duration::from_std(SINCE_OVERLAP)
                     .unwrap_or_else(|_| chrono::Duration::zero());
                 since = since.max(newest - overlap);
             }
-            Some(None) => {}
-            None => return,
+            Swept::Done(None) | Swept::Failed => {}
+            // The server refuses the `updated_at` filter: list everything from now on.
+            Swept::FilterRefused => filter_works = false,
+            Swept::Stopped => return,
         }
         if full {
             last_full = Instant::now();
         }
+        // Back to back when a sweep takes longer than the period (pages x query rate).
+        next = sweep_started + period;
     }
 }
 
-/// One sweep. `None` if the run stopped; else the newest `updated_at` seen, if any. A page
-/// that fails after retries ends the sweep early (the next one starts from the same `since`).
-async fn sweep_once<C: ImsApi>(
-    ctx: &Ctx<C>,
-    since: Option<DateTime<Utc>>,
-) -> Option<Option<DateTime<Utc>>> {
+enum Swept {
+    /// Read to the end; the newest `updated_at` seen, if any.
+    Done(Option<DateTime<Utc>>),
+    /// A page failed after retries; the next sweep starts from the same `since`.
+    Failed,
+    /// The first page was refused (400) while filtering on `updated_at`.
+    FilterRefused,
+    Stopped,
+}
+
+/// One sweep through the (recently changed) private images.
+async fn sweep_once<C: ImsApi>(ctx: &Ctx<C>, since: Option<DateTime<Utc>>) -> Swept {
     let updated_at = since.map(|t| format!("gte:{}", t.format("%Y-%m-%dT%H:%M:%SZ")));
     let mut marker: Option<String> = None;
     let mut newest: Option<DateTime<Utc>> = None;
     loop {
+        let first_page = marker.is_none();
         let query = ListImagesQuery {
             imagetype: Some("private".into()),
             updated_at: updated_at.clone(),
@@ -167,29 +181,29 @@ async fn sweep_once<C: ImsApi>(
             ..ListImagesQuery::default()
         };
         let page = match ctx
-            .query(None, "listing image statuses", || ctx.client.list_images(&query))
+            .query(None, "listing image statuses", || {
+                ctx.client.list_images(&query)
+            })
             .await
         {
             Ok(page) => page,
-            Err(super::context::QueryError::Stopped) => return None,
-            Err(super::context::QueryError::Failed(_)) => return Some(newest),
+            Err(QueryError::Stopped) => return Swept::Stopped,
+            Err(QueryError::Failed(error))
+                if first_page && since.is_some() && error.http_status() == Some(400) =>
+            {
+                return Swept::FilterRefused;
+            }
+            Err(QueryError::Failed(_)) => return Swept::Failed,
         };
-        let full = page.images.len() >= PAGE_LIMIT as usize;
-        let last_id = page.images.last().map(|image| image.id.clone());
         for image in &page.images {
             if let Some(t) = image.updated_at.as_deref().and_then(parse_api_time) {
                 newest = Some(newest.map_or(t, |n| n.max(t)));
             }
             ctx.sweeper.deliver(&image.id, &image.status);
         }
-        let next = page
-            .page_info
-            .and_then(|info| info.next_marker)
-            .filter(|m| !m.is_empty())
-            .or(if full { last_id } else { None });
-        match next {
+        match next_marker(&page) {
             Some(next) if ctx.sweeper.count.load(Ordering::Relaxed) > 0 => marker = Some(next),
-            _ => return Some(newest),
+            _ => return Swept::Done(newest),
         }
     }
 }

@@ -62,6 +62,11 @@ pub struct Counters {
     pub flow_control_answers: u32,
     /// Calls of any kind received after the first 401.
     pub calls_after_auth_failure: u32,
+    /// Wall-clock arrival of each register call (for rate checks on the real clock).
+    pub register_times: Vec<std::time::Instant>,
+    /// Arrival of each register call and each job query on tokio's clock.
+    pub register_at: Vec<Instant>,
+    pub job_query_at: Vec<Instant>,
 }
 
 struct FakeImage {
@@ -84,6 +89,8 @@ struct State {
     counters: Counters,
     auth_failed: bool,
     next_job: u64,
+    /// Jobs IMS no longer answers for (dropped after a day); their images still advance.
+    hidden_jobs: Vec<String>,
 }
 
 pub struct FakeIms {
@@ -120,12 +127,32 @@ impl FakeIms {
                 counters: Counters::default(),
                 auth_failed: false,
                 next_job: 0,
+                hidden_jobs: Vec::new(),
             }),
             job_duration,
             task_limit: usize::MAX,
             epoch: (now, Utc::now()),
             progress_supported: true,
         }
+    }
+
+    /// Adds private images that are not in any manifest (already active).
+    pub fn with_other_images(self, count: usize) -> Self {
+        {
+            let mut state = self.lock();
+            let now = Instant::now();
+            for n in 0..count {
+                state.images.insert(
+                    format!("0000other-0000-0000-0000-{n:012}"),
+                    FakeImage {
+                        status: ImageStatus::Active,
+                        job: None,
+                        updated: now,
+                    },
+                );
+            }
+        }
+        self
     }
 
     pub fn with_task_limit(mut self, limit: usize) -> Self {
@@ -157,8 +184,11 @@ impl FakeIms {
     /// Starts a job as an earlier run would have; returns its ID.
     pub fn start_job(&self, image_id: &str) -> String {
         let mut state = self.lock();
-        let job_id = state.new_job(image_id, Instant::now(), false);
-        job_id
+        state.new_job(image_id, Instant::now(), false)
+    }
+
+    pub fn hide_job(&self, job_id: &str) {
+        self.lock().hidden_jobs.push(job_id.to_string());
     }
 
     pub fn counters(&self) -> Counters {
@@ -275,6 +305,11 @@ impl ImsApi for FakeIms {
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.register_calls += 1;
+        state.counters.register_at.push(now);
+        state
+            .counters
+            .register_times
+            .push(std::time::Instant::now());
         let fault = state.register_faults.pop_front();
         match fault {
             Some(Fault::Throttle(retry_after)) => {
@@ -323,6 +358,10 @@ impl ImsApi for FakeIms {
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.show_job += 1;
+        state.counters.job_query_at.push(now);
+        if state.hidden_jobs.iter().any(|j| j == job_id) {
+            return Err(api(404, "IMG.0086", "job not found"));
+        }
         let Some(job) = state.jobs.get(job_id) else {
             return Err(api(404, "IMG.0086", "job not found"));
         };
@@ -359,7 +398,8 @@ impl ImsApi for FakeIms {
         }
         self.lock().counters.show_job_progress += 1;
         let job = self.show_job(job_id).await;
-        self.lock().counters.show_job -= 1;
+        let mut state = self.lock();
+        state.counters.show_job -= 1;
         job
     }
 

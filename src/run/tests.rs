@@ -44,7 +44,11 @@ fn images(n: usize) -> Vec<PlannedImage> {
     (0..n).map(|i| planned(&image_id(i), None)).collect()
 }
 
-async fn run(fake: &Arc<FakeIms>, images: Vec<PlannedImage>, config: RunConfig) -> (RunResult, Arc<Events>) {
+async fn run(
+    fake: &Arc<FakeIms>,
+    images: Vec<PlannedImage>,
+    config: RunConfig,
+) -> (RunResult, Arc<Events>) {
     let events = Arc::new(Events::default());
     let result = execute(
         fake.clone(),
@@ -101,13 +105,17 @@ async fn happy_path_registers_everything_in_plan_order() {
     assert_eq!(counters.register_calls, 5);
     assert_submitted_once(&counters);
     assert_finished_once_each(&events, 5);
+    // Few images: checked one by one, no listing.
+    assert_eq!(counters.list_images, 0);
     assert_eq!(events.count(|e| matches!(e, RunEvent::Submitted { .. })), 5);
     assert!(events.count(|e| matches!(e, RunEvent::Progress { .. })) > 0);
     // Submitted comes before the image's Finished.
     let all = events.all();
     let submitted = all
         .iter()
-        .position(|e| matches!(e, RunEvent::Submitted { image_id, .. } if *image_id == image_id_0()))
+        .position(
+            |e| matches!(e, RunEvent::Submitted { image_id, .. } if *image_id == image_id_0()),
+        )
         .unwrap();
     let finished = all
         .iter()
@@ -224,7 +232,10 @@ async fn auth_failure_stops_everything_at_once() {
     .await;
     assert!(result.auth_failed);
     assert!(!result.interrupted);
-    assert_eq!(events.count(|e| matches!(e, RunEvent::AuthFailed { .. })), 1);
+    assert_eq!(
+        events.count(|e| matches!(e, RunEvent::AuthFailed { .. })),
+        1
+    );
     assert_eq!(fake.counters().calls_after_auth_failure, 0);
     let by_status = statuses(&result);
     assert_eq!(by_status[0], ImageOutcome::Cancelled);
@@ -247,7 +258,10 @@ async fn failed_jobs_and_final_errors_carry_code_and_reason() {
     let second = &result.records[1];
     assert_eq!(second.status, ImageOutcome::Failed);
     assert_eq!(second.error_code.as_deref(), Some("IMG.1075"));
-    assert_eq!(second.error_message.as_deref(), Some("the image file is corrupt"));
+    assert_eq!(
+        second.error_message.as_deref(),
+        Some("the image file is corrupt")
+    );
     assert!(second.job_id.is_some());
     assert_eq!(result.records[2].status, ImageOutcome::Registered);
 }
@@ -315,10 +329,25 @@ async fn cloud_status_decides_before_any_submission() {
         ]
     );
     assert_eq!(fake.counters().register_calls, 0, "nothing submitted");
-    assert_eq!(result.records[3].job_id.as_deref(), Some(running_job.as_str()));
-    assert!(result.records[4].error_message.as_deref().unwrap().contains("create it first"));
-    assert_eq!(events.count(|e| matches!(e, RunEvent::StatusKnown { .. })), 5);
-    assert_eq!(events.count(|e| matches!(e, RunEvent::CheckingStatus { images: 5 })), 1);
+    assert_eq!(
+        result.records[3].job_id.as_deref(),
+        Some(running_job.as_str())
+    );
+    assert!(
+        result.records[4]
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("create it first")
+    );
+    assert_eq!(
+        events.count(|e| matches!(e, RunEvent::StatusKnown { .. })),
+        5
+    );
+    assert_eq!(
+        events.count(|e| matches!(e, RunEvent::CheckingStatus { images: 5 })),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -334,7 +363,10 @@ async fn many_images_are_checked_and_followed_in_bulk() {
     assert_submitted_once(&counters);
     // One page for the check, then sweeps instead of ~10 polls per job.
     assert_eq!(counters.get_image, 0);
-    assert!(counters.show_job + counters.show_job_progress < 10, "{counters:?}");
+    assert!(
+        counters.show_job + counters.show_job_progress < 10,
+        "{counters:?}"
+    );
     assert!(counters.list_images < 80, "{counters:?}");
 }
 
@@ -348,4 +380,162 @@ async fn jobs_without_progress_call_are_polled_with_show_job() {
     let counters = fake.counters();
     assert!(counters.show_job >= 4, "{counters:?}");
     assert!(counters.show_job_progress <= 2, "{counters:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_big_account_is_not_paged_through_for_a_small_manifest() {
+    // 21 manifest images (above the per-ID threshold) sorted after 40,000 other images: the
+    // listing is abandoned once the pages read outnumber the images still unseen.
+    let fake = Arc::new(FakeIms::new(0, Duration::from_secs(5)).with_other_images(40_000));
+    let plan: Vec<PlannedImage> = (0..21)
+        .map(|i| {
+            let id = format!("ffffffff-0000-0000-0000-{i:012}");
+            fake.set_status(&id, ImageStatus::Active);
+            planned(&id, None)
+        })
+        .collect();
+    let (result, _) = run(&fake, plan, config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::AlreadyRegistered; 21]);
+    let counters = fake.counters();
+    assert_eq!(counters.list_images, 21);
+    assert_eq!(counters.get_image, 21);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_images_in_a_small_account_are_checked_with_one_page() {
+    let fake = Arc::new(FakeIms::new(50, Duration::from_secs(5)).with_other_images(100));
+    let (result, _) = run(&fake, images(50), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 50]);
+    let counters = fake.counters();
+    assert_eq!(counters.get_image, 0);
+    assert_submitted_once(&counters);
+}
+
+/// On the real clock (the governor limiter keeps real time): the register calls never come
+/// closer than the rate allows, in any one-second window.
+#[tokio::test]
+async fn submissions_never_exceed_the_submit_rate() {
+    let fake = Arc::new(FakeIms::new(12, Duration::from_millis(50)));
+    let mut config = config();
+    config.submit_rate = 20.0;
+    config.poll_interval = Duration::from_millis(20);
+    config.concurrency = 4;
+    let (result, _) = run(&fake, images(12), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 12]);
+    let times = fake.counters().register_times;
+    assert_eq!(times.len(), 12);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(49), "gap {gap:?}");
+    }
+    assert!(times[11] - times[0] >= Duration::from_millis(550));
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_start_after_the_interval_and_grow_by_half() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(1800)));
+    let mut config = config();
+    config.poll_interval = Duration::from_secs(10);
+    let (result, _) = run(&fake, images(1), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    let counters = fake.counters();
+    let submitted = counters.register_at[0];
+    let at: Vec<f64> = counters
+        .job_query_at
+        .iter()
+        .map(|t| (*t - submitted).as_secs_f64())
+        .collect();
+    assert!((9.0..=11.0).contains(&at[0]), "first poll at {}", at[0]);
+    let gaps: Vec<f64> = std::iter::once(at[0])
+        .chain(at.windows(2).map(|w| w[1] - w[0]))
+        .collect();
+    for pair in gaps.windows(2).take(6) {
+        let growth = pair[1] / pair[0];
+        assert!(
+            (1.5 * 0.9 / 1.1..=1.5 * 1.1 / 0.9).contains(&growth),
+            "{gaps:?}"
+        );
+    }
+    assert!(gaps.iter().all(|g| *g <= 330.0), "{gaps:?}");
+    assert!(
+        (10..=15).contains(&at.len()),
+        "{} polls for a 30-minute job",
+        at.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_back_off_exponentially_with_full_jitter() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(5)));
+    for _ in 0..4 {
+        fake.fault(Fault::ServerError);
+    }
+    let (result, events) = run(&fake, images(1), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    assert_eq!(result.records[0].attempts, 5);
+    let delays: Vec<Duration> = events
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Retrying { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 4);
+    for (n, delay) in delays.iter().enumerate() {
+        assert!(
+            *delay <= Duration::from_millis(500) * (1 << n),
+            "{delays:?}"
+        );
+    }
+    // Each retry left right after its announced pause (tokio timers have 1 ms granularity).
+    let at = fake.counters().register_at;
+    for (n, delay) in delays.iter().enumerate() {
+        let gap = at[n + 1] - at[n];
+        assert!(
+            gap >= *delay && gap <= *delay + Duration::from_millis(2),
+            "{gap:?} vs {delay:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_server_errors_fail_the_image_with_the_code() {
+    let fake = Arc::new(FakeIms::new(2, Duration::from_secs(5)));
+    for _ in 0..super::retry::MAX_ATTEMPTS {
+        fake.fault(Fault::ServerError);
+    }
+    let mut config = config();
+    config.max_active_jobs = 1;
+    let (result, _) = run(&fake, images(2), config).await;
+    let failed: Vec<_> = result
+        .records
+        .iter()
+        .filter(|r| r.status == ImageOutcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error_code.as_deref(), Some("503"));
+    assert_eq!(failed[0].attempts, super::retry::MAX_ATTEMPTS);
+    assert_eq!(
+        result
+            .records
+            .iter()
+            .filter(|r| r.status == ImageOutcome::Registered)
+            .count(),
+        1,
+        "the run goes on with the others"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_ims_no_longer_knows_falls_back_to_the_image_status() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(60)));
+    let job = fake.start_job(&image_id(0));
+    fake.hide_job(&job);
+    let plan = vec![planned(&image_id(0), Some(&job))];
+    let (result, _) = run(&fake, plan, config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    assert_eq!(result.records[0].job_id.as_deref(), Some(job.as_str()));
+    assert_eq!(fake.counters().register_calls, 0);
+    assert!(fake.counters().get_image >= 2);
 }
