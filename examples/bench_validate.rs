@@ -18,7 +18,11 @@ fn vm_hwm_kib() -> Option<u64> {
 /// CPU time this thread has run (ns), which unlike wall time is not inflated by other load.
 fn thread_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+    stat.split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .map(Duration::from_nanos)
 }
 
 /// Resets VmHWM to the current RSS (Linux >= 4.0), so generating the input is not counted.
@@ -49,7 +53,9 @@ fn main() {
     let cpu_start = thread_cpu();
     let manifest = imsreg::manifest::load(&path).expect("readable manifest");
     let first = start.elapsed();
-    let cpu = thread_cpu().zip(cpu_start).map(|(end, start)| end.saturating_sub(start));
+    let cpu = thread_cpu()
+        .zip(cpu_start)
+        .map(|(end, start)| end.saturating_sub(start));
     let peak = vm_hwm_kib().unwrap_or(0);
 
     let images = manifest.images.len();
@@ -64,7 +70,11 @@ fn main() {
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("manifest:      {} ({:.1} MiB)", path.display(), size as f64 / 1048576.0);
+    println!(
+        "manifest:      {} ({:.1} MiB)",
+        path.display(),
+        size as f64 / 1048576.0
+    );
     println!("valid images:  {images}, errors: {errors}");
     println!(
         "wall time:     first {:.0} ms, best {:.0} ms, median {:.0} ms (5 runs; target < 500 ms)",
@@ -79,6 +89,10 @@ fn main() {
         "peak RSS:      {:.1} MiB during the first run (VmHWM; {:.1} MiB before it{}; target < 64 MiB)",
         peak as f64 / 1024.0,
         before as f64 / 1024.0,
-        if reset { ", HWM reset after generating" } else { ", HWM not resettable" }
+        if reset {
+            ", HWM reset after generating"
+        } else {
+            ", HWM not resettable"
+        }
     );
 }

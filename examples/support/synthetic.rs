@@ -27,7 +27,12 @@ pub fn manifest(count: usize) -> String {
         let bucket = format!("migration-{:02}", i % 7);
         let object = format!("exports/{kind}/{kind}-{i:06}.{ext}");
         // Writing to a String cannot fail.
-        let _ = writeln!(out, "  - image_id: 0f3c1a2e-{:04x}-4a2b-9c3d-{:012x}", i % 65536, i);
+        let _ = writeln!(
+            out,
+            "  - image_id: 0f3c1a2e-{:04x}-4a2b-9c3d-{:012x}",
+            i % 65536,
+            i
+        );
         if i % 2 == 0 {
             let _ = writeln!(out, "    image_url: {bucket}:{object}");
         } else {

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
+use std::fmt;
 use std::hash::BuildHasher;
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ use super::model::{
 use super::raw::{self, Raw};
 use super::rules;
 use super::source::{self, Lines};
+use super::stream;
 
 const TOP_KEYS: [&str; 3] = ["version", "settings", "images"];
 const ENTRY_KEYS: [&str; 4] = ["image_id", "image_url", "name", "format"];
@@ -37,7 +39,7 @@ const SETTINGS_KEYS: [&str; 9] = [
 ];
 
 /// Entries serde_yaml reads at a time in sliced mode.
-const CHUNK_ITEMS: usize = 512;
+pub(super) const CHUNK_ITEMS: usize = 512;
 
 /// Parses and validates manifest bytes (`file` labels the diagnostics).
 pub fn check_bytes(bytes: &[u8], file: &str) -> Manifest {
@@ -62,7 +64,9 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         }
         return checker.finish();
     }
-    let index = match Index::build(text) {
+    let lines = Lines::new(text);
+    let (built, streamed) = stream::index_and_read(text, &lines, file);
+    let index = match built {
         Ok(index) => index,
         Err(err) => {
             checker.fatal_at(err.line, err.column, "yaml", err.message);
@@ -80,117 +84,50 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         );
         return checker.finish();
     };
-    let lines = Lines::new(text);
-    let doc = Doc {
-        index: &index,
-        lines: &lines,
-    };
-    if let Some(sliced) = doc.slice(root) {
-        if let Ok(top) = raw::read(&sliced.top_text) {
-            checker.top(&doc, root, &top, Some(&sliced));
+    let doc = Doc { index: &index };
+    let mut rebuilt = None;
+    if let Some(streamed) = streamed {
+        if let Ok(top) = raw::read(&streamed.top_text) {
+            let mut checker = streamed.checker;
+            checker.top(&doc, root, &top, true);
             return checker.finish();
         }
+        // The entries were indexed apart; the whole-document reading needs them back.
+        match Index::build(text) {
+            Ok(index) => rebuilt = Some(index),
+            Err(err) => {
+                checker.fatal_at(err.line, err.column, "yaml", err.message);
+                return checker.finish();
+            }
+        }
     }
+    let doc = match &rebuilt {
+        Some(index) => Doc { index },
+        None => doc,
+    };
     match raw::read(text) {
-        Ok(top) => checker.top(&doc, root, &top, None),
+        Ok(top) => checker.top(&doc, root, &top, false),
         Err(err) => checker.fatal_at(err.line, err.column, "yaml", err.message),
     }
     checker.finish()
 }
 
-struct Doc<'a> {
-    index: &'a Index,
-    lines: &'a Lines<'a>,
+/// The position index the checks look positions up in (the whole document, or one slice of
+/// entries).
+pub(super) struct Doc<'a> {
+    pub index: &'a Index,
 }
 
-/// The `images:` list cut into slices serde_yaml reads one at a time.
-struct Sliced {
-    /// The document with the list replaced by `[]`.
-    top_text: String,
-    chunks: Vec<Chunk>,
-}
-
-struct Chunk {
-    start: usize,
-    end: usize,
+/// A slice of the `images:` list that serde_yaml reads on its own.
+pub(super) struct Chunk {
+    pub start: usize,
+    pub end: usize,
     /// The 1-based line of `start`.
-    first_line: usize,
-    first_item: usize,
-    count: usize,
+    pub first_line: usize,
+    pub first_item: usize,
 }
 
-impl Doc<'_> {
-    /// Plans the sliced reading, or `None` when the document is not suited to it.
-    fn slice(&self, root: NodeId) -> Option<Sliced> {
-        let index = self.index;
-        if !index.is_plain() || index.kind(root) != Kind::Map {
-            return None;
-        }
-        let mut pairs = index.pairs(root);
-        let (key, value) = pairs.find(|&(k, _)| index.key_text(k) == Some("images"))?;
-        let next_key = pairs.next().map(|(k, _)| k);
-        if index.kind(value) != Kind::Seq {
-            return None;
-        }
-        let items = index.items(value);
-        if items.is_empty() {
-            return None;
-        }
-        let end = match next_key {
-            Some(k) => self.lines.line_start(index.pos(k).0),
-            None => self.lines.text().len(),
-        };
-        let mut chunks = Vec::with_capacity(items.len() / CHUNK_ITEMS + 1);
-        for (n, group) in items.chunks(CHUNK_ITEMS).enumerate() {
-            let start = self.dash_line_start(group[0])?;
-            if let Some(previous) = chunks.last_mut() {
-                let previous: &mut Chunk = previous;
-                previous.end = start;
-            }
-            chunks.push(Chunk {
-                start,
-                end,
-                first_line: self.lines.line_of(start),
-                first_item: n * CHUNK_ITEMS,
-                count: group.len(),
-            });
-        }
-        if chunks.iter().any(|c| c.start > c.end) {
-            return None;
-        }
-        let text = self.lines.text();
-        let first = chunks.first()?.start;
-        let indent = " ".repeat(index.pos(key).1);
-        let mut top_text = String::with_capacity(first + indent.len() + 3 + text.len() - end);
-        top_text.push_str(&text[..first]);
-        top_text.push_str(&indent);
-        top_text.push_str("[]\n");
-        top_text.push_str(&text[end..]);
-        Some(Sliced { top_text, chunks })
-    }
-
-    /// The start of the line holding the `-` of a block-list item, if the item has one with
-    /// only indentation before it.
-    fn dash_line_start(&self, item: NodeId) -> Option<usize> {
-        let (line, col) = self.index.pos(item);
-        let offset = self.lines.offset(line, col - 1);
-        let bytes = self.lines.text().as_bytes();
-        let before = &bytes[..offset];
-        let dash = before
-            .iter()
-            .rposition(|b| !matches!(b, b' ' | b'\n' | b'\r'))?;
-        if before[dash] != b'-' {
-            return None;
-        }
-        let line_start = self.lines.line_start(self.lines.line_of(dash));
-        bytes[line_start..dash]
-            .iter()
-            .all(|b| *b == b' ')
-            .then_some(line_start)
-    }
-}
-
-struct Checker {
+pub(super) struct Checker {
     file: String,
     diagnostics: Vec<Diagnostic>,
     fatal: bool,
@@ -219,7 +156,7 @@ impl EntryProblems<'_> {
 }
 
 impl Checker {
-    fn new(file: &str) -> Self {
+    pub fn new(file: &str) -> Self {
         Checker {
             file: file.to_string(),
             diagnostics: Vec::new(),
@@ -261,9 +198,13 @@ impl Checker {
         self.fatal_at(line, column, field, message);
     }
 
-    fn finish(mut self) -> Manifest {
-        self.diagnostics
-            .sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+    /// Makes room for the valid entries up front (one allocation instead of doubling).
+    pub fn reserve_images(&mut self, count: usize) {
+        self.images.reserve_exact(count);
+    }
+
+    pub fn finish(mut self) -> Manifest {
+        self.diagnostics.sort_by_key(|d| (d.line, d.column));
         Manifest {
             path: PathBuf::from(&self.file),
             settings: self.settings,
@@ -275,7 +216,7 @@ impl Checker {
     }
 
     /// Reports a node the two parsers read differently; true when they agree.
-    fn agree(&mut self, doc: &Doc, node: NodeId, raw: &Raw, field: &str) -> bool {
+    fn agree(&mut self, doc: &Doc, node: NodeId, raw: &Raw, field: &dyn fmt::Display) -> bool {
         let index = doc.index;
         let target = index.resolve(node);
         let agree = match (index.kind(target), raw) {
@@ -352,10 +293,10 @@ impl Checker {
         format!("unknown key `{shown}` ({hint})")
     }
 
-    fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, sliced: Option<&Sliced>) {
+    fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
         let index = doc.index;
         let Raw::Map(pairs) = raw else {
-            if self.agree(doc, root, raw, "manifest") {
+            if self.agree(doc, root, raw, &"manifest") {
                 self.fatal_node(
                     doc,
                     root,
@@ -369,7 +310,7 @@ impl Checker {
             }
             return;
         };
-        if !self.agree(doc, root, raw, "manifest") {
+        if !self.agree(doc, root, raw, &"manifest") {
             return;
         }
         let mut key_problems = Vec::new();
@@ -388,7 +329,7 @@ impl Checker {
                 "settings" => self.settings(doc, value_node, value),
                 "images" => {
                     images_seen = true;
-                    self.images(doc, value_node, value, sliced);
+                    self.images(doc, value_node, value, images_done);
                 }
                 other => {
                     let message = Self::unknown_key_message(other, &TOP_KEYS, "the top level");
@@ -414,7 +355,7 @@ impl Checker {
             Raw::Null => return,
             Raw::Map(pairs) => pairs,
             other => {
-                if self.agree(doc, node, raw, "settings") {
+                if self.agree(doc, node, raw, &"settings") {
                     self.fatal_node(
                         doc,
                         node,
@@ -429,7 +370,7 @@ impl Checker {
                 return;
             }
         };
-        if !self.agree(doc, node, raw, "settings") {
+        if !self.agree(doc, node, raw, &"settings") {
             return;
         }
         let mut key_problems = Vec::new();
@@ -496,21 +437,15 @@ impl Checker {
         }
     }
 
-    fn images(&mut self, doc: &Doc, node: NodeId, raw: &Raw, sliced: Option<&Sliced>) {
+    fn images(&mut self, doc: &Doc, node: NodeId, raw: &Raw, images_done: bool) {
         let empty = "is empty (list at least one image, each with image_id and image_url)";
-        self.images.reserve_exact(doc.index.items(node).len());
-        if let Some(sliced) = sliced {
-            for chunk in &sliced.chunks {
-                if !self.chunk(doc, node, chunk) {
-                    return;
-                }
-            }
+        if images_done {
             return;
         }
         match raw {
             Raw::Null => self.fatal_node(doc, node, "images", empty.to_string()),
             Raw::Seq(items) => {
-                if !self.agree(doc, node, raw, "images") {
+                if !self.agree(doc, node, raw, &"images") {
                     return;
                 }
                 if items.is_empty() {
@@ -522,7 +457,7 @@ impl Checker {
                 }
             }
             other => {
-                if self.agree(doc, node, raw, "images") {
+                if self.agree(doc, node, raw, &"images") {
                     self.fatal_node(
                         doc,
                         node,
@@ -538,27 +473,32 @@ impl Checker {
         }
     }
 
-    /// Reads and checks one slice of the `images:` list; false when it could not be read.
-    fn chunk(&mut self, doc: &Doc, list: NodeId, chunk: &Chunk) -> bool {
-        let text = &doc.lines.text()[chunk.start..chunk.end];
-        let nodes = &doc.index.items(list)[chunk.first_item..chunk.first_item + chunk.count];
-        match raw::read(text) {
-            Ok(Raw::Seq(items)) if items.len() == nodes.len() => {
-                for (n, (item_node, item)) in nodes.iter().zip(&items).enumerate() {
+    /// Checks one slice of the `images:` list as serde_yaml read it (`items` are its nodes);
+    /// false when it could not be read.
+    pub fn chunk(
+        &mut self,
+        doc: &Doc,
+        items: &[NodeId],
+        chunk: &Chunk,
+        read: Result<Raw, raw::ReadError>,
+    ) -> bool {
+        match read {
+            Ok(Raw::Seq(raws)) if raws.len() == items.len() => {
+                for (n, (item_node, item)) in items.iter().zip(&raws).enumerate() {
                     self.entry(doc, chunk.first_item + n, *item_node, item);
                 }
                 true
             }
             Ok(_) => {
-                self.fatal_node(
-                    doc,
-                    nodes[0],
-                    format!("images[{}]", chunk.first_item),
-                    "the YAML from here on is read differently by the two YAML parsers imsreg \
-                     uses, so its meaning is ambiguous (simplify it: plain block style, quoted \
-                     strings)"
-                        .to_string(),
-                );
+                let field = format!("images[{}]", chunk.first_item);
+                let message = "the YAML from here on is read differently by the two YAML \
+                               parsers imsreg uses, so its meaning is ambiguous (simplify it: \
+                               plain block style, quoted strings)"
+                    .to_string();
+                match items.first() {
+                    Some(first) => self.fatal_node(doc, *first, field, message),
+                    None => self.fatal_at(chunk.first_line, 1, field, message),
+                }
                 false
             }
             Err(err) => {
@@ -576,7 +516,7 @@ impl Checker {
     fn entry(&mut self, doc: &Doc, n: usize, node: NodeId, raw: &Raw) {
         let index = doc.index;
         let entry_pos = index.pos(node);
-        let prefix = format!("images[{n}]");
+        let prefix = EntryPath(n);
         let mut found = EntryProblems {
             checker: self,
             problems: Vec::new(),
@@ -584,7 +524,7 @@ impl Checker {
         let pairs = match raw {
             Raw::Map(pairs) => pairs,
             Raw::Tagged(tag, _) => {
-                found.error(entry_pos, prefix, tag_message(tag));
+                found.error(entry_pos, prefix.to_string(), tag_message(tag));
                 return found.into_invalid(entry_pos.0, None, None, None);
             }
             other => {
@@ -594,7 +534,7 @@ impl Checker {
                     other.describe()
                 );
                 if found.checker.agree(doc, node, raw, &prefix) {
-                    found.error(entry_pos, prefix, message);
+                    found.error(entry_pos, prefix.to_string(), message);
                 }
                 return found.into_invalid(entry_pos.0, None, None, None);
             }
@@ -605,15 +545,14 @@ impl Checker {
         let mut key_problems = Vec::new();
         let keys = Checker::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
         for (pos, message) in key_problems {
-            found.error(pos, prefix.clone(), message);
+            found.error(pos, prefix.to_string(), message);
         }
         let mut fields: [Option<(NodeId, &Raw)>; 4] = [None; 4];
         for (key, key_node, value_node, value) in keys {
             match ENTRY_KEYS.iter().position(|k| *k == key) {
                 Some(slot) => fields[slot] = Some((value_node, value)),
                 None => {
-                    let message =
-                        Checker::unknown_key_message(key, &ENTRY_KEYS, "an image entry");
+                    let message = Checker::unknown_key_message(key, &ENTRY_KEYS, "an image entry");
                     found.error(index.pos(key_node), format!("{prefix}.{key}"), message);
                 }
             }
@@ -660,7 +599,8 @@ impl Checker {
                 Ok(url) => match explicit_format {
                     Some(explicit) => match rules::entry_format(&url.object, explicit) {
                         Ok((format, warning)) => {
-                            format_warning = warning.map(|w| (format_value.map(|f| f.0).unwrap_or(pos), w));
+                            format_warning =
+                                warning.map(|w| (format_value.map(|f| f.0).unwrap_or(pos), w));
                             Some((pos, url, format))
                         }
                         Err(message) => {
@@ -698,9 +638,13 @@ impl Checker {
             None => None,
         };
         if let Some(((line, column), message)) = format_warning {
-            found
-                .checker
-                .push(line, column, Severity::Warning, format!("{prefix}.format"), message);
+            found.checker.push(
+                line,
+                column,
+                Severity::Warning,
+                format!("{prefix}.format"),
+                message,
+            );
         }
         if let Some((pos, id)) = &image_id {
             let key = rules::uuid_key(id);
@@ -719,7 +663,9 @@ impl Checker {
             }
         }
         match (image_id, url) {
-            (Some((_, image_id)), Some((url_pos, image_url, format))) if found.problems.is_empty() => {
+            (Some((_, image_id)), Some((url_pos, image_url, format)))
+                if found.problems.is_empty() =>
+            {
                 let checker = found.checker;
                 let hash = checker.hasher.hash_one(&image_url);
                 if let Some(&first) = checker.seen_urls.get(&hash) {
@@ -781,11 +727,20 @@ impl EntryProblems<'_> {
     }
 }
 
+/// `images[n]`, formatted only when a message needs it.
+struct EntryPath(usize);
+
+impl fmt::Display for EntryPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "images[{}]", self.0)
+    }
+}
+
 /// The value and its position, unless it carries a tag (reported).
 fn untagged<'r, 'a>(
     found: &mut EntryProblems,
     doc: &Doc,
-    prefix: &str,
+    prefix: &EntryPath,
     key: &str,
     field: Option<(NodeId, &'r Raw<'a>)>,
 ) -> Option<((usize, usize), &'r Raw<'a>)> {

@@ -76,6 +76,36 @@ pub struct IndexError {
     pub message: String,
 }
 
+/// Follows the list under the top-level `images:` key while the index is being built, so its
+/// entries can be read and checked before the whole file is indexed. While the sink is active,
+/// the entries are indexed apart, a slice at a time, and handed over: the main index then
+/// holds everything but them (see [`Index::is_complete`]).
+pub trait ListSink {
+    /// Whether entries should still be indexed apart and handed over.
+    fn active(&self) -> bool;
+    /// Item `n` of the list starts at 1-based `line` and 0-based character `col`. Returns true
+    /// to start a new slice at this item (the previous one is then handed to `slice_done`).
+    fn item_start(&mut self, n: usize, line: usize, col: usize) -> bool;
+    /// The list ended; `line` is the line of the token after it.
+    fn list_end(&mut self, line: usize);
+    /// The entries of the slice that just closed, indexed on their own, and their root nodes.
+    fn slice_done(&mut self, entries: Index, items: Vec<NodeId>);
+}
+
+/// A sink that ignores the list: everything goes into the main index.
+pub struct NoSink;
+
+impl ListSink for NoSink {
+    fn active(&self) -> bool {
+        false
+    }
+    fn item_start(&mut self, _: usize, _: usize, _: usize) -> bool {
+        false
+    }
+    fn list_end(&mut self, _: usize) {}
+    fn slice_done(&mut self, _: Index, _: Vec<NodeId>) {}
+}
+
 /// The position tree of one YAML document.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -86,33 +116,66 @@ pub struct Index {
     /// True when the document uses no anchors, aliases or tags: its parts can then be read on
     /// their own.
     plain: bool,
+    /// Entries were indexed apart and handed to a sink, so they are missing here.
+    diverted: bool,
 }
 
 struct Frame {
     node: NodeId,
+    is_map: bool,
+    /// The node lives in the entries index (inside an item of the watched list).
+    in_entries: bool,
     weight: u64,
     /// Maps: the next scalar is a key.
     expect_key: bool,
     anchor: usize,
 }
 
-struct Builder {
+struct Builder<'s> {
     index: Index,
+    sink: &'s mut dyn ListSink,
+    /// Frame depth of the watched `images:` list (always 1 when set), and its item count.
+    watched: Option<usize>,
+    watched_items: usize,
+    /// Set once the watched list has been seen, so a duplicate `images:` is not followed.
+    watched_done: bool,
+    /// The last key attached to the root mapping was `images`.
+    root_key_is_images: bool,
+    /// The entries of the current slice, and their root nodes, while a sink takes them.
+    entries: Index,
+    entry_items: Vec<NodeId>,
+    /// The current item of the watched list goes to `entries`.
+    diverting: bool,
+    node_total: u64,
     key_ids: HashMap<Box<str>, u32>,
     frames: Vec<Frame>,
     /// Child lists of the open collections, one per depth, reused.
     scratch: Vec<Vec<u32>>,
     /// Anchor id -> (node, expanded weight once complete).
     anchors: HashMap<usize, (NodeId, Option<u64>)>,
-    /// The heaviest alias seen: (weight, node).
-    heaviest_alias: (u64, NodeId),
+    /// The heaviest alias seen: (weight, line, 0-based column).
+    heaviest_alias: (u64, u32, u32),
     root_weight: u64,
 }
 
 impl Index {
     /// Indexes `text`, which must hold exactly one YAML document.
     pub fn build(text: &str) -> Result<Index, IndexError> {
+        Self::build_with(text, &mut NoSink)
+    }
+
+    /// Indexes `text`, telling `sink` about the `images:` list as it goes.
+    pub fn build_with(text: &str, sink: &mut dyn ListSink) -> Result<Index, IndexError> {
         let mut builder = Builder {
+            sink,
+            watched: None,
+            watched_items: 0,
+            watched_done: false,
+            root_key_is_images: false,
+            entries: Index::default(),
+            entry_items: Vec::new(),
+            diverting: false,
+            node_total: 0,
             index: Index {
                 plain: true,
                 ..Index::default()
@@ -121,7 +184,7 @@ impl Index {
             frames: Vec::new(),
             scratch: Vec::new(),
             anchors: HashMap::new(),
-            heaviest_alias: (0, NONE),
+            heaviest_alias: (0, 0, 0),
             root_weight: 0,
         };
         for event in Parser::new_from_str(text) {
@@ -140,19 +203,34 @@ impl Index {
         self.plain
     }
 
+    /// False when entries of the `images:` list were handed to a sink instead.
+    pub fn is_complete(&self) -> bool {
+        !self.diverted
+    }
+
+    fn node(&self, id: NodeId) -> Node {
+        // Ids always come from this index; the fallback only guards against misuse.
+        self.nodes.get(id as usize).copied().unwrap_or(Node {
+            line: 1,
+            col: 0,
+            first: NONE,
+            len_kind: 0,
+        })
+    }
+
     pub fn kind(&self, id: NodeId) -> Kind {
-        self.nodes[id as usize].kind()
+        self.node(id).kind()
     }
 
     /// 1-based line and column where the node starts.
     pub fn pos(&self, id: NodeId) -> (usize, usize) {
-        let node = &self.nodes[id as usize];
+        let node = self.node(id);
         (node.line as usize, node.col as usize + 1)
     }
 
     /// The node itself, or the anchored node an alias points at.
     pub fn resolve(&self, id: NodeId) -> NodeId {
-        let node = &self.nodes[id as usize];
+        let node = self.node(id);
         match node.kind() {
             Kind::Alias => node.first,
             _ => id,
@@ -161,25 +239,25 @@ impl Index {
 
     /// The items of a sequence (empty for anything else).
     pub fn items(&self, id: NodeId) -> &[NodeId] {
-        let node = &self.nodes[self.resolve(id) as usize];
+        let node = self.node(self.resolve(id));
         match node.kind() {
-            Kind::Seq => &self.children[node.first as usize..(node.first + node.len()) as usize],
+            Kind::Seq => self.child_slice(node),
             _ => &[],
         }
     }
 
     /// The (key, value) pairs of a mapping (empty for anything else).
     pub fn pairs(&self, id: NodeId) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
-        let node = &self.nodes[self.resolve(id) as usize];
+        let node = self.node(self.resolve(id));
         let slice = match node.kind() {
-            Kind::Map => &self.children[node.first as usize..(node.first + node.len()) as usize],
+            Kind::Map => self.child_slice(node),
             _ => &[],
         };
         slice.chunks_exact(2).map(|pair| (pair[0], pair[1]))
     }
 
     pub fn pair_count(&self, id: NodeId) -> usize {
-        let node = &self.nodes[self.resolve(id) as usize];
+        let node = self.node(self.resolve(id));
         match node.kind() {
             Kind::Map => node.len() as usize / 2,
             _ => 0,
@@ -188,41 +266,53 @@ impl Index {
 
     /// The text of a scalar mapping key.
     pub fn key_text(&self, key: NodeId) -> Option<&str> {
-        let node = &self.nodes[key as usize];
+        let node = self.node(key);
         match node.kind() {
-            Kind::Scalar if node.first != NONE => Some(&self.keys[node.first as usize]),
+            Kind::Scalar if node.first != NONE => self.keys.get(node.first as usize).map(|k| &**k),
             _ => None,
         }
+    }
+
+    fn child_slice(&self, node: Node) -> &[u32] {
+        let start = node.first as usize;
+        self.children
+            .get(start..start + node.len() as usize)
+            .unwrap_or(&[])
     }
 
     /// The key and value nodes of `key` in a mapping.
     #[cfg(test)]
     pub fn lookup(&self, map: NodeId, key: &str) -> Option<(NodeId, NodeId)> {
-        self.pairs(map).find(|&(k, _)| self.key_text(k) == Some(key))
+        self.pairs(map)
+            .find(|&(k, _)| self.key_text(k) == Some(key))
     }
-
 }
 
 fn scan_error(err: ScanError) -> IndexError {
     IndexError {
         line: err.marker().line(),
         column: err.marker().col() + 1,
-        message: format!("YAML syntax error: {} (fix the YAML syntax here)", err.info()),
+        message: format!(
+            "YAML syntax error: {} (fix the YAML syntax here)",
+            err.info()
+        ),
     }
 }
 
-impl Builder {
+impl Builder<'_> {
     fn event(&mut self, event: Event<'_>, line: u32, col: u32) -> Result<(), IndexError> {
         match event {
             Event::Scalar(value, _, anchor, tag) => {
-                if tag.is_some() {
-                    self.index.plain = false;
+                if tag.is_some() || anchor != 0 {
+                    self.not_plain();
                 }
-                let is_key = self.frames.last().is_some_and(|f| f.expect_key);
+                let is_key = self.frames.last().is_some_and(|f| f.is_map && f.expect_key);
                 let key_id = if is_key { self.intern(&value) } else { NONE };
-                let id = self.push_node(line, col, Kind::Scalar, key_id, 0)?;
+                if is_key && self.frames.len() == 1 {
+                    self.root_key_is_images = value == "images";
+                }
+                let id = self.push_node(line, col, Kind::Scalar, key_id)?;
                 if anchor != 0 {
-                    self.index.plain = false;
                     self.anchors.insert(anchor, (id, Some(1)));
                 }
                 self.attach(id, 1);
@@ -233,8 +323,8 @@ impl Builder {
                 } else {
                     Kind::Map
                 };
-                if tag.is_some() {
-                    self.index.plain = false;
+                if tag.is_some() || anchor != 0 {
+                    self.not_plain();
                 }
                 if self.frames.len() >= MAX_DEPTH {
                     return Err(IndexError {
@@ -246,44 +336,69 @@ impl Builder {
                         ),
                     });
                 }
-                let id = self.push_node(line, col, kind, NONE, 0)?;
+                let id = self.push_node(line, col, kind, NONE)?;
+                // After push_node, which decides whether this item is indexed apart.
+                let in_entries = self.in_entries();
                 if anchor != 0 {
-                    self.index.plain = false;
                     self.anchors.insert(anchor, (id, None));
                 }
                 let depth = self.frames.len();
+                if kind == Kind::Seq
+                    && depth == 1
+                    && self.root_key_is_images
+                    && !self.watched_done
+                    && self.frames[0].is_map
+                {
+                    self.watched = Some(depth + 1);
+                    self.watched_done = true;
+                }
                 if self.scratch.len() <= depth {
                     self.scratch.push(Vec::new());
                 }
                 self.scratch[depth].clear();
                 self.frames.push(Frame {
                     node: id,
+                    is_map: kind == Kind::Map,
+                    in_entries,
                     weight: 1,
                     expect_key: kind == Kind::Map,
                     anchor,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
+                let ends_watched = self.watched == Some(self.frames.len());
                 let Some(frame) = self.frames.pop() else {
                     return Ok(());
                 };
                 let depth = self.frames.len();
-                let first = self.index.children.len() as u32;
-                self.index.children.extend_from_slice(&self.scratch[depth]);
-                let node = &mut self.index.nodes[frame.node as usize];
-                node.first = first;
-                let kind = node.kind();
-                node.len_kind = Node::pack(kind, self.scratch[depth].len() as u32);
+                let target = if frame.in_entries {
+                    &mut self.entries
+                } else {
+                    &mut self.index
+                };
+                let first = target.children.len() as u32;
+                target.children.extend_from_slice(&self.scratch[depth]);
+                if let Some(node) = target.nodes.get_mut(frame.node as usize) {
+                    node.first = first;
+                    let kind = node.kind();
+                    node.len_kind = Node::pack(kind, self.scratch[depth].len() as u32);
+                }
                 if frame.anchor != 0 {
                     self.anchors
                         .insert(frame.anchor, (frame.node, Some(frame.weight)));
                 }
+                if ends_watched {
+                    self.watched = None;
+                    self.diverting = false;
+                    self.sink.list_end(line as usize);
+                    self.hand_over();
+                }
                 self.attach(frame.node, frame.weight);
             }
             Event::Alias(anchor) => {
-                self.index.plain = false;
-                let (target, weight) = match self.anchors.get(&anchor) {
-                    Some(&(target, Some(weight))) => (target, weight),
+                self.not_plain();
+                let weight = match self.anchors.get(&anchor) {
+                    Some(&(_, Some(weight))) => weight,
                     Some(&(_, None)) => {
                         return Err(IndexError {
                             line: line as usize,
@@ -303,9 +418,10 @@ impl Builder {
                         });
                     }
                 };
-                let id = self.push_node(line, col, Kind::Alias, target, 0)?;
+                let target = self.anchors.get(&anchor).map_or(NONE, |a| a.0);
+                let id = self.push_node(line, col, Kind::Alias, target)?;
                 if weight > self.heaviest_alias.0 {
-                    self.heaviest_alias = (weight, id);
+                    self.heaviest_alias = (weight, line, col);
                 }
                 self.attach(id, weight);
             }
@@ -318,13 +434,33 @@ impl Builder {
         Ok(())
     }
 
+    /// Anchors, aliases and tags tie parts of the document together, so entries cannot be
+    /// read apart any more.
+    fn not_plain(&mut self) {
+        self.index.plain = false;
+        self.diverting = false;
+    }
+
+    /// New nodes belong to the entries index (inside an item of the watched list).
+    fn in_entries(&self) -> bool {
+        self.diverting && self.watched.is_some() && self.frames.len() >= 2
+    }
+
+    /// Hands the entries indexed so far to the sink.
+    fn hand_over(&mut self) {
+        if !self.entry_items.is_empty() {
+            let entries = std::mem::take(&mut self.entries);
+            let items = std::mem::take(&mut self.entry_items);
+            self.sink.slice_done(entries, items);
+        }
+    }
+
     fn push_node(
         &mut self,
         line: u32,
         col: u32,
         kind: Kind,
         first: u32,
-        len: u32,
     ) -> Result<NodeId, IndexError> {
         if self.frames.is_empty() && self.index.root.is_some() {
             return Err(IndexError {
@@ -335,13 +471,33 @@ impl Builder {
                     .to_string(),
             });
         }
-        let id = self.index.nodes.len() as NodeId;
-        self.index.nodes.push(Node {
+        if self.watched.is_some() && self.watched == Some(self.frames.len()) {
+            // An item of the watched list starts.
+            let was_diverting = self.diverting;
+            self.diverting = false;
+            if self.index.plain && self.sink.active() {
+                let n = self.watched_items;
+                if self.sink.item_start(n, line as usize, col as usize) {
+                    self.hand_over();
+                }
+                self.diverting = (n == 0 || was_diverting) && self.sink.active();
+            }
+        }
+        let in_entries = self.in_entries();
+        let target = if in_entries {
+            self.index.diverted = true;
+            &mut self.entries
+        } else {
+            &mut self.index
+        };
+        let id = target.nodes.len() as NodeId;
+        target.nodes.push(Node {
             line,
             col,
             first,
-            len_kind: Node::pack(kind, len),
+            len_kind: Node::pack(kind, 0),
         });
+        self.node_total += 1;
         if self.frames.is_empty() {
             self.index.root = Some(id);
         }
@@ -351,13 +507,21 @@ impl Builder {
     /// Adds a finished node to its parent collection.
     fn attach(&mut self, id: NodeId, weight: u64) {
         let depth = self.frames.len();
+        let item_of_watched = self.watched.is_some() && self.watched == Some(depth);
+        if item_of_watched {
+            self.watched_items += 1;
+        }
         match self.frames.last_mut() {
             Some(frame) => {
                 frame.weight = frame.weight.saturating_add(weight);
-                if self.index.nodes[frame.node as usize].kind() == Kind::Map {
+                if frame.is_map {
                     frame.expect_key = !frame.expect_key;
                 }
-                self.scratch[depth - 1].push(id);
+                if item_of_watched && self.diverting {
+                    self.entry_items.push(id);
+                } else {
+                    self.scratch[depth - 1].push(id);
+                }
             }
             None => self.root_weight = weight,
         }
@@ -374,14 +538,10 @@ impl Builder {
     }
 
     fn finish(self) -> Result<Index, IndexError> {
-        let limit = 2 * self.index.nodes.len() as u64 + ALIAS_ALLOWANCE;
+        let limit = 2 * self.node_total + ALIAS_ALLOWANCE;
         if self.root_weight > limit {
-            let (weight, alias) = self.heaviest_alias;
-            let (line, column) = if alias == NONE {
-                (1, 1)
-            } else {
-                self.index.pos(alias)
-            };
+            let (weight, line, col) = self.heaviest_alias;
+            let (line, column) = (line.max(1) as usize, col as usize + 1);
             return Err(IndexError {
                 line,
                 column,
@@ -407,7 +567,8 @@ mod tests {
 
     #[test]
     fn positions_of_keys_values_and_entries() {
-        let text = "version: 1\nimages:\n  - image_id: a\n    image_url: \"b:c\"\n  - {image_id: y}\n";
+        let text =
+            "version: 1\nimages:\n  - image_id: a\n    image_url: \"b:c\"\n  - {image_id: y}\n";
         let index = Index::build(text).unwrap();
         let root = index.root().unwrap();
         let (_, images) = index.lookup(root, "images").unwrap();

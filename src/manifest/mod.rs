@@ -12,6 +12,7 @@ mod raw;
 pub mod render;
 mod rules;
 mod source;
+mod stream;
 
 use std::path::{Path, PathBuf};
 

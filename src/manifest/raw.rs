@@ -183,6 +183,9 @@ mod tests {
     #[test]
     fn syntax_errors_are_located() {
         let err = read("a: [1, 2\nb: 3\n").unwrap_err();
-        assert!(err.line >= 1 && err.message.starts_with("YAML error"), "{err:?}");
+        assert!(
+            err.line >= 1 && err.message.starts_with("YAML error"),
+            "{err:?}"
+        );
     }
 }

@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn plain_and_styled_forms() {
         let plain = sample().to_string();
-        assert_eq!(plain, "m.yaml:4:16: error: images[0].image_url: bad (fix it)");
+        assert_eq!(
+            plain,
+            "m.yaml:4:16: error: images[0].image_url: bad (fix it)"
+        );
         let styled = Styled(&sample()).to_string();
         assert!(styled.contains("\u{1b}["));
         let stripped: String = anstream::adapter::strip_str(&styled).to_string();

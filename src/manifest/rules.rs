@@ -58,9 +58,10 @@ fn is_uuid(text: &str) -> bool {
 }
 
 /// The UUID as a number, for duplicate detection without keeping strings around.
-pub fn uuid_key(lower: &str) -> u128 {
-    let hex: String = lower.chars().filter(|c| *c != '-').collect();
-    u128::from_str_radix(&hex, 16).unwrap_or(0)
+pub fn uuid_key(uuid: &str) -> u128 {
+    uuid.bytes()
+        .filter_map(|b| (b as char).to_digit(16))
+        .fold(0u128, |key, digit| (key << 4) | u128::from(digit))
 }
 
 /// `image_url`: `bucket:object` or `obs://bucket/object`, normalized to bucket and object.
@@ -151,9 +152,7 @@ pub fn check_bucket(bucket: &str) -> RuleResult<()> {
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
     {
-        return Err(format!(
-            "bucket `{shown}` contains `{bad}` ({fix})"
-        ));
+        return Err(format!("bucket `{shown}` contains `{bad}` ({fix})"));
     }
     let len = bucket.len();
     if !(3..=63).contains(&len) {
@@ -190,9 +189,11 @@ pub fn check_bucket(bucket: &str) -> RuleResult<()> {
 /// OBS object key rules plus the IMS rule on spaces (IMG.0175).
 pub fn check_object(object: &str) -> RuleResult<()> {
     if object.is_empty() {
-        return Err("the object key is empty (give the path of the image file in the bucket, \
+        return Err(
+            "the object key is empty (give the path of the image file in the bucket, \
                     e.g. bucket:images/disk1.qcow2)"
-            .to_string());
+                .to_string(),
+        );
     }
     if object.len() > MAX_OBJECT_BYTES {
         return Err(format!(
@@ -243,7 +244,9 @@ pub fn format_value(raw: &Raw) -> RuleResult<ImageFormat> {
         Some(name) => format!("did you mean `{name}`? accepted: {}", accepted_formats()),
         None => format!("use one of: {}", accepted_formats()),
     };
-    Err(format!("{shown} is not an image format IMS imports ({fix})"))
+    Err(format!(
+        "{shown} is not an image format IMS imports ({fix})"
+    ))
 }
 
 /// The extension of the object's file name, if any.
@@ -390,8 +393,7 @@ pub fn region(raw: &Raw) -> RuleResult<String> {
     match raw {
         Raw::Str(s)
             if !s.is_empty()
-                && s
-                    .chars()
+                && s.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
         {
             Ok(s.to_string())
@@ -501,10 +503,7 @@ mod tests {
         assert!(image_id(&Raw::Int(12)).unwrap_err().contains("a number"));
         assert!(image_id(&Raw::Null).unwrap_err().contains("empty"));
         assert!(image_id(&s("")).unwrap_err().contains("empty"));
-        assert_eq!(
-            uuid_key("00000000-0000-0000-0000-0000000000ff"),
-            0xff
-        );
+        assert_eq!(uuid_key("00000000-0000-0000-0000-0000000000ff"), 0xff);
     }
 
     #[test]
@@ -512,7 +511,10 @@ mod tests {
         let a = image_url(&s("obs://my-bucket/exports/web-01.qcow2")).unwrap();
         assert_eq!(a.to_string(), "my-bucket:exports/web-01.qcow2");
         let b = image_url(&s("bucketname:Centos6.5-disk1.vmdk")).unwrap();
-        assert_eq!((b.bucket.as_str(), b.object.as_str()), ("bucketname", "Centos6.5-disk1.vmdk"));
+        assert_eq!(
+            (b.bucket.as_str(), b.object.as_str()),
+            ("bucketname", "Centos6.5-disk1.vmdk")
+        );
         // Split at the first colon: the key may contain more.
         let c = image_url(&s("b01:a:b.raw")).unwrap();
         assert_eq!(c.object, "a:b.raw");
@@ -520,10 +522,20 @@ mod tests {
 
     #[test]
     fn url_shape_errors() {
-        assert!(image_url(&s("obs://bucket")).unwrap_err().contains("no object"));
-        assert!(image_url(&s("just-a-file.qcow2")).unwrap_err().contains("no bucket"));
-        let err = image_url(&s("https://bkt.obs.ap-southeast-1.myhuaweicloud.com/a/b.vhd"))
-            .unwrap_err();
+        assert!(
+            image_url(&s("obs://bucket"))
+                .unwrap_err()
+                .contains("no object")
+        );
+        assert!(
+            image_url(&s("just-a-file.qcow2"))
+                .unwrap_err()
+                .contains("no bucket")
+        );
+        let err = image_url(&s(
+            "https://bkt.obs.ap-southeast-1.myhuaweicloud.com/a/b.vhd",
+        ))
+        .unwrap_err();
         assert!(err.contains("bkt:a/b.vhd"), "{err}");
         assert!(image_url(&s("s3://b/x")).unwrap_err().contains("scheme"));
     }
@@ -556,15 +568,30 @@ mod tests {
         assert!(check_object("folder/file.qcow2").is_ok());
         assert!(check_object("образы/диск.vmdk").is_ok());
         assert!(check_object("").unwrap_err().contains("empty"));
-        assert!(check_object("/a.raw").unwrap_err().contains("leading slash"));
-        assert!(check_object("my folder/a.raw").unwrap_err().contains("IMG.0175"));
-        assert!(check_object(&"é".repeat(513)).unwrap_err().contains("1026 bytes"));
+        assert!(
+            check_object("/a.raw")
+                .unwrap_err()
+                .contains("leading slash")
+        );
+        assert!(
+            check_object("my folder/a.raw")
+                .unwrap_err()
+                .contains("IMG.0175")
+        );
+        assert!(
+            check_object(&"é".repeat(513))
+                .unwrap_err()
+                .contains("1026 bytes")
+        );
         assert!(check_object(&"a".repeat(1024)).is_ok());
     }
 
     #[test]
     fn formats_from_extension_or_override() {
-        assert_eq!(entry_format("a/B.QCOW2", None).unwrap().0, ImageFormat::Qcow2);
+        assert_eq!(
+            entry_format("a/B.QCOW2", None).unwrap().0,
+            ImageFormat::Qcow2
+        );
         assert_eq!(
             entry_format("raw/db-02.img", Some(ImageFormat::Raw)).unwrap(),
             (ImageFormat::Raw, None)
@@ -574,7 +601,11 @@ mod tests {
         assert!(warning.unwrap().contains(".vhd"));
         let err = entry_format("disk.img", None).unwrap_err();
         assert!(err.contains("format:") && err.contains("zvhd2"), "{err}");
-        assert!(entry_format("dir.v2/disk", None).unwrap_err().contains("no extension"));
+        assert!(
+            entry_format("dir.v2/disk", None)
+                .unwrap_err()
+                .contains("no extension")
+        );
         assert!(entry_format(".qcow2", None).is_err());
         assert!(format_value(&s("VMDK")).is_ok());
         assert!(format_value(&s("vmdx")).unwrap_err().contains("vmdk"));
@@ -583,14 +614,22 @@ mod tests {
     #[test]
     fn settings_values() {
         assert_eq!(positive_count(&Raw::Int(8)).unwrap(), 8);
-        assert!(positive_count(&Raw::Int(0)).unwrap_err().contains("at least 1"));
+        assert!(
+            positive_count(&Raw::Int(0))
+                .unwrap_err()
+                .contains("at least 1")
+        );
         assert!(positive_count(&s("8")).is_err());
         assert_eq!(rate(&Raw::Float(0.5)).unwrap(), 0.5);
         assert!(rate(&Raw::Int(-1)).unwrap_err().contains("more than 0"));
         assert!(rate(&Raw::Int(0)).is_err());
         assert!(rate(&Raw::Float(f64::NAN)).is_err());
         assert_eq!(duration(&s("1m 30s")).unwrap(), Duration::from_secs(90));
-        assert!(duration(&s("10 parsecs")).unwrap_err().contains("not a duration"));
+        assert!(
+            duration(&s("10 parsecs"))
+                .unwrap_err()
+                .contains("not a duration")
+        );
         assert!(duration(&Raw::Int(10)).unwrap_err().contains("10s"));
         assert!(duration(&s("0s")).is_err());
         assert!(version(&Raw::Int(1)).is_ok());
@@ -598,7 +637,12 @@ mod tests {
         assert!(version(&s("1")).is_err());
         assert!(endpoint(&s("http://127.0.0.1:8080")).is_ok());
         assert!(endpoint(&s("ims.example.com")).is_err());
-        assert!(project_id(&s("0123456789abcdef0123456789abcdef")).unwrap().1.is_none());
+        assert!(
+            project_id(&s("0123456789abcdef0123456789abcdef"))
+                .unwrap()
+                .1
+                .is_none()
+        );
         assert!(project_id(&s("proj")).unwrap().1.is_some());
         assert!(region(&s("ap-southeast-1")).is_ok());
         assert!(region(&s("AP South")).is_err());

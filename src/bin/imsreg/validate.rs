@@ -49,7 +49,11 @@ pub fn main(args: Args) -> u8 {
     };
     let valid = manifest.error_count() == 0;
     let written = match args.format {
-        OutputFormat::Json => writeln!(std::io::stdout(), "{}", render::to_json(&manifest.diagnostics)),
+        OutputFormat::Json => writeln!(
+            std::io::stdout(),
+            "{}",
+            render::to_json(&manifest.diagnostics)
+        ),
         OutputFormat::Text => print_text(&manifest, &label),
     };
     if written.is_err() {
