@@ -473,6 +473,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn help_states_the_engines_defaults() {
+        use clap::CommandFactory;
+        use imsreg::run::defaults;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: Args,
+        }
+        let help = Wrapper::command().render_help().to_string();
+        let expect = [
+            ("--concurrency", defaults::CONCURRENCY.to_string()),
+            ("--submit-rate", defaults::SUBMIT_RATE.to_string()),
+            ("--query-rate", defaults::QUERY_RATE.to_string()),
+            (
+                "--poll-interval",
+                humantime::format_duration(defaults::POLL_INTERVAL).to_string(),
+            ),
+            (
+                "--job-timeout",
+                humantime::format_duration(defaults::JOB_TIMEOUT).to_string(),
+            ),
+            ("--max-active-jobs", defaults::MAX_ACTIVE_JOBS.to_string()),
+        ];
+        for (flag, default) in expect {
+            let line = help
+                .lines()
+                .find(|l| l.trim_start().starts_with(flag))
+                .unwrap();
+            assert!(line.contains(&format!("[default: {default}]")), "{line}");
+        }
+    }
+
+    #[test]
     fn rates_and_durations_are_checked() {
         assert_eq!(parse_rate("2.5"), Ok(2.5));
         assert!(parse_rate("0").is_err());
