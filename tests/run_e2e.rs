@@ -775,10 +775,12 @@ async fn wrong_secret_key_stops_the_run() {
     );
     let stats = world.stats();
     assert!(stats.auth_failures >= 1);
+    // Huawei's gateway locks an AK after 5 failed signatures: stay below that.
     assert!(
-        stats.auth_failures <= 8,
-        "the run stops instead of retrying signed requests: {stats:?}"
+        stats.auth_failures < 5,
+        "the run stops instead of sending more signed requests: {stats:?}"
     );
+    eprintln!("401 answers: {}", stats.auth_failures);
     assert!(stats.submissions.is_empty());
     let report = world.report("imsreg-report.json");
     assert_eq!(report["summary"]["registered"], 0);
@@ -984,5 +986,27 @@ async fn second_signal_stops_at_once() {
     assert!(
         !world.path("imsreg-report.json").exists(),
         "no report after a hard stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iam_token_works_instead_of_ak_sk() {
+    let world = World::start(quick_jobs());
+    let objects = objects(2);
+    let (manifest, _) = world.manifest("m.yaml", &refs(&objects), FAST);
+    let creds = world.sim.config().credentials.clone();
+    let output = world
+        .run_with_env(
+            &manifest,
+            &["--no-progress", "--project-id", creds.project_id.as_str()],
+            &[("OS_AUTH_TOKEN", creds.token.as_str())],
+        )
+        .await;
+    assert_eq!(code(&output), 0);
+    assert_all(&world.report("imsreg-report.json"), "registered");
+    assert!(stderr(&output).contains("IAM token"));
+    assert!(
+        !stderr(&output).contains(&creds.token),
+        "the token is never logged"
     );
 }
