@@ -58,15 +58,14 @@ impl<C: ImsApi> Ctx<C> {
         stop: CancellationToken,
     ) -> Self {
         let lanes = config.concurrency.max(1) as usize;
-        let submit_limiter = Limiter::new(config.submit_rate);
         Ctx {
             client,
             config: config.clone(),
             sink,
             submit_calls: Semaphore::new(lanes),
             query_calls: Semaphore::new(lanes),
-            pacer: Pacer::new(submit_limiter.interval()),
-            submit_limiter,
+            pacer: Pacer::for_rate(config.submit_rate),
+            submit_limiter: Limiter::new(config.submit_rate),
             query_limiter: Limiter::new(config.query_rate),
             active: ActiveJobs::new(config.max_active_jobs),
             sweeper: Sweeper::new(),
@@ -112,13 +111,12 @@ impl<C: ImsApi> Ctx<C> {
         }
     }
 
-    /// Waits for a turn to send a register call: an in-flight permit, then the shared throttle
-    /// state, then the rate limiter. `None` if the run stopped first.
+    /// Waits for a turn to send a register call: an in-flight permit, then the slot schedule
+    /// and throttle state, then the rate limiter. `None` if the run stopped first.
     pub async fn submit_turn(&self) -> Option<SemaphorePermit<'_>> {
         let turn = async {
             let permit = self.submit_calls.acquire().await.ok()?;
-            self.pacer.wait_turn().await;
-            self.submit_limiter.until_ready().await;
+            self.submit_limiter.until_ready(Some(&self.pacer)).await;
             Some(permit)
         };
         tokio::select! {
@@ -138,7 +136,7 @@ impl<C: ImsApi> Ctx<C> {
     {
         let query = async {
             let _permit = self.query_calls.acquire().await.ok()?;
-            self.query_limiter.until_ready().await;
+            self.query_limiter.until_ready(None).await;
             Some(call().await)
         };
         tokio::select! {

@@ -3,12 +3,13 @@
 //!
 //! Each followed image registers a watch. While at least [`BULK_THRESHOLD`] images are
 //! watched, a sweep runs every `poll_interval` (or back to back, if a sweep takes longer):
-//! it pages through the private images changed lately (`updated_at=gte:<since>`, where `since`
-//! trails the newest `updated_at` seen by [`SINCE_OVERLAP`]; the first sweep looks back
-//! [`FIRST_LOOKBACK`], the clock skew the gateway tolerates on signatures). Every
-//! [`FULL_SWEEP_EVERY`] a sweep lists without the filter, so nothing is missed if the server
-//! ignores or mis-stamps `updated_at`; if the server refuses the filter (400), every sweep
-//! lists without it. Images found `active`, `killed` or `deleted` are handed
+//! it lists the private images that ended lately (`status=active`, then `status=killed`, each
+//! with `updated_at=gte:<since>`, where `since` trails the newest `updated_at` seen by
+//! [`SINCE_OVERLAP`]; the first sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway
+//! tolerates on signatures), so a sweep costs about one small page whatever the number of
+//! jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
+//! nothing is missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are
+//! seen); if the server refuses the filter (400), every sweep is a full one. Images found `active`, `killed` or `deleted` are handed
 //! to their followers, which then stop querying; meanwhile followers skip their own polls.
 //! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
 //! one `show_job` for the failure reason.
@@ -33,7 +34,7 @@ use super::context::{Ctx, QueryError};
 /// Followed images from which on sweeps replace per-job polls.
 pub const BULK_THRESHOLD: usize = 8;
 /// How far behind the newest `updated_at` seen the next sweep starts.
-pub const SINCE_OVERLAP: Duration = Duration::from_secs(2);
+pub const SINCE_OVERLAP: Duration = Duration::from_secs(1);
 /// How far back the first sweep looks.
 pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 /// A sweep without the `updated_at` filter at least this often.
@@ -166,15 +167,37 @@ enum Swept {
     Stopped,
 }
 
-/// One sweep through the (recently changed) private images.
+/// One sweep. Incremental sweeps (`since` given) list only the images that ended lately:
+/// `status=active` then `status=killed`, each filtered on `updated_at`; a full sweep lists
+/// every private image once.
 async fn sweep_once<C: ImsApi>(ctx: &Ctx<C>, since: Option<DateTime<Utc>>) -> Swept {
-    let updated_at = since.map(|t| format!("gte:{}", t.format("%Y-%m-%dT%H:%M:%SZ")));
+    let Some(since) = since else {
+        return list_all(ctx, None, None).await;
+    };
+    let updated_at = format!("gte:{}", since.format("%Y-%m-%dT%H:%M:%SZ"));
+    let mut newest = None;
+    for status in [ImageStatus::Active, ImageStatus::Killed] {
+        match list_all(ctx, Some(status), Some(updated_at.clone())).await {
+            Swept::Done(seen) => newest = newest.max(seen),
+            other => return other,
+        }
+    }
+    Swept::Done(newest)
+}
+
+/// Pages through one listing, handing final statuses to the followers.
+async fn list_all<C: ImsApi>(
+    ctx: &Ctx<C>,
+    status: Option<ImageStatus>,
+    updated_at: Option<String>,
+) -> Swept {
     let mut marker: Option<String> = None;
     let mut newest: Option<DateTime<Utc>> = None;
     loop {
         let first_page = marker.is_none();
         let query = ListImagesQuery {
             imagetype: Some("private".into()),
+            status: status.clone(),
             updated_at: updated_at.clone(),
             marker: marker.take(),
             limit: Some(PAGE_LIMIT),
@@ -189,7 +212,7 @@ async fn sweep_once<C: ImsApi>(ctx: &Ctx<C>, since: Option<DateTime<Utc>>) -> Sw
             Ok(page) => page,
             Err(QueryError::Stopped) => return Swept::Stopped,
             Err(QueryError::Failed(error))
-                if first_page && since.is_some() && error.http_status() == Some(400) =>
+                if first_page && updated_at.is_some() && error.http_status() == Some(400) =>
             {
                 return Swept::FilterRefused;
             }
@@ -197,7 +220,7 @@ async fn sweep_once<C: ImsApi>(ctx: &Ctx<C>, since: Option<DateTime<Utc>>) -> Sw
         };
         for image in &page.images {
             if let Some(t) = image.updated_at.as_deref().and_then(parse_api_time) {
-                newest = Some(newest.map_or(t, |n| n.max(t)));
+                newest = newest.max(Some(t));
             }
             ctx.sweeper.deliver(&image.id, &image.status);
         }

@@ -361,13 +361,16 @@ async fn many_images_are_checked_and_followed_in_bulk() {
     assert_eq!(statuses(&result), vec![ImageOutcome::Registered; n]);
     let counters = fake.counters();
     assert_submitted_once(&counters);
-    // One page for the check, then sweeps instead of ~10 polls per job.
+    // One page for the check, then sweeps (two small listings every poll interval over the
+    // 10 minutes) instead of ~10 polls per job.
     assert_eq!(counters.get_image, 0);
+    let job_queries = counters.show_job + counters.show_job_progress;
+    assert!(job_queries < 10, "{job_queries} job queries");
     assert!(
-        counters.show_job + counters.show_job_progress < 10,
-        "{counters:?}"
+        counters.list_images <= 130,
+        "{} listings",
+        counters.list_images
     );
-    assert!(counters.list_images < 80, "{counters:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -538,4 +541,35 @@ async fn a_job_ims_no_longer_knows_falls_back_to_the_image_status() {
     assert_eq!(result.records[0].job_id.as_deref(), Some(job.as_str()));
     assert_eq!(fake.counters().register_calls, 0);
     assert!(fake.counters().get_image >= 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_seen_by_a_sweep_carry_the_jobs_code_and_reason() {
+    let n = 30;
+    let fake = Arc::new(FakeIms::new(n, Duration::from_secs(120)));
+    for i in [3, 17, 29] {
+        fake.fail_job_of(&image_id(i));
+    }
+    let mut config = config();
+    config.max_active_jobs = 30;
+    config.poll_interval = Duration::from_secs(5);
+    let (result, _) = run(&fake, images(n), config).await;
+    for (i, record) in result.records.iter().enumerate() {
+        if [3, 17, 29].contains(&i) {
+            assert_eq!(record.status, ImageOutcome::Failed);
+            assert_eq!(record.error_code.as_deref(), Some("IMG.1075"));
+            assert_eq!(
+                record.error_message.as_deref(),
+                Some("the image file is corrupt")
+            );
+        } else {
+            assert_eq!(record.status, ImageOutcome::Registered, "image {i}");
+        }
+    }
+    let counters = fake.counters();
+    assert_eq!(
+        counters.show_job, 3,
+        "one query per failure, for its reason"
+    );
+    assert_eq!(counters.show_job_progress, 0);
 }
