@@ -25,6 +25,16 @@ fn thread_cpu() -> Option<Duration> {
         .map(Duration::from_nanos)
 }
 
+/// CPU time of the whole process, all threads (utime + stime, in clock ticks of 10 ms).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the `(comm)`; utime and stime are fields 14 and 15 of the full line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Resets VmHWM to the current RSS (Linux >= 4.0), so generating the input is not counted.
 fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -51,10 +61,14 @@ fn main() {
 
     let start = Instant::now();
     let cpu_start = thread_cpu();
+    let process_start = process_cpu();
     let manifest = imsreg::manifest::load(&path).expect("readable manifest");
     let first = start.elapsed();
     let cpu = thread_cpu()
         .zip(cpu_start)
+        .map(|(end, start)| end.saturating_sub(start));
+    let process = process_cpu()
+        .zip(process_start)
         .map(|(end, start)| end.saturating_sub(start));
     let peak = vm_hwm_kib().unwrap_or(0);
 
@@ -82,8 +96,16 @@ fn main() {
         ms(times[0]),
         ms(times[2])
     );
-    if let Some(cpu) = cpu {
-        println!("CPU time:      {:.0} ms in the first run", ms(cpu));
+    if let (Some(cpu), Some(process)) = (cpu, process) {
+        println!(
+            "CPU time:      {:.0} ms on the main thread, {:.0} ms in all threads (first run)",
+            ms(cpu),
+            ms(process)
+        );
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let one_minute = load.split_whitespace().next().unwrap_or("?");
+        println!("load average:  {one_minute} (other work on the machine inflates wall time)");
     }
     println!(
         "peak RSS:      {:.1} MiB during the first run (VmHWM; {:.1} MiB before it{}; target < 64 MiB)",

@@ -4,17 +4,14 @@
 //! The two parsers must agree: where they read a node differently (a mapping of another size, a
 //! list where the other saw text), that is reported as an error rather than guessed around.
 //!
-//! Large manifests are read in slices: when the document is plain (no anchors, aliases or tags)
-//! and `images:` is a block list, serde_yaml reads the top level with the list cut out, then the
-//! list a few hundred entries at a time. serde_yaml keeps every event of a document in memory,
-//! so this is what keeps a 100,000-entry manifest within a few tens of MiB.
+//! Big manifests have their `images:` entries read and checked in slices while the rest is
+//! still being indexed (see [`super::stream`]); everything else goes through [`Checker::top`].
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::path::PathBuf;
 
+use super::fasthash::{FastHasher, FastMap};
 use super::index::{Index, Kind, NodeId};
 use super::model::{
     Diagnostic, ImageEntry, ImageFormat, InvalidEntry, Manifest, Settings, Severity,
@@ -66,13 +63,29 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
     }
     let lines = Lines::new(text);
     let (built, streamed) = stream::index_and_read(text, &lines, file);
-    let index = match built {
+    let mut index = match built {
         Ok(index) => index,
         Err(err) => {
             checker.fatal_at(err.line, err.column, "yaml", err.message);
             return checker.finish();
         }
     };
+    if let Some(streamed) = streamed {
+        // The entries are checked; the rest is the document with the list cut out.
+        if let (Some(root), Ok(top)) = (index.root(), raw::read(&streamed.top_text)) {
+            let mut checker = streamed.checker;
+            checker.top(&Doc { index: &index }, root, &top, true);
+            return checker.finish();
+        }
+        // The entries were indexed apart; reading the whole document needs them back.
+        index = match Index::build(text) {
+            Ok(index) => index,
+            Err(err) => {
+                checker.fatal_at(err.line, err.column, "yaml", err.message);
+                return checker.finish();
+            }
+        };
+    }
     let Some(root) = index.root() else {
         checker.fatal_at(
             1,
@@ -84,29 +97,8 @@ pub fn check_text(text: &str, file: &str) -> Manifest {
         );
         return checker.finish();
     };
-    let doc = Doc { index: &index };
-    let mut rebuilt = None;
-    if let Some(streamed) = streamed {
-        if let Ok(top) = raw::read(&streamed.top_text) {
-            let mut checker = streamed.checker;
-            checker.top(&doc, root, &top, true);
-            return checker.finish();
-        }
-        // The entries were indexed apart; the whole-document reading needs them back.
-        match Index::build(text) {
-            Ok(index) => rebuilt = Some(index),
-            Err(err) => {
-                checker.fatal_at(err.line, err.column, "yaml", err.message);
-                return checker.finish();
-            }
-        }
-    }
-    let doc = match &rebuilt {
-        Some(index) => Doc { index },
-        None => doc,
-    };
     match raw::read(text) {
-        Ok(top) => checker.top(&doc, root, &top, false),
+        Ok(top) => checker.top(&Doc { index: &index }, root, &top, false),
         Err(err) => checker.fatal_at(err.line, err.column, "yaml", err.message),
     }
     checker.finish()
@@ -122,8 +114,6 @@ pub(super) struct Doc<'a> {
 pub(super) struct Chunk {
     pub start: usize,
     pub end: usize,
-    /// The 1-based line of `start`.
-    pub first_line: usize,
     pub first_item: usize,
 }
 
@@ -135,10 +125,10 @@ pub(super) struct Checker {
     images: Vec<ImageEntry>,
     invalid: Vec<InvalidEntry>,
     /// image_id (as a number) -> line of the first entry using it.
-    seen_ids: HashMap<u128, usize>,
+    seen_ids: FastMap<u128, usize>,
     /// hash of the normalized URL -> index in `images` of the first valid entry using it.
-    seen_urls: HashMap<u64, usize>,
-    hasher: RandomState,
+    seen_urls: FastMap<u64, usize>,
+    hasher: BuildHasherDefault<FastHasher>,
 }
 
 /// Problems of one entry, before it is known whether the entry is valid.
@@ -164,9 +154,9 @@ impl Checker {
             settings: Settings::default(),
             images: Vec::new(),
             invalid: Vec::new(),
-            seen_ids: HashMap::new(),
-            seen_urls: HashMap::new(),
-            hasher: RandomState::new(),
+            seen_ids: FastMap::default(),
+            seen_urls: FastMap::default(),
+            hasher: BuildHasherDefault::default(),
         }
     }
 
@@ -249,8 +239,26 @@ impl Checker {
         mut report: impl FnMut((usize, usize), String),
     ) -> Vec<(&'r str, NodeId, NodeId, &'r Raw<'a>)> {
         let mut out: Vec<(&str, NodeId, NodeId, &Raw)> = Vec::with_capacity(pairs.len());
+        // Big mappings (only in broken manifests) get a table, so duplicates stay linear.
+        let mut seen: FastMap<&str, NodeId> = FastMap::default();
+        let big = pairs.len() > 16;
         for ((key_node, value_node), (key, value)) in doc.index.pairs(map).zip(pairs) {
             let pos = doc.index.pos(key_node);
+            if let (Raw::Str(serde_key), Some(index_key)) = (key, doc.index.key_text(key_node))
+                && serde_key.as_ref() != index_key
+            {
+                report(
+                    pos,
+                    format!(
+                        "the two YAML parsers imsreg uses read this key differently (`{}` and \
+                         `{}`), so its meaning is ambiguous (write the key plainly, without \
+                         quotes or escapes)",
+                        rules::shorten(serde_key),
+                        rules::shorten(index_key)
+                    ),
+                );
+                continue;
+            }
             let Raw::Str(key) = key else {
                 report(
                     pos,
@@ -262,7 +270,14 @@ impl Checker {
                 );
                 continue;
             };
-            if let Some(&(_, first, _, _)) = out.iter().find(|(k, ..)| *k == key.as_ref()) {
+            let first = if big {
+                seen.get(key.as_ref()).copied()
+            } else {
+                out.iter()
+                    .find(|(k, ..)| *k == key.as_ref())
+                    .map(|&(_, first, _, _)| first)
+            };
+            if let Some(first) = first {
                 report(
                     pos,
                     format!(
@@ -272,6 +287,9 @@ impl Checker {
                     ),
                 );
                 continue;
+            }
+            if big {
+                seen.insert(key.as_ref(), key_node);
             }
             out.push((key.as_ref(), key_node, value_node, value));
         }
@@ -294,7 +312,6 @@ impl Checker {
     }
 
     fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
-        let index = doc.index;
         let Raw::Map(pairs) = raw else {
             if self.agree(doc, root, raw, &"manifest") {
                 self.fatal_node(
@@ -347,7 +364,6 @@ impl Checker {
                     .to_string(),
             );
         }
-        let _ = index;
     }
 
     fn settings(&mut self, doc: &Doc, node: NodeId, raw: &Raw) {
@@ -473,8 +489,9 @@ impl Checker {
         }
     }
 
-    /// Checks one slice of the `images:` list as serde_yaml read it (`items` are its nodes);
-    /// false when it could not be read.
+    /// Checks one slice of the `images:` list as serde_yaml read it (`items` are its nodes).
+    /// False, with nothing checked, when serde_yaml failed or saw other entries than the index:
+    /// the caller then reads the document whole, which reports the problem at its exact place.
     pub fn chunk(
         &mut self,
         doc: &Doc,
@@ -489,27 +506,7 @@ impl Checker {
                 }
                 true
             }
-            Ok(_) => {
-                let field = format!("images[{}]", chunk.first_item);
-                let message = "the YAML from here on is read differently by the two YAML \
-                               parsers imsreg uses, so its meaning is ambiguous (simplify it: \
-                               plain block style, quoted strings)"
-                    .to_string();
-                match items.first() {
-                    Some(first) => self.fatal_node(doc, *first, field, message),
-                    None => self.fatal_at(chunk.first_line, 1, field, message),
-                }
-                false
-            }
-            Err(err) => {
-                self.fatal_at(
-                    err.line + chunk.first_line - 1,
-                    err.column,
-                    "yaml",
-                    err.message,
-                );
-                false
-            }
+            _ => false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The position index: where every node of the manifest starts, built from saphyr-parser's event
 //! stream (serde_yaml gives no positions for values).
 //!
-//! The index is a compact tree (20 bytes a node, map keys interned) that mirrors the YAML
+//! The index is a compact tree (16 bytes a node, map keys interned) that mirrors the YAML
 //! structure without expanding aliases: an alias is a node pointing at its anchor. While building
 //! it, the size each alias would expand to is added up, so an alias bomb is refused here in
 //! linear time, before serde_yaml ever sees the file.
@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScanError};
+
+use super::fasthash::FastMap;
 
 pub type NodeId = u32;
 
@@ -147,7 +149,9 @@ struct Builder<'s> {
     /// The current item of the watched list goes to `entries`.
     diverting: bool,
     node_total: u64,
-    key_ids: HashMap<Box<str>, u32>,
+    key_ids: FastMap<Box<str>, u32>,
+    /// The same for the keys of the entries index (cleared with each slice handed over).
+    entry_key_ids: FastMap<Box<str>, u32>,
     frames: Vec<Frame>,
     /// Child lists of the open collections, one per depth, reused.
     scratch: Vec<Vec<u32>>,
@@ -180,7 +184,8 @@ impl Index {
                 plain: true,
                 ..Index::default()
             },
-            key_ids: HashMap::new(),
+            key_ids: FastMap::default(),
+            entry_key_ids: FastMap::default(),
             frames: Vec::new(),
             scratch: Vec::new(),
             anchors: HashMap::new(),
@@ -451,6 +456,7 @@ impl Builder<'_> {
         if !self.entry_items.is_empty() {
             let entries = std::mem::take(&mut self.entries);
             let items = std::mem::take(&mut self.entry_items);
+            self.entry_key_ids.clear();
             self.sink.slice_done(entries, items);
         }
     }
@@ -527,13 +533,19 @@ impl Builder<'_> {
         }
     }
 
+    /// The id of a mapping key in the key table of the index the key node goes to.
     fn intern(&mut self, key: &str) -> u32 {
-        if let Some(&id) = self.key_ids.get(key) {
+        let (ids, index) = if self.in_entries() {
+            (&mut self.entry_key_ids, &mut self.entries)
+        } else {
+            (&mut self.key_ids, &mut self.index)
+        };
+        if let Some(&id) = ids.get(key) {
             return id;
         }
-        let id = self.index.keys.len() as u32;
-        self.index.keys.push(key.into());
-        self.key_ids.insert(key.into(), id);
+        let id = index.keys.len() as u32;
+        index.keys.push(key.into());
+        ids.insert(key.into(), id);
         id
     }
 

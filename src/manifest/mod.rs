@@ -6,6 +6,7 @@
 //! together and applies [`rules`]) -> [`Manifest`]. [`render`] prints the diagnostics.
 
 mod check;
+mod fasthash;
 mod index;
 pub mod model;
 mod raw;

@@ -465,6 +465,10 @@ fn describe_value(raw: &Raw) -> String {
 
 /// The closest known key, when it is close enough to be a typo.
 pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    // Long keys are no typo of a short one (and the distance costs length x length).
+    if key.len() > 64 {
+        return None;
+    }
     let key = key.to_ascii_lowercase();
     known
         .iter()

@@ -27,7 +27,7 @@ pub fn decode(bytes: &[u8]) -> Result<&str, TextProblem> {
                 line,
                 column,
                 message: format!(
-                    "the file is not valid UTF-8 (byte 0x{bad:02X} here) (save the manifest as UTF-8)"
+                    "the file is not valid UTF-8: byte 0x{bad:02X} here (save the manifest as UTF-8)"
                 ),
             })
         }

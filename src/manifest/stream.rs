@@ -22,7 +22,8 @@ pub(super) struct Streamed {
     pub top_text: String,
 }
 
-type Result2<'t> = (Chunk, Result<Raw<'t>, ReadError>);
+/// A slice and serde_yaml's reading of it.
+type ChunkRead<'t> = (Chunk, Result<Raw<'t>, ReadError>);
 
 /// Indexes `text` and, where the document allows, reads and checks its entries on the way.
 pub(super) fn index_and_read(
@@ -32,7 +33,7 @@ pub(super) fn index_and_read(
 ) -> (Result<Index, IndexError>, Option<Streamed>) {
     std::thread::scope(|scope| {
         let (jobs, job_queue) = mpsc::channel::<Chunk>();
-        let (results_tx, results) = mpsc::channel::<Result2>();
+        let (results_tx, results) = mpsc::channel::<ChunkRead>();
         let worker = std::thread::Builder::new()
             .name("imsreg-yaml".to_string())
             .spawn_scoped(scope, move || {
@@ -56,9 +57,9 @@ pub(super) fn index_and_read(
             range: None,
             state: State::Active,
         };
+        // No worker thread (the OS refused one), or old Mac line breaks (slices are cut at
+        // line starts, so keep to the common `\n` and `\r\n`): read the document whole.
         if stream.jobs.is_none() || has_lone_cr(text) {
-            // Old Mac line breaks: the slices are cut at line starts, so keep to the common
-            // `\n` and `\r\n`.
             stream.state = State::Off;
         }
         let built = Index::build_with(text, &mut stream);
@@ -79,9 +80,8 @@ pub(super) fn index_and_read(
 enum State {
     /// Sending slices and checking results.
     Active,
-    /// A slice failed (reported); the rest is not checked.
-    Failed,
-    /// The document does not suit slicing; it will be read whole.
+    /// The document does not suit slicing, or a slice could not be read: it will be read
+    /// whole (which also locates any error exactly).
     Off,
 }
 
@@ -90,7 +90,7 @@ struct Stream<'t> {
     lines: &'t Lines<'t>,
     checker: Checker,
     jobs: Option<Sender<Chunk>>,
-    results: Receiver<Result2<'t>>,
+    results: Receiver<ChunkRead<'t>>,
     /// The entries of the slices sent and not yet checked, oldest first.
     pending: VecDeque<(Index, Vec<NodeId>)>,
     /// The slice being indexed, and the one just closed (waiting for its entries).
@@ -125,7 +125,7 @@ impl Stream<'_> {
             if self.state == State::Active {
                 let doc = Doc { index: &entries };
                 if !self.checker.chunk(&doc, &items, &chunk, read) {
-                    self.state = State::Failed;
+                    self.state = State::Off;
                 }
             }
         }
@@ -191,7 +191,6 @@ impl ListSink for Stream<'_> {
         self.current = Some(Chunk {
             start,
             end: start,
-            first_line: self.lines.line_of(start),
             first_item: n,
         });
         true
