@@ -5,10 +5,54 @@
 //! for progress displays and logs, and the result it returns. The engine knows nothing of
 //! terminals: the binary implements [`EventSink`] with indicatif or tracing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::ims::ImsApi;
 use crate::manifest::{ImageEntry, Settings};
 use crate::report::ImageRecord;
+
+mod active;
+mod check;
+mod context;
+mod engine;
+mod follow;
+pub mod pacer;
+pub mod plan;
+pub mod retry;
+pub mod schedule;
+mod submit;
+pub mod sweep;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use check::{PAGE_LIMIT, PER_ID_THRESHOLD};
+pub use engine::execute;
+pub use plan::{Action, CloudStatus, PlanSummary, StatusMap, action_for, plan_summary};
+pub use submit::AMBIGUITY_GRACE;
+
+/// The read-only status check alone, for `--dry-run`: learns every image's cloud status with
+/// the same few requests as a real run (list pages or per-ID lookups, query lane, retries) and
+/// sends nothing else. Feed the result to [`plan_summary`]. Images missing from the map were
+/// not checked because `cancel` fired or the credentials were rejected (then a
+/// [`RunEvent::AuthFailed`] was emitted).
+pub async fn check_only<C: ImsApi>(
+    client: Arc<C>,
+    images: &[PlannedImage],
+    config: &RunConfig,
+    sink: Arc<dyn EventSink>,
+    cancel: CancellationToken,
+) -> StatusMap {
+    let ctx = context::Ctx::new(client, config, sink, cancel.child_token());
+    ctx.emit(RunEvent::CheckingStatus {
+        images: images.len(),
+    });
+    check::check_statuses(&ctx, images).await
+}
 
 /// Defaults for every setting the manifest or the flags may leave out (documented in README).
 pub mod defaults {

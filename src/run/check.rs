@@ -1,0 +1,143 @@
+//! The status check before any submission (the cloud is the source of truth), with as few
+//! requests as possible.
+//!
+//! Up to [`PER_ID_THRESHOLD`] images: one `get_image` per image (concurrently, query lane).
+//! More: page through the account's private images (`__imagetype=private`, `limit`
+//! [`PAGE_LIMIT`], following `page_info.next_marker`, or the last ID of a non-empty page when
+//! the server sends no `page_info`). An account may hold far more images than the manifest, so the
+//! paging is abandoned for per-ID lookups of the images not seen yet as soon as the pages read
+//! so far outnumber them: the check never costs more than about twice the cheaper of the two
+//! strategies. An image not found by either is `absent`.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+
+use crate::ims::{ImsApi, ListImagesQuery, ListImagesResponse};
+
+use super::context::{Ctx, QueryError};
+use super::plan::{CloudStatus, StatusMap};
+use super::{PlannedImage, RunEvent};
+
+/// At most this many images are checked one by one; more are checked through list pages.
+pub const PER_ID_THRESHOLD: usize = 20;
+/// Images per list page (the API's default is 500).
+pub const PAGE_LIMIT: u32 = 1000;
+
+/// Learns the cloud status of every image. Images left out of the map were not checked
+/// because the run stopped (cancel or 401).
+pub async fn check_statuses<C: ImsApi>(ctx: &Ctx<C>, images: &[PlannedImage]) -> StatusMap {
+    let mut statuses = StatusMap::with_capacity(images.len());
+    let ids: Vec<&str> = images.iter().map(|i| i.entry.image_id.as_str()).collect();
+    let unseen = if ids.len() <= PER_ID_THRESHOLD {
+        ids
+    } else {
+        match list_pages(ctx, &ids, &mut statuses).await {
+            Paging::Complete => {
+                for id in ids {
+                    statuses
+                        .entry(id.to_string())
+                        .or_insert(CloudStatus::Absent);
+                }
+                Vec::new()
+            }
+            Paging::Abandoned => ids
+                .into_iter()
+                .filter(|id| !statuses.contains_key(*id))
+                .collect(),
+            Paging::Stopped => return statuses,
+        }
+    };
+    per_id(ctx, unseen, &mut statuses).await;
+    for image in images {
+        if let Some(status) = statuses.get(&image.entry.image_id) {
+            ctx.emit(RunEvent::StatusKnown {
+                image_id: image.entry.image_id.clone(),
+                status: status.label().to_string(),
+            });
+        }
+    }
+    statuses
+}
+
+enum Paging {
+    /// Every page was read: images not seen are absent.
+    Complete,
+    /// Reading on would cost more than looking the rest up one by one (or a page failed).
+    Abandoned,
+    Stopped,
+}
+
+async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut StatusMap) -> Paging {
+    let wanted: HashSet<&str> = ids.iter().copied().collect();
+    let mut unseen = wanted.len();
+    let mut marker: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let query = ListImagesQuery {
+            imagetype: Some("private".into()),
+            marker: marker.take(),
+            limit: Some(PAGE_LIMIT),
+            ..ListImagesQuery::default()
+        };
+        let page = match ctx
+            .query(None, "listing private images", || {
+                ctx.client.list_images(&query)
+            })
+            .await
+        {
+            Ok(page) => page,
+            Err(QueryError::Stopped) => return Paging::Stopped,
+            Err(QueryError::Failed(_)) => return Paging::Abandoned,
+        };
+        pages += 1;
+        let next = next_marker(&page);
+        for image in page.images {
+            if wanted.contains(image.id.as_str()) && !statuses.contains_key(&image.id) {
+                unseen -= 1;
+                statuses.insert(image.id, CloudStatus::Found(image.status));
+            }
+        }
+        match next {
+            _ if unseen == 0 => return Paging::Complete,
+            None => return Paging::Complete,
+            Some(_) if pages >= unseen => return Paging::Abandoned,
+            Some(next) => marker = Some(next),
+        }
+    }
+}
+
+/// Where the next page starts: `page_info.next_marker` when the server sends `page_info`
+/// (older IMS versions do not); without it, after the last image of a non-empty page.
+pub fn next_marker(page: &ListImagesResponse) -> Option<String> {
+    match &page.page_info {
+        Some(info) => info.next_marker.clone().filter(|m| !m.is_empty()),
+        None => page.images.last().map(|image| image.id.clone()),
+    }
+}
+
+async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMap) {
+    let lookups = futures::stream::iter(ids)
+        .map(|id| async move {
+            let answer = ctx
+                .query(Some(id), "checking the image status", || {
+                    ctx.client.get_image(id)
+                })
+                .await;
+            (id, answer)
+        })
+        .buffer_unordered(ctx.config.concurrency.max(1) as usize);
+    futures::pin_mut!(lookups);
+    while let Some((id, answer)) = lookups.next().await {
+        let status = match answer {
+            Ok(Some(image)) => CloudStatus::Found(image.status),
+            Ok(None) => CloudStatus::Absent,
+            Err(QueryError::Stopped) => continue,
+            Err(QueryError::Failed(error)) => CloudStatus::Unknown {
+                code: error.code().map(str::to_string),
+                message: error.to_string(),
+            },
+        };
+        statuses.insert(id.to_string(), status);
+    }
+}

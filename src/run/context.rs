@@ -1,0 +1,199 @@
+//! What every task of a run shares: the client, the settings, the two call lanes (register
+//! calls and status queries, each with its own in-flight bound and rate limiter), the
+//! active-jobs bound, the bulk sweeper, and the stop signal.
+//!
+//! In-flight bounds: at most `concurrency` register calls *and* at most `concurrency` status
+//! queries are on the wire at once (two separate lanes, so that slow polls never hold back
+//! submissions, and a register call waiting for its rate-limiter turn never holds a query
+//! permit). A permit is taken before the rate limiter, so calls leave spaced by the limiter.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+use crate::ims::{ErrorClass, ImsApi, ImsError};
+
+use super::active::ActiveJobs;
+use super::pacer::{Limiter, Pacer};
+use super::retry::{RetryDecision, decide_query, jitter};
+use super::sweep::Sweeper;
+use super::{EventSink, RunConfig, RunEvent};
+
+pub struct Ctx<C> {
+    pub client: Arc<C>,
+    pub config: RunConfig,
+    sink: Arc<dyn EventSink>,
+    submit_calls: Semaphore,
+    query_calls: Semaphore,
+    submit_limiter: Limiter,
+    query_limiter: Limiter,
+    pub pacer: Pacer,
+    pub active: Arc<ActiveJobs>,
+    pub sweeper: Sweeper,
+    /// Fires on cancellation or on an authentication failure: no new request after it.
+    pub stop: CancellationToken,
+    auth_failed: AtomicBool,
+    /// `show_job_progress` is not answered here: poll with `show_job`.
+    progress_unsupported: AtomicBool,
+}
+
+/// Why a status query produced no answer.
+#[derive(Debug)]
+pub enum QueryError {
+    /// The run is stopping (cancel or 401).
+    Stopped,
+    /// The retry policy gave up on this error.
+    Failed(ImsError),
+}
+
+impl<C: ImsApi> Ctx<C> {
+    pub fn new(
+        client: Arc<C>,
+        config: &RunConfig,
+        sink: Arc<dyn EventSink>,
+        stop: CancellationToken,
+    ) -> Self {
+        let lanes = config.concurrency.max(1) as usize;
+        Ctx {
+            client,
+            config: config.clone(),
+            sink,
+            submit_calls: Semaphore::new(lanes),
+            query_calls: Semaphore::new(lanes),
+            pacer: Pacer::for_rate(config.submit_rate),
+            submit_limiter: Limiter::new(config.submit_rate),
+            query_limiter: Limiter::new(config.query_rate),
+            active: ActiveJobs::new(config.max_active_jobs),
+            sweeper: Sweeper::new(),
+            stop,
+            auth_failed: AtomicBool::new(false),
+            progress_unsupported: AtomicBool::new(false),
+        }
+    }
+
+    pub fn emit(&self, event: RunEvent) {
+        self.sink.event(&event);
+    }
+
+    pub fn auth_failed(&self) -> bool {
+        self.auth_failed.load(Ordering::SeqCst)
+    }
+
+    pub fn progress_unsupported(&self) -> bool {
+        self.progress_unsupported.load(Ordering::Relaxed)
+    }
+
+    pub fn set_progress_unsupported(&self) {
+        self.progress_unsupported.store(true, Ordering::Relaxed);
+    }
+
+    /// A 401: stop every request of the run at once (the gateway locks an AK after repeated
+    /// signature failures). Reported once.
+    pub fn stop_for_auth(&self, error: &ImsError) {
+        if !self.auth_failed.swap(true, Ordering::SeqCst) {
+            self.emit(RunEvent::AuthFailed {
+                message: error.to_string(),
+            });
+        }
+        self.stop.cancel();
+    }
+
+    /// Sleeps unless the run stops first; `false` if it stopped.
+    pub async fn sleep(&self, delay: Duration) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    /// Waits for a turn to send a register call: an in-flight permit, then the slot schedule
+    /// and throttle state, then the rate limiter. `None` if the run stopped first.
+    pub async fn submit_turn(&self) -> Option<SemaphorePermit<'_>> {
+        let turn = async {
+            let permit = self.submit_calls.acquire().await.ok()?;
+            self.submit_limiter.until_ready(Some(&self.pacer)).await;
+            Some(permit)
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => None,
+            permit = turn => permit,
+        }
+    }
+
+    /// One status query in the query lane, no retry. `None` if the run stopped first.
+    pub async fn query_once<T, Fut>(
+        &self,
+        call: impl FnOnce() -> Fut,
+    ) -> Option<Result<T, ImsError>>
+    where
+        Fut: Future<Output = Result<T, ImsError>>,
+    {
+        let query = async {
+            let _permit = self.query_calls.acquire().await.ok()?;
+            self.query_limiter.until_ready(None).await;
+            Some(call().await)
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => None,
+            answer = query => answer,
+        }
+    }
+
+    /// A status query under the retry policy for reads (see [`super::retry`]).
+    pub async fn query<T, Fut>(
+        &self,
+        image_id: Option<&str>,
+        what: &str,
+        call: impl Fn() -> Fut,
+    ) -> Result<T, QueryError>
+    where
+        Fut: Future<Output = Result<T, ImsError>>,
+    {
+        let (mut errors, mut throttles) = (0, 0);
+        loop {
+            let error = match self.query_once(&call).await {
+                None => return Err(QueryError::Stopped),
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(error)) => error,
+            };
+            let class = error.class();
+            let attempt = if matches!(
+                class,
+                ErrorClass::Retryable {
+                    throttled: true,
+                    ..
+                }
+            ) {
+                throttles += 1;
+                throttles
+            } else {
+                errors += 1;
+                errors
+            };
+            match decide_query(&class, attempt, jitter()) {
+                RetryDecision::RetryAfter(delay) => {
+                    self.emit(RunEvent::Retrying {
+                        image_id: image_id.map(str::to_string),
+                        reason: format!("{what}: {error}"),
+                        delay,
+                    });
+                    if !self.sleep(delay).await {
+                        return Err(QueryError::Stopped);
+                    }
+                }
+                RetryDecision::StopRun => {
+                    self.stop_for_auth(&error);
+                    return Err(QueryError::Stopped);
+                }
+                _ => return Err(QueryError::Failed(error)),
+            }
+        }
+    }
+}

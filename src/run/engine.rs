@@ -1,0 +1,297 @@
+//! The engine: check every image's cloud status, then submit the queued ones in plan order
+//! (each waits for a place below `max_active_jobs`) and follow every running registration to
+//! its end, with one task per image in flight; the records come back in plan order.
+//!
+//! Stopping: on cancellation or a 401 no new request starts; register calls already on the
+//! wire finish (their `Submitted` is emitted); images never submitted end `cancelled`, those
+//! with a running job `pending` (with the job ID when known).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ims::ImsApi;
+use crate::report::{ImageOutcome, ImageRecord};
+
+use super::active::Slot;
+use super::check::check_statuses;
+use super::context::Ctx;
+use super::follow::{FollowEnd, follow};
+use super::plan::{Action, StatusMap, action_for};
+use super::submit::{SubmitEnd, submit};
+use super::sweep::run_sweeps;
+use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult};
+
+type Done = mpsc::UnboundedSender<(usize, ImageRecord)>;
+
+/// Runs the whole pipeline over `images`; see the module documentation.
+pub async fn execute<C: ImsApi>(
+    client: Arc<C>,
+    images: Vec<PlannedImage>,
+    config: &RunConfig,
+    sink: Arc<dyn EventSink>,
+    cancel: CancellationToken,
+) -> RunResult {
+    let ctx = Arc::new(Ctx::new(client, config, sink, cancel.child_token()));
+    let images: Arc<[PlannedImage]> = images.into();
+    let mut records: Vec<Option<ImageRecord>> = vec![None; images.len()];
+
+    ctx.emit(RunEvent::CheckingStatus {
+        images: images.len(),
+    });
+    let statuses = check_statuses(&ctx, &images).await;
+
+    let sweeps_done = CancellationToken::new();
+    let sweeper = tokio::spawn(run_sweeps(ctx.clone(), sweeps_done.clone()));
+    let (done, mut finished) = mpsc::unbounded_channel();
+    let to_submit = start_followers(&ctx, &images, &statuses, &done);
+    drop(statuses);
+    tokio::spawn(submit_in_order(
+        ctx.clone(),
+        images.clone(),
+        to_submit,
+        done,
+    ));
+
+    while let Some((index, record)) = finished.recv().await {
+        records[index] = Some(record);
+    }
+    sweeps_done.cancel();
+    let _ = sweeper.await;
+
+    let records = records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| {
+            record.unwrap_or_else(|| {
+                let mut record = new_record(&images[index]);
+                record.status = ImageOutcome::Failed;
+                record.error_message = Some("internal error: the image's task ended early".into());
+                record
+            })
+        })
+        .collect();
+    RunResult {
+        records,
+        auth_failed: ctx.auth_failed(),
+        interrupted: cancel.is_cancelled(),
+    }
+}
+
+/// Settles the images the status check decided, starts following the running ones, and
+/// returns the indexes to submit, in plan order.
+fn start_followers<C: ImsApi>(
+    ctx: &Arc<Ctx<C>>,
+    images: &Arc<[PlannedImage]>,
+    statuses: &StatusMap,
+    done: &Done,
+) -> Vec<usize> {
+    let mut to_submit = Vec::new();
+    for (index, image) in images.iter().enumerate() {
+        let Some(status) = statuses.get(&image.entry.image_id) else {
+            // The check stopped before this image (cancel or 401).
+            let mut record = new_record(image);
+            record.job_id = image.known_job_id.clone();
+            record.status = if record.job_id.is_some() {
+                ImageOutcome::Pending
+            } else {
+                ImageOutcome::Cancelled
+            };
+            finish(ctx, index, record, done);
+            continue;
+        };
+        let start = match action_for(image, Some(status)) {
+            Action::Submit => {
+                to_submit.push(index);
+                continue;
+            }
+            Action::AlreadyRegistered => {
+                let mut record = new_record(image);
+                record.status = ImageOutcome::AlreadyRegistered;
+                record.job_id = image.known_job_id.clone();
+                finish(ctx, index, record, done);
+                continue;
+            }
+            Action::Fail { code, message } => {
+                let mut record = new_record(image);
+                record.status = ImageOutcome::Failed;
+                record.error_code = code;
+                record.error_message = Some(message);
+                finish(ctx, index, record, done);
+                continue;
+            }
+            Action::FollowJob(job_id) => Start::Follow(Some(job_id)),
+            Action::FollowImage => Start::Follow(None),
+        };
+        let slot = ctx.active.adopt();
+        tokio::spawn(run_image(
+            ctx.clone(),
+            images.clone(),
+            index,
+            start,
+            slot,
+            done.clone(),
+        ));
+    }
+    to_submit
+}
+
+/// The submitter: in plan order, waits for a place below `max_active_jobs`, then starts the
+/// image's task. On stop, every image not started is `cancelled`.
+async fn submit_in_order<C: ImsApi>(
+    ctx: Arc<Ctx<C>>,
+    images: Arc<[PlannedImage]>,
+    to_submit: Vec<usize>,
+    done: Done,
+) {
+    let mut queue = to_submit.into_iter();
+    while let Some(index) = queue.next() {
+        let slot = tokio::select! {
+            biased;
+            _ = ctx.stop.cancelled() => {
+                for index in std::iter::once(index).chain(queue) {
+                    let mut record = new_record(&images[index]);
+                    record.status = ImageOutcome::Cancelled;
+                    finish(&ctx, index, record, &done);
+                }
+                return;
+            }
+            slot = ctx.active.acquire() => slot,
+        };
+        tokio::spawn(run_image(
+            ctx.clone(),
+            images.clone(),
+            index,
+            Start::Submit,
+            slot,
+            done.clone(),
+        ));
+    }
+}
+
+enum Start {
+    Submit,
+    /// Follow a registration already running, by job ID when known.
+    Follow(Option<String>),
+}
+
+/// One image from submission (or adoption) to its record. `slot` is its place among the
+/// active jobs, held until the end.
+async fn run_image<C: ImsApi>(
+    ctx: Arc<Ctx<C>>,
+    images: Arc<[PlannedImage]>,
+    index: usize,
+    start: Start,
+    slot: Slot,
+    done: Done,
+) {
+    let image = &images[index];
+    let mut record = new_record(image);
+    let mut started = Instant::now();
+    match start {
+        Start::Follow(job_id) => record.job_id = job_id,
+        Start::Submit => {
+            let end = submit(&ctx, &image.entry, &mut record.attempts).await;
+            started = Instant::now();
+            match end {
+                SubmitEnd::Accepted { job_id, active } => {
+                    record.job_id = job_id;
+                    record.submitted_at = Some(Utc::now());
+                    if active {
+                        drop(slot);
+                        settle(&mut record, started, FollowEnd::Registered);
+                        return finish(&ctx, index, record, &done);
+                    }
+                }
+                SubmitEnd::Failed { code, message } => {
+                    record.status = ImageOutcome::Failed;
+                    record.error_code = code;
+                    record.error_message = Some(message);
+                    drop(slot);
+                    return finish(&ctx, index, record, &done);
+                }
+                SubmitEnd::NotSent => {
+                    record.status = ImageOutcome::Cancelled;
+                    drop(slot);
+                    return finish(&ctx, index, record, &done);
+                }
+                SubmitEnd::Unknown => {
+                    record.status = ImageOutcome::Pending;
+                    record.error_message = Some(
+                        "the run stopped before IMS answered the register call; the next run \
+                         checks the image status before submitting again"
+                            .into(),
+                    );
+                    drop(slot);
+                    return finish(&ctx, index, record, &done);
+                }
+            }
+        }
+    }
+    let end = follow(
+        &ctx,
+        &image.entry.image_id,
+        record.job_id.as_deref(),
+        started,
+    )
+    .await;
+    drop(slot);
+    settle(&mut record, started, end);
+    finish(&ctx, index, record, &done);
+}
+
+/// Fills a followed image's record from how its registration ended.
+fn settle(record: &mut ImageRecord, started: Instant, end: FollowEnd) {
+    match end {
+        FollowEnd::Registered => {
+            record.status = ImageOutcome::Registered;
+            record.finished_at = Some(Utc::now());
+            if record.submitted_at.is_some() {
+                record.duration_s = Some(started.elapsed().as_secs_f64());
+            }
+        }
+        FollowEnd::Failed { code, message } => {
+            record.status = ImageOutcome::Failed;
+            record.error_code = code;
+            record.error_message = Some(message);
+            record.finished_at = Some(Utc::now());
+            if record.submitted_at.is_some() {
+                record.duration_s = Some(started.elapsed().as_secs_f64());
+            }
+        }
+        FollowEnd::TimedOut => {
+            record.status = ImageOutcome::Pending;
+            record.error_message = Some(
+                "still registering in the cloud at the job timeout; the next run follows it".into(),
+            );
+        }
+        FollowEnd::Stopped => record.status = ImageOutcome::Pending,
+    }
+}
+
+fn new_record(image: &PlannedImage) -> ImageRecord {
+    let entry = &image.entry;
+    ImageRecord {
+        image_id: Some(entry.image_id.clone()),
+        image_url: Some(entry.image_url.to_string()),
+        name: entry.name.clone(),
+        format: Some(entry.format.as_str().to_string()),
+        status: ImageOutcome::Cancelled,
+        job_id: None,
+        error_code: None,
+        error_message: None,
+        attempts: 0,
+        submitted_at: None,
+        finished_at: None,
+        duration_s: None,
+    }
+}
+
+/// Reports an image's final record (exactly once per image).
+fn finish<C: ImsApi>(ctx: &Ctx<C>, index: usize, record: ImageRecord, done: &Done) {
+    ctx.emit(RunEvent::Finished(record.clone()));
+    let _ = done.send((index, record));
+}

@@ -1,0 +1,264 @@
+//! Bulk polling: while many jobs are running, learn their images' statuses from list pages
+//! instead of one query per job, so that polling costs grow sub-linearly with the jobs.
+//!
+//! Each followed image registers a watch. While at least [`BULK_THRESHOLD`] images are
+//! watched, a sweep runs every `poll_interval` (or back to back, if a sweep takes longer):
+//! it lists the private images that ended lately (`status=active`, then `status=killed`, each
+//! with `updated_at=gte:<since>`, where `since` trails the newest `updated_at` seen by
+//! [`SINCE_OVERLAP`]; the first sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway
+//! tolerates on signatures), so a sweep costs about one small page whatever the number of
+//! jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
+//! nothing is missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are
+//! seen); if the server refuses the filter (400), every sweep is a full one. Images found `active`, `killed` or `deleted` are handed
+//! to their followers, which then stop querying; meanwhile followers skip their own polls.
+//! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
+//! one `show_job` for the failure reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ims::types::parse_api_time;
+use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
+
+use super::check::{PAGE_LIMIT, next_marker};
+use super::context::{Ctx, QueryError};
+
+/// Followed images from which on sweeps replace per-job polls.
+pub const BULK_THRESHOLD: usize = 8;
+/// How far behind the newest `updated_at` seen the next sweep starts.
+pub const SINCE_OVERLAP: Duration = Duration::from_secs(1);
+/// How far back the first sweep looks.
+pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
+/// A sweep without the `updated_at` filter at least this often.
+pub const FULL_SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+/// The watched images, each with the channel its follower listens on.
+pub struct Sweeper {
+    watchers: Mutex<HashMap<String, oneshot::Sender<ImageStatus>>>,
+    count: AtomicUsize,
+}
+
+/// A follower's registration; unregisters on drop.
+pub struct Watch<'a> {
+    sweeper: &'a Sweeper,
+    image_id: &'a str,
+    pub receiver: Option<oneshot::Receiver<ImageStatus>>,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.sweeper.remove(self.image_id);
+    }
+}
+
+impl Default for Sweeper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sweeper {
+    pub fn new() -> Self {
+        Sweeper {
+            watchers: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn watch<'a>(&'a self, image_id: &'a str) -> Watch<'a> {
+        let (sender, receiver) = oneshot::channel();
+        let mut watchers = self.lock();
+        if watchers.insert(image_id.to_string(), sender).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        Watch {
+            sweeper: self,
+            image_id,
+            receiver: Some(receiver),
+        }
+    }
+
+    /// Whether sweeps are running (followers skip their own polls).
+    pub fn is_bulk(&self) -> bool {
+        self.count.load(Ordering::Relaxed) >= BULK_THRESHOLD
+    }
+
+    fn remove(&self, image_id: &str) -> Option<oneshot::Sender<ImageStatus>> {
+        let removed = self.lock().remove(image_id);
+        if removed.is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Hands a final-looking status to the image's follower, if it is watched.
+    fn deliver(&self, image_id: &str, status: &ImageStatus) {
+        if !matches!(
+            status,
+            ImageStatus::Active | ImageStatus::Killed | ImageStatus::Deleted
+        ) {
+            return;
+        }
+        if let Some(sender) = self.remove(image_id) {
+            let _ = sender.send(status.clone());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<ImageStatus>>> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs sweeps until `done` or the run stops.
+pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
+    let period = ctx.config.poll_interval.max(Duration::from_millis(50));
+    let mut since: DateTime<Utc> = Utc::now()
+        - chrono::Duration::from_std(FIRST_LOOKBACK).unwrap_or_else(|_| chrono::Duration::zero());
+    let mut last_full = Instant::now();
+    let mut filter_works = true;
+    let mut next = Instant::now() + period;
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = ctx.stop.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        if !ctx.sweeper.is_bulk() {
+            next = Instant::now() + period;
+            continue;
+        }
+        let sweep_started = Instant::now();
+        let full = !filter_works || last_full.elapsed() >= FULL_SWEEP_EVERY;
+        let filter = (!full).then_some(since);
+        match sweep_once(&ctx, filter).await {
+            Swept::Done(Some(newest)) => {
+                let overlap = chrono::Duration::from_std(SINCE_OVERLAP)
+                    .unwrap_or_else(|_| chrono::Duration::zero());
+                since = since.max(newest - overlap);
+            }
+            Swept::Done(None) | Swept::Failed => {}
+            // The server refuses the `updated_at` filter: list everything from now on.
+            Swept::FilterRefused => filter_works = false,
+            Swept::Stopped => return,
+        }
+        if full {
+            last_full = Instant::now();
+        }
+        // Back to back when a sweep takes longer than the period (pages x query rate).
+        next = sweep_started + period;
+    }
+}
+
+enum Swept {
+    /// Read to the end; the newest `updated_at` seen, if any.
+    Done(Option<DateTime<Utc>>),
+    /// A page failed after retries; the next sweep starts from the same `since`.
+    Failed,
+    /// The first page was refused (400) while filtering on `updated_at`.
+    FilterRefused,
+    Stopped,
+}
+
+/// One sweep. Incremental sweeps (`since` given) list only the images that ended lately:
+/// `status=active` then `status=killed`, each filtered on `updated_at`; a full sweep lists
+/// every private image once.
+async fn sweep_once<C: ImsApi>(ctx: &Ctx<C>, since: Option<DateTime<Utc>>) -> Swept {
+    let Some(since) = since else {
+        return list_all(ctx, None, None).await;
+    };
+    let updated_at = format!("gte:{}", since.format("%Y-%m-%dT%H:%M:%SZ"));
+    let mut newest = None;
+    for status in [ImageStatus::Active, ImageStatus::Killed] {
+        match list_all(ctx, Some(status), Some(updated_at.clone())).await {
+            Swept::Done(seen) => newest = newest.max(seen),
+            other => return other,
+        }
+    }
+    Swept::Done(newest)
+}
+
+/// Pages through one listing, handing final statuses to the followers.
+async fn list_all<C: ImsApi>(
+    ctx: &Ctx<C>,
+    status: Option<ImageStatus>,
+    updated_at: Option<String>,
+) -> Swept {
+    let mut marker: Option<String> = None;
+    let mut newest: Option<DateTime<Utc>> = None;
+    loop {
+        let first_page = marker.is_none();
+        let query = ListImagesQuery {
+            imagetype: Some("private".into()),
+            status: status.clone(),
+            updated_at: updated_at.clone(),
+            marker: marker.take(),
+            limit: Some(PAGE_LIMIT),
+            ..ListImagesQuery::default()
+        };
+        let page = match ctx
+            .query(None, "listing image statuses", || {
+                ctx.client.list_images(&query)
+            })
+            .await
+        {
+            Ok(page) => page,
+            Err(QueryError::Stopped) => return Swept::Stopped,
+            Err(QueryError::Failed(error))
+                if first_page && updated_at.is_some() && error.http_status() == Some(400) =>
+            {
+                return Swept::FilterRefused;
+            }
+            Err(QueryError::Failed(_)) => return Swept::Failed,
+        };
+        for image in &page.images {
+            if let Some(t) = image.updated_at.as_deref().and_then(parse_api_time) {
+                newest = newest.max(Some(t));
+            }
+            ctx.sweeper.deliver(&image.id, &image.status);
+        }
+        match next_marker(&page) {
+            Some(next) if ctx.sweeper.count.load(Ordering::Relaxed) > 0 => marker = Some(next),
+            _ => return Swept::Done(newest),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_statuses_are_delivered_once() {
+        let sweeper = Sweeper::new();
+        let mut watch = sweeper.watch("a");
+        let _other = sweeper.watch("b");
+        assert!(!sweeper.is_bulk());
+        sweeper.deliver("a", &ImageStatus::Saving);
+        sweeper.deliver("a", &ImageStatus::Queued);
+        let mut receiver = watch.receiver.take().unwrap();
+        assert!(receiver.try_recv().is_err());
+        sweeper.deliver("a", &ImageStatus::Active);
+        assert_eq!(receiver.try_recv().unwrap(), ImageStatus::Active);
+        assert_eq!(sweeper.count.load(Ordering::Relaxed), 1);
+        drop(watch);
+        assert_eq!(sweeper.count.load(Ordering::Relaxed), 1, "b still watched");
+    }
+
+    #[test]
+    fn bulk_from_the_threshold() {
+        let sweeper = Sweeper::new();
+        let ids: Vec<String> = (0..BULK_THRESHOLD).map(|i| i.to_string()).collect();
+        let mut watches: Vec<_> = ids.iter().map(|id| sweeper.watch(id)).collect();
+        assert!(sweeper.is_bulk());
+        watches.pop();
+        assert!(!sweeper.is_bulk());
+    }
+}

@@ -1,0 +1,575 @@
+//! Engine tests against the in-memory IMS of [`super::testing`], on tokio's paused clock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::testing::{Counters, FakeIms, Fault, image_id, planned};
+use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult, execute};
+use crate::ims::ImageStatus;
+use crate::report::ImageOutcome;
+
+#[derive(Default)]
+struct Events(Mutex<Vec<RunEvent>>);
+
+impl EventSink for Events {
+    fn event(&self, event: &RunEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Events {
+    fn all(&self) -> Vec<RunEvent> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn count(&self, pick: impl Fn(&RunEvent) -> bool) -> usize {
+        self.all().iter().filter(|e| pick(e)).count()
+    }
+}
+
+fn config() -> RunConfig {
+    RunConfig {
+        concurrency: 8,
+        max_active_jobs: 20,
+        submit_rate: f64::INFINITY,
+        query_rate: f64::INFINITY,
+        poll_interval: Duration::from_secs(1),
+        job_timeout: Duration::from_secs(3600),
+    }
+}
+
+fn images(n: usize) -> Vec<PlannedImage> {
+    (0..n).map(|i| planned(&image_id(i), None)).collect()
+}
+
+async fn run(
+    fake: &Arc<FakeIms>,
+    images: Vec<PlannedImage>,
+    config: RunConfig,
+) -> (RunResult, Arc<Events>) {
+    let events = Arc::new(Events::default());
+    let result = execute(
+        fake.clone(),
+        images,
+        &config,
+        events.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    (result, events)
+}
+
+fn statuses(result: &RunResult) -> Vec<ImageOutcome> {
+    result.records.iter().map(|r| r.status).collect()
+}
+
+fn assert_submitted_once(counters: &Counters) {
+    for (image, times) in &counters.accepted {
+        assert_eq!(*times, 1, "{image} accepted {times} times");
+    }
+}
+
+fn assert_finished_once_each(events: &Events, n: usize) {
+    let mut finished: Vec<String> = events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            RunEvent::Finished(record) => record.image_id,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), n);
+    finished.sort();
+    finished.dedup();
+    assert_eq!(finished.len(), n, "an image finished twice");
+}
+
+#[tokio::test(start_paused = true)]
+async fn happy_path_registers_everything_in_plan_order() {
+    let fake = Arc::new(FakeIms::new(5, Duration::from_secs(30)));
+    let (result, events) = run(&fake, images(5), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 5]);
+    for (i, record) in result.records.iter().enumerate() {
+        assert_eq!(record.image_id.as_deref(), Some(image_id(i).as_str()));
+        assert!(record.job_id.is_some());
+        assert_eq!(record.attempts, 1);
+        assert!(record.submitted_at.is_some() && record.finished_at.is_some());
+        let duration = record.duration_s.unwrap();
+        assert!((30.0..60.0).contains(&duration), "{duration}");
+        assert_eq!(fake.status_of(&image_id(i)), Some(ImageStatus::Active));
+    }
+    assert!(!result.auth_failed && !result.interrupted);
+    let counters = fake.counters();
+    assert_eq!(counters.register_calls, 5);
+    assert_submitted_once(&counters);
+    assert_finished_once_each(&events, 5);
+    // Few images: checked one by one, no listing.
+    assert_eq!(counters.list_images, 0);
+    assert_eq!(events.count(|e| matches!(e, RunEvent::Submitted { .. })), 5);
+    assert!(events.count(|e| matches!(e, RunEvent::Progress { .. })) > 0);
+    // Submitted comes before the image's Finished.
+    let all = events.all();
+    let submitted = all
+        .iter()
+        .position(
+            |e| matches!(e, RunEvent::Submitted { image_id, .. } if *image_id == image_id_0()),
+        )
+        .unwrap();
+    let finished = all
+        .iter()
+        .position(|e| matches!(e, RunEvent::Finished(r) if r.image_id.as_deref() == Some(image_id_0().as_str())))
+        .unwrap();
+    assert!(submitted < finished);
+}
+
+fn image_id_0() -> String {
+    image_id(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_pauses_the_whole_submitter_then_succeeds() {
+    let fake = Arc::new(FakeIms::new(6, Duration::from_secs(5)));
+    fake.fault(Fault::Throttle(None));
+    fake.fault(Fault::Throttle(Some(Duration::from_secs(7))));
+    fake.fault(Fault::ServerError);
+    let started = tokio::time::Instant::now();
+    let (result, events) = run(&fake, images(6), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 6]);
+    assert_submitted_once(&fake.counters());
+    assert_eq!(fake.counters().register_calls, 9);
+    let throttled: Vec<Duration> = events
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Throttled { delay } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(throttled.len(), 2);
+    assert!(throttled[0] >= Duration::from_secs(2) && throttled[0] <= Duration::from_secs(5));
+    assert_eq!(throttled[1], Duration::from_secs(7));
+    assert_eq!(events.count(|e| matches!(e, RunEvent::Retrying { .. })), 3);
+    // Nobody submitted during the pauses: the run took at least both of them.
+    assert!(started.elapsed() >= throttled[0] + Duration::from_secs(7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ambiguous_register_that_was_accepted_is_not_sent_again() {
+    let fake = Arc::new(FakeIms::new(3, Duration::from_secs(5)));
+    fake.fault(Fault::AcceptedThenDropped);
+    let (result, _) = run(&fake, images(3), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 3]);
+    let counters = fake.counters();
+    assert_eq!(counters.register_calls, 3);
+    assert_submitted_once(&counters);
+    let first = &result.records[0];
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.job_id, None, "accepted, but the answer was lost");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ambiguous_register_that_was_not_accepted_is_sent_again_after_the_grace() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(5)));
+    fake.fault(Fault::DroppedNotAccepted);
+    let (result, _) = run(&fake, images(1), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    let counters = fake.counters();
+    assert_eq!(counters.register_calls, 2);
+    assert_submitted_once(&counters);
+    assert_eq!(result.records[0].attempts, 2);
+    assert!(result.records[0].job_id.is_some());
+    assert_eq!(counters.get_image, 1 + 2 + 1, "check, two looks, confirm");
+}
+
+#[tokio::test(start_paused = true)]
+async fn flow_control_waits_and_never_fails_the_image() {
+    let fake = Arc::new(FakeIms::new(12, Duration::from_secs(20)).with_task_limit(3));
+    let mut config = config();
+    config.max_active_jobs = 10;
+    let (result, _) = run(&fake, images(12), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 12]);
+    let counters = fake.counters();
+    assert!(counters.flow_control_answers > 0);
+    assert!(counters.max_running <= 3);
+    assert_submitted_once(&counters);
+}
+
+#[tokio::test(start_paused = true)]
+async fn active_jobs_bound_is_never_exceeded() {
+    let fake = Arc::new(FakeIms::new(40, Duration::from_secs(10)));
+    let mut config = config();
+    config.max_active_jobs = 4;
+    let (result, _) = run(&fake, images(40), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 40]);
+    let counters = fake.counters();
+    assert_eq!(counters.max_running, 4);
+    assert_eq!(counters.flow_control_answers, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn auth_failure_stops_everything_at_once() {
+    let fake = Arc::new(FakeIms::new(10, Duration::from_secs(60)));
+    let mut config = config();
+    config.max_active_jobs = 2;
+    config.concurrency = 1;
+    fake.fault(Fault::ServerError);
+    // Image 0 retries after a 503 and image 1 is accepted meanwhile; the retry hits the 401.
+    let events = Arc::new(Events::default());
+    let fake2 = fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        fake2.fault(Fault::Unauthorized);
+    });
+    let result = execute(
+        fake.clone(),
+        images(10),
+        &config,
+        events.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(result.auth_failed);
+    assert!(!result.interrupted);
+    assert_eq!(
+        events.count(|e| matches!(e, RunEvent::AuthFailed { .. })),
+        1
+    );
+    assert_eq!(fake.counters().calls_after_auth_failure, 0);
+    let by_status = statuses(&result);
+    assert_eq!(by_status[0], ImageOutcome::Cancelled);
+    assert_eq!(by_status[1], ImageOutcome::Pending);
+    assert!(result.records[1].job_id.is_some());
+    assert!(by_status[2..].iter().all(|s| *s == ImageOutcome::Cancelled));
+    assert_finished_once_each(&events, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_jobs_and_final_errors_carry_code_and_reason() {
+    let fake = Arc::new(FakeIms::new(3, Duration::from_secs(10)));
+    fake.fail_job_of(&image_id(1));
+    fake.fault(Fault::Final("IMG.0057"));
+    let (result, _) = run(&fake, images(3), config()).await;
+    let first = &result.records[0];
+    assert_eq!(first.status, ImageOutcome::Failed);
+    assert_eq!(first.error_code.as_deref(), Some("IMG.0057"));
+    assert!(first.error_message.as_deref().unwrap().contains("refused"));
+    let second = &result.records[1];
+    assert_eq!(second.status, ImageOutcome::Failed);
+    assert_eq!(second.error_code.as_deref(), Some("IMG.1075"));
+    assert_eq!(
+        second.error_message.as_deref(),
+        Some("the image file is corrupt")
+    );
+    assert!(second.job_id.is_some());
+    assert_eq!(result.records[2].status, ImageOutcome::Registered);
+}
+
+#[tokio::test(start_paused = true)]
+async fn job_past_the_timeout_is_pending_with_its_job_id() {
+    let fake = Arc::new(FakeIms::new(2, Duration::from_secs(3 * 3600)));
+    let mut config = config();
+    config.job_timeout = Duration::from_secs(1800);
+    config.poll_interval = Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    let (result, _) = run(&fake, images(2), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Pending; 2]);
+    assert!(result.records.iter().all(|r| r.job_id.is_some()));
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(1800) && elapsed < Duration::from_secs(1801));
+    // A 30-minute wait costs about a dozen queries per job, not hundreds.
+    let polls = fake.counters().show_job_progress;
+    assert!((16..=32).contains(&polls), "{polls} polls for two jobs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_keeps_calls_on_the_wire_and_reports_pending_and_cancelled() {
+    let fake = Arc::new(FakeIms::new(10, Duration::from_secs(60)));
+    let mut config = config();
+    config.max_active_jobs = 3;
+    let cancel = CancellationToken::new();
+    let events = Arc::new(Events::default());
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        trigger.cancel();
+    });
+    let result = execute(fake.clone(), images(10), &config, events.clone(), cancel).await;
+    assert!(result.interrupted && !result.auth_failed);
+    let by_status = statuses(&result);
+    assert_eq!(&by_status[..3], &[ImageOutcome::Pending; 3]);
+    assert!(result.records[..3].iter().all(|r| r.job_id.is_some()));
+    assert!(by_status[3..].iter().all(|s| *s == ImageOutcome::Cancelled));
+    assert_eq!(fake.counters().register_calls, 3);
+    assert_finished_once_each(&events, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cloud_status_decides_before_any_submission() {
+    let fake = Arc::new(FakeIms::new(4, Duration::from_secs(10)));
+    fake.set_status(&image_id(0), ImageStatus::Active);
+    fake.set_status(&image_id(2), ImageStatus::Killed);
+    let running_job = fake.start_job(&image_id(3));
+    // image 1 saving with no job we know of: started by someone else.
+    let other_job = fake.start_job(&image_id(1));
+    let _ = other_job;
+    let mut plan = images(4);
+    plan[3].known_job_id = Some(running_job.clone());
+    plan.push(planned(&image_id(99), None));
+    let (result, events) = run(&fake, plan, config()).await;
+    assert_eq!(
+        statuses(&result),
+        vec![
+            ImageOutcome::AlreadyRegistered,
+            ImageOutcome::Registered,
+            ImageOutcome::Failed,
+            ImageOutcome::Registered,
+            ImageOutcome::Failed,
+        ]
+    );
+    assert_eq!(fake.counters().register_calls, 0, "nothing submitted");
+    assert_eq!(
+        result.records[3].job_id.as_deref(),
+        Some(running_job.as_str())
+    );
+    assert!(
+        result.records[4]
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("create it first")
+    );
+    assert_eq!(
+        events.count(|e| matches!(e, RunEvent::StatusKnown { .. })),
+        5
+    );
+    assert_eq!(
+        events.count(|e| matches!(e, RunEvent::CheckingStatus { images: 5 })),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_images_are_checked_and_followed_in_bulk() {
+    let n = 300;
+    let fake = Arc::new(FakeIms::new(n, Duration::from_secs(600)));
+    let mut config = config();
+    config.max_active_jobs = 300;
+    config.poll_interval = Duration::from_secs(10);
+    let (result, _) = run(&fake, images(n), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; n]);
+    let counters = fake.counters();
+    assert_submitted_once(&counters);
+    // One page for the check, then sweeps (two small listings every poll interval over the
+    // 10 minutes) instead of ~10 polls per job.
+    assert_eq!(counters.get_image, 0);
+    let job_queries = counters.show_job + counters.show_job_progress;
+    assert!(job_queries < 10, "{job_queries} job queries");
+    assert!(
+        counters.list_images <= 130,
+        "{} listings",
+        counters.list_images
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_without_progress_call_are_polled_with_show_job() {
+    let mut fake = FakeIms::new(2, Duration::from_secs(30));
+    fake.progress_supported = false;
+    let fake = Arc::new(fake);
+    let (result, _) = run(&fake, images(2), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 2]);
+    let counters = fake.counters();
+    assert!(counters.show_job >= 4, "{counters:?}");
+    assert!(counters.show_job_progress <= 2, "{counters:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_big_account_is_not_paged_through_for_a_small_manifest() {
+    // 21 manifest images (above the per-ID threshold) sorted after 40,000 other images: the
+    // listing is abandoned once the pages read outnumber the images still unseen.
+    let fake = Arc::new(FakeIms::new(0, Duration::from_secs(5)).with_other_images(40_000));
+    let plan: Vec<PlannedImage> = (0..21)
+        .map(|i| {
+            let id = format!("ffffffff-0000-0000-0000-{i:012}");
+            fake.set_status(&id, ImageStatus::Active);
+            planned(&id, None)
+        })
+        .collect();
+    let (result, _) = run(&fake, plan, config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::AlreadyRegistered; 21]);
+    let counters = fake.counters();
+    assert_eq!(counters.list_images, 21);
+    assert_eq!(counters.get_image, 21);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_images_in_a_small_account_are_checked_with_one_page() {
+    let fake = Arc::new(FakeIms::new(50, Duration::from_secs(5)).with_other_images(100));
+    let (result, _) = run(&fake, images(50), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 50]);
+    let counters = fake.counters();
+    assert_eq!(counters.get_image, 0);
+    assert_submitted_once(&counters);
+}
+
+/// On the real clock (the governor limiter keeps real time): the register calls never come
+/// closer than the rate allows, in any one-second window.
+#[tokio::test]
+async fn submissions_never_exceed_the_submit_rate() {
+    let fake = Arc::new(FakeIms::new(12, Duration::from_millis(50)));
+    let mut config = config();
+    config.submit_rate = 20.0;
+    config.poll_interval = Duration::from_millis(20);
+    config.concurrency = 4;
+    let (result, _) = run(&fake, images(12), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 12]);
+    let times = fake.counters().register_times;
+    assert_eq!(times.len(), 12);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(49), "gap {gap:?}");
+    }
+    assert!(times[11] - times[0] >= Duration::from_millis(550));
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_start_after_the_interval_and_grow_by_half() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(1800)));
+    let mut config = config();
+    config.poll_interval = Duration::from_secs(10);
+    let (result, _) = run(&fake, images(1), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    let counters = fake.counters();
+    let submitted = counters.register_at[0];
+    let at: Vec<f64> = counters
+        .job_query_at
+        .iter()
+        .map(|t| (*t - submitted).as_secs_f64())
+        .collect();
+    assert!((9.0..=11.0).contains(&at[0]), "first poll at {}", at[0]);
+    let gaps: Vec<f64> = std::iter::once(at[0])
+        .chain(at.windows(2).map(|w| w[1] - w[0]))
+        .collect();
+    for pair in gaps.windows(2).take(6) {
+        let growth = pair[1] / pair[0];
+        assert!(
+            (1.5 * 0.9 / 1.1..=1.5 * 1.1 / 0.9).contains(&growth),
+            "{gaps:?}"
+        );
+    }
+    assert!(gaps.iter().all(|g| *g <= 330.0), "{gaps:?}");
+    assert!(
+        (10..=15).contains(&at.len()),
+        "{} polls for a 30-minute job",
+        at.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_back_off_exponentially_with_full_jitter() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(5)));
+    for _ in 0..4 {
+        fake.fault(Fault::ServerError);
+    }
+    let (result, events) = run(&fake, images(1), config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    assert_eq!(result.records[0].attempts, 5);
+    let delays: Vec<Duration> = events
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Retrying { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 4);
+    for (n, delay) in delays.iter().enumerate() {
+        assert!(
+            *delay <= Duration::from_millis(500) * (1 << n),
+            "{delays:?}"
+        );
+    }
+    // Each retry left right after its announced pause (tokio timers have 1 ms granularity).
+    let at = fake.counters().register_at;
+    for (n, delay) in delays.iter().enumerate() {
+        let gap = at[n + 1] - at[n];
+        assert!(
+            gap >= *delay && gap <= *delay + Duration::from_millis(2),
+            "{gap:?} vs {delay:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_server_errors_fail_the_image_with_the_code() {
+    let fake = Arc::new(FakeIms::new(2, Duration::from_secs(5)));
+    for _ in 0..super::retry::MAX_ATTEMPTS {
+        fake.fault(Fault::ServerError);
+    }
+    let mut config = config();
+    config.max_active_jobs = 1;
+    let (result, _) = run(&fake, images(2), config).await;
+    let failed: Vec<_> = result
+        .records
+        .iter()
+        .filter(|r| r.status == ImageOutcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error_code.as_deref(), Some("503"));
+    assert_eq!(failed[0].attempts, super::retry::MAX_ATTEMPTS);
+    assert_eq!(
+        result
+            .records
+            .iter()
+            .filter(|r| r.status == ImageOutcome::Registered)
+            .count(),
+        1,
+        "the run goes on with the others"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_ims_no_longer_knows_falls_back_to_the_image_status() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(60)));
+    let job = fake.start_job(&image_id(0));
+    fake.hide_job(&job);
+    let plan = vec![planned(&image_id(0), Some(&job))];
+    let (result, _) = run(&fake, plan, config()).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+    assert_eq!(result.records[0].job_id.as_deref(), Some(job.as_str()));
+    assert_eq!(fake.counters().register_calls, 0);
+    assert!(fake.counters().get_image >= 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_seen_by_a_sweep_carry_the_jobs_code_and_reason() {
+    let n = 30;
+    let fake = Arc::new(FakeIms::new(n, Duration::from_secs(120)));
+    for i in [3, 17, 29] {
+        fake.fail_job_of(&image_id(i));
+    }
+    let mut config = config();
+    config.max_active_jobs = 30;
+    config.poll_interval = Duration::from_secs(5);
+    let (result, _) = run(&fake, images(n), config).await;
+    for (i, record) in result.records.iter().enumerate() {
+        if [3, 17, 29].contains(&i) {
+            assert_eq!(record.status, ImageOutcome::Failed);
+            assert_eq!(record.error_code.as_deref(), Some("IMG.1075"));
+            assert_eq!(
+                record.error_message.as_deref(),
+                Some("the image file is corrupt")
+            );
+        } else {
+            assert_eq!(record.status, ImageOutcome::Registered, "image {i}");
+        }
+    }
+    let counters = fake.counters();
+    assert_eq!(
+        counters.show_job, 3,
+        "one query per failure, for its reason"
+    );
+    assert_eq!(counters.show_job_progress, 0);
+}
