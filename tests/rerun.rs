@@ -783,4 +783,33 @@ async fn failed_images_are_retried_only_with_retry_failed_and_only_when_queued()
         "{record}"
     );
     assert_eq!(world.stats().submissions[&corrupt], 2, "not submitted");
+
+    // A good file and a queued image again: the retry registers it, and says what it submits.
+    world.manifest(
+        "m.yaml",
+        &[
+            (0, "exports/vm-0.qcow2".into()),
+            (1, "exports/vm-1-fixed.qcow2".into()),
+            (2, "exports/vm-2.qcow2".into()),
+        ],
+    );
+    world.sim.set_image_status(&corrupt, ImageStatus::Queued);
+    let (code, log) = world
+        .run(
+            &manifest,
+            &["--retry-failed", "--report", "r6.json"],
+            "run6.log",
+        )
+        .await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("--retry-failed submits bucket-rerun:exports/vm-1-fixed.qcow2"),
+        "{log}"
+    );
+    let report = read_report(&world.path("r6.json"));
+    assert_eq!(statuses(&report)[&corrupt], "registered");
+    let stats = world.stats();
+    assert_eq!(stats.submissions[&corrupt], 3);
+    assert_eq!(stats.submissions[&image_id(0)], 1);
+    assert_eq!(stats.submissions[&image_id(2)], 1);
 }
