@@ -1,21 +1,20 @@
 //! Rate control of the calls.
 //!
 //! Each lane (register calls at `submit_rate`, status queries at `query_rate`) has a governor
-//! GCRA limiter at exactly its rate with burst 1: the hard cap, never a call faster than the
-//! rate after the previous one. Callers take turns through a FIFO lock, so only one task at a
-//! time waits for the limiter (no herd of tasks waking on every cell), and waits run on tokio's
-//! timer.
-//!
-//! The register lane adds a [`Pacer`] in front of the limiter: a slot schedule
-//! [`RATE_MARGIN`] below the rate. Slots follow each other at a fixed interval, so a turn taken
-//! a little late (timer granularity) does not delay all later ones; a turn taken more than
-//! [`SLACK`] late (a stalled thread) restarts the schedule from now, so a stall never turns into
-//! a burst. Any `N+1` register calls in a row are then spread over more than one second.
+//! GCRA limiter with burst 1: never a call sooner than one period after the previous one, so
+//! never a burst above the rate. The register lane's limiter runs [`RATE_MARGIN`] below
+//! `submit_rate`, so that the jitter between sending a call and its arrival cannot make a
+//! server enforcing the same rate see two calls too close. Callers take turns through a FIFO
+//! lock, so only one task at a time waits for the limiter (no herd of tasks waking on every
+//! cell). A GCRA limiter with burst 1 turns every late wake-up into a lasting loss of rate, and
+//! tokio's timer has millisecond granularity (up to 20 % at 200 calls/s), so the last
+//! [`FINE_WAIT`] of a wait is slept precisely on the thread itself.
 //!
 //! Throttling: when the gateway throttles one register call, every submitting task backs off,
-//! not just the one that was told: [`Pacer::throttled`] sets a "not before" instant for the
-//! whole lane and doubles a slowdown factor (up to x8) that stretches the slot interval; the
-//! factor halves again after each 10 s without throttling.
+//! not just the one that was told. [`Pacer::throttled`] sets a "not before" instant for the
+//! whole lane and doubles a slowdown factor (up to x8): while slowed, register calls are
+//! spaced by `factor x period` (on a fixed schedule: a turn taken up to [`SLACK`] late does not
+//! push the later ones back). The factor halves again after each 10 s without throttling.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -27,11 +26,12 @@ use tokio::time::Instant;
 
 /// Rates at or above this are treated as unlimited (benchmarks).
 pub const UNLIMITED_RATE: f64 = 1.0e6;
-/// The register slots run this much below `submit_rate`, so that the jitter between sending a
-/// call and its arrival cannot push a one-second window over the rate.
-pub const RATE_MARGIN: f64 = 0.995;
-/// A register turn taken later than this after its slot restarts the slot schedule.
+/// The register lane's limiter runs this much below `submit_rate`.
+pub const RATE_MARGIN: f64 = 0.998;
+/// While slowed down, a turn taken later than this after its slot restarts the schedule.
 pub const SLACK: Duration = Duration::from_millis(2);
+/// The end of a limiter wait is slept precisely, blocking the thread, for at most this long.
+const FINE_WAIT: Duration = Duration::from_micros(1500);
 /// Largest slowdown factor after repeated throttling.
 pub const MAX_SLOWDOWN: u32 = 8;
 /// Time without throttling after which the slowdown factor halves.
@@ -61,13 +61,18 @@ fn sane_rate(rate: f64) -> f64 {
 }
 
 impl Limiter {
-    /// `rate` in calls per second.
+    /// `rate` in calls per second, exactly.
     pub fn new(rate: f64) -> Self {
+        Self::with_margin(rate, 1.0)
+    }
+
+    /// `rate x margin` calls per second.
+    pub fn with_margin(rate: f64, margin: f64) -> Self {
         let rate = sane_rate(rate);
         let inner = if rate >= UNLIMITED_RATE {
             None
         } else {
-            Quota::with_period(Duration::from_secs_f64(1.0 / rate))
+            Quota::with_period(Duration::from_secs_f64(1.0 / (rate * margin)))
                 .map(|quota| RateLimiter::direct(quota.allow_burst(NonZeroU32::MIN)))
         };
         Limiter {
@@ -87,13 +92,10 @@ impl Limiter {
         self.rate
     }
 
-    /// Waits for this caller's turn, then (if given) for the pacer's slot, then for the
-    /// limiter's cell, and takes them.
+    /// Waits for this caller's turn, then (if given) for the pacer, then for the limiter's
+    /// cell, and takes them.
     pub async fn until_ready(&self, pacer: Option<&Pacer>) {
         if self.inner.is_none() && pacer.is_none_or(|p| p.is_open(Instant::now())) {
-            if let Some(pacer) = pacer {
-                pacer.wait_turn().await;
-            }
             return;
         }
         let _turn = self.turn.lock().await;
@@ -104,7 +106,15 @@ impl Limiter {
             return;
         };
         while let Err(not_until) = limiter.check() {
-            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+            let wait = not_until.wait_time_from(self.clock.now());
+            if wait > FINE_WAIT {
+                // Coarse part on tokio's timer (millisecond granularity)...
+                tokio::time::sleep(wait - FINE_WAIT).await;
+            } else {
+                // ...the last stretch precisely, holding this worker thread for at most
+                // FINE_WAIT: a late turn would slow the whole lane down for good (GCRA).
+                std::thread::sleep(wait);
+            }
         }
     }
 }
@@ -124,17 +134,18 @@ struct PacerState {
 }
 
 impl Pacer {
-    /// Slots for `rate` calls per second, [`RATE_MARGIN`] below it.
+    /// The throttle state of a lane of `rate` calls per second.
     pub fn for_rate(rate: f64) -> Self {
         let rate = sane_rate(rate);
         let interval = if rate >= UNLIMITED_RATE {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(1.0 / (rate * RATE_MARGIN))
+            Duration::from_secs_f64(1.0 / rate)
         };
         Self::new(interval)
     }
 
+    /// `base_interval` is the rate's period: the spacing unit while slowed down.
     pub fn new(base_interval: Duration) -> Self {
         let now = Instant::now();
         Pacer {
@@ -148,7 +159,7 @@ impl Pacer {
         }
     }
 
-    /// The interval between two slots at full speed.
+    /// The rate's period.
     pub fn interval(&self) -> Duration {
         self.base_interval
     }
@@ -163,9 +174,10 @@ impl Pacer {
         }
     }
 
+    /// Whether a turn may be taken at `now` without waiting.
     fn is_open(&self, now: Instant) -> bool {
         let state = self.lock();
-        state.slowdown == 1 && self.base_interval.is_zero() && state.not_before <= now
+        state.slowdown == 1 && state.not_before <= now
     }
 
     /// Takes the turn at `now` if the lane is open (`None`), else tells when to come back.
@@ -179,11 +191,12 @@ impl Pacer {
         if open_at > now {
             return Some(open_at);
         }
-        let interval = if state.slowdown > 1 {
-            self.base_interval.max(SLOWED_UNLIMITED_INTERVAL) * state.slowdown
-        } else {
-            self.base_interval
-        };
+        if state.slowdown == 1 {
+            // Full speed: the limiter alone spaces the calls.
+            state.next_slot = now;
+            return None;
+        }
+        let interval = self.base_interval.max(SLOWED_UNLIMITED_INTERVAL) * state.slowdown;
         let restart = (now + interval).checked_sub(SLACK).unwrap_or(now);
         state.next_slot = (state.next_slot + interval).max(restart);
         None
@@ -213,13 +226,22 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn slots_keep_their_schedule_and_a_stall_is_no_burst() {
-        let pacer = Pacer::new(Duration::from_millis(100));
+    async fn slowed_turns_keep_their_schedule_and_a_stall_is_no_burst() {
+        let pacer = Pacer::new(Duration::from_millis(50));
         let start = Instant::now();
         pacer.wait_turn().await;
         pacer.wait_turn().await;
+        assert_eq!(
+            Instant::now(),
+            start,
+            "full speed: the limiter spaces the calls"
+        );
+        pacer.throttled(Duration::ZERO);
+        pacer.wait_turn().await;
+        pacer.wait_turn().await;
+        // Slowed x2: 100 ms apart.
         assert_eq!(Instant::now() - start, Duration::from_millis(100));
-        // A turn taken 1 ms late keeps the schedule: the next slot is still at 200 ms.
+        // A turn taken 1 ms late keeps the schedule: the next slot is still 100 ms on.
         tokio::time::sleep(Duration::from_millis(101)).await;
         pacer.wait_turn().await;
         pacer.wait_turn().await;
@@ -284,8 +306,7 @@ mod tests {
         assert_eq!(Limiter::new(0.0).rate(), 0.001);
         assert_eq!(Limiter::new(-3.0).rate(), 0.001);
         assert_eq!(Limiter::new(2.0).rate(), 2.0);
-        let two = Pacer::for_rate(2.0).interval();
-        assert!(two > Duration::from_millis(502) && two < Duration::from_millis(503));
+        assert_eq!(Pacer::for_rate(2.0).interval(), Duration::from_millis(500));
         assert_eq!(Pacer::for_rate(f64::INFINITY).interval(), Duration::ZERO);
     }
 }
