@@ -1,10 +1,23 @@
 //! The manifest: a YAML list of image IDs and OBS URLs, parsed and validated offline into a
 //! [`Manifest`] the pipeline can run, with every problem located at its file, line and column.
+//!
+//! Reading goes: [`source`] (UTF-8, tabs) -> [`index`] (positions, from saphyr-parser's events;
+//! refuses alias bombs) -> [`raw`] (the values, from serde_yaml) -> [`check`] (walks both
+//! together and applies [`rules`]) -> [`Manifest`]. [`render`] prints the diagnostics.
 
+mod check;
+mod fasthash;
+mod index;
 pub mod model;
+mod raw;
+pub mod render;
+mod rules;
+mod source;
+mod stream;
 
 use std::path::{Path, PathBuf};
 
+pub use check::format_counts;
 pub use model::{
     Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest, Settings, Severity,
 };
@@ -23,6 +36,21 @@ pub enum ManifestError {
 /// Reads and validates a manifest file. Content problems (syntax, rules) are reported in
 /// [`Manifest::diagnostics`]; only an unreadable file is an `Err`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-    let _ = path;
-    unimplemented!("manifest loading is being built (issue 2)")
+    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut manifest = parse_bytes(&bytes, &path.display().to_string());
+    manifest.path = path.to_path_buf();
+    Ok(manifest)
+}
+
+/// Validates manifest text. `file_label` is the file name shown in diagnostics.
+pub fn parse_str(source: &str, file_label: &str) -> Manifest {
+    check::check_text(source, file_label)
+}
+
+/// Validates manifest bytes, reporting non-UTF-8 input as a located diagnostic.
+pub fn parse_bytes(source: &[u8], file_label: &str) -> Manifest {
+    check::check_bytes(source, file_label)
 }

@@ -1,2 +1,160 @@
-//! The built-in IMS simulator: a faithful stand-in for IMS over real HTTP (axum), used by the
-//! demo, the end-to-end tests and the benchmarks.
+//! The built-in IMS simulator: a faithful stand-in for IMS over real HTTP (axum on hyper),
+//! used by the demo, the end-to-end tests and the benchmarks.
+//!
+//! [`Simulator::start`] binds a port and serves in a tokio task; the returned [`SimHandle`]
+//! seeds images, forces statuses, reads [`SimStats`] and shuts the server down. Module map:
+//! [`config`] (YAML settings), [`state`] (images, jobs, lifecycle computed from the clock),
+//! [`auth`] (AK/SK and token checks), [`limits`] (rate limits), [`stats`] (counters),
+//! `api` (request handling) and `server` (connections, dropped responses, shutdown).
+
+mod api;
+pub mod auth;
+pub mod config;
+pub mod limits;
+mod server;
+pub mod state;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{Credentials, DurationDist, Faults, RateLimit, SimConfig};
+pub use stats::SimStats;
+
+use crate::ims::ImageStatus;
+
+/// The APIs the simulator serves; the names key `rate_limits` and [`SimStats::requests`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Api {
+    /// `PUT /v1/cloudimages/{image_id}/upload`
+    Register,
+    /// `GET /v1/{project_id}/jobs/{job_id}`
+    ShowJob,
+    /// `GET /v1/cloudimages/job/{job_id}`
+    ShowJobProgress,
+    /// `GET /v2/cloudimages`
+    ListImages,
+    /// `POST /v2/images`
+    CreateImage,
+    /// `GET /v2/images/{image_id}`
+    GetImage,
+}
+
+impl Api {
+    pub const ALL: [Api; 6] = [
+        Api::Register,
+        Api::ShowJob,
+        Api::ShowJobProgress,
+        Api::ListImages,
+        Api::CreateImage,
+        Api::GetImage,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Register => "register",
+            Api::ShowJob => "show_job",
+            Api::ShowJobProgress => "show_job_progress",
+            Api::ListImages => "list_images",
+            Api::CreateImage => "create_image",
+            Api::GetImage => "get_image",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Api> {
+        Api::ALL.into_iter().find(|api| api.name() == name)
+    }
+}
+
+/// Entry point: starts a simulator server.
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds `listen` (e.g. `127.0.0.1:0` for a free port) and serves in a tokio task.
+    ///
+    /// Must be called inside a tokio runtime. Fails if the configuration is invalid or the
+    /// address cannot be bound.
+    pub fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<SimHandle> {
+        config
+            .check()
+            .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidInput, m))?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(std::io::Error::other(
+                "the simulator must be started inside a tokio runtime",
+            ));
+        }
+        let listener = std::net::TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(api::Shared::new(config));
+        let (shutdown, task) = server::spawn(listener, shared.clone());
+        Ok(SimHandle {
+            addr,
+            shared,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// A running simulator. Keep it alive while the server is needed: dropping it stops the
+/// server too (without waiting); [`SimHandle::shutdown`] stops it and waits.
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<api::Shared>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl SimHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://HOST:PORT`, the endpoint to point a client at.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The configuration in force (credentials included, for building a client).
+    pub fn config(&self) -> &SimConfig {
+        self.shared.config()
+    }
+
+    /// Makes image IDs known as `queued` (already known ones are left alone).
+    pub fn add_images(&self, ids: impl IntoIterator<Item = String>) {
+        self.shared.add_images(ids);
+    }
+
+    /// Forces an image's status (creating it if unknown), e.g. `active` or `killed`, and
+    /// detaches any job from it.
+    pub fn set_image_status(&self, id: &str, status: ImageStatus) {
+        self.shared.set_image_status(id, status);
+    }
+
+    /// The image's status now, as IMS would report it.
+    pub fn image_status(&self, id: &str) -> Option<ImageStatus> {
+        self.shared.image_status(id)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStats {
+        self.shared.stats()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to a few seconds), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}

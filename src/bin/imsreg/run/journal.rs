@@ -1,0 +1,186 @@
+//! The state journal of `imsreg run` (on by default, next to the manifest): what earlier runs
+//! of the same manifest settled is not redone, jobs they started are followed instead of
+//! re-submitted, and every job ID this run gets is on disk before the image counts as
+//! submitted. A run lock keeps two runs off the same journal. `--dry-run` only reads the
+//! journal; `--simulate` and `--no-state` run without one (a simulated cloud forgets
+//! everything when the process ends, so its journal would lie to the next run).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use imsreg::manifest::ImageEntry;
+use imsreg::report::{ImageOutcome, ImageRecord};
+use imsreg::run::PlannedImage;
+use imsreg::state::{self, Journal, JournalSink, Replayed, RunLock, Slot, StateError};
+
+use crate::exit;
+
+/// Where the journal lives, if anywhere.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Off,
+    /// Read it, change nothing (dry run).
+    ReadOnly(PathBuf),
+    /// Lock, replay, compact, append.
+    ReadWrite(PathBuf),
+}
+
+impl Mode {
+    pub fn choose(
+        manifest: &Path,
+        state: Option<&Path>,
+        no_state: bool,
+        simulate: bool,
+        dry_run: bool,
+    ) -> Mode {
+        if no_state || simulate {
+            return Mode::Off;
+        }
+        let path = state.map_or_else(|| state::default_path(manifest), Path::to_path_buf);
+        if dry_run {
+            Mode::ReadOnly(path)
+        } else {
+            Mode::ReadWrite(path)
+        }
+    }
+}
+
+/// The manifest's valid entries after the journal: what the engine gets, what is settled.
+pub struct Prepared {
+    /// One per valid entry, in manifest order.
+    pub slots: Vec<Slot>,
+    /// The journal writer and the lock that guards it, while the run lasts.
+    pub journal: Option<(Arc<JournalSink>, RunLock)>,
+}
+
+impl Prepared {
+    pub fn engine_images(&self) -> Vec<PlannedImage> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Run(planned) => Some(planned.clone()),
+                Slot::Settled(_) => None,
+            })
+            .collect()
+    }
+
+    pub fn settled(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| matches!(slot, Slot::Settled(_)))
+            .count()
+    }
+
+    /// Records for every valid entry in manifest order: settled ones from the journal, the
+    /// others from the engine (one per planned image, in plan order).
+    pub fn records(&self, engine_records: Vec<ImageRecord>) -> Vec<ImageRecord> {
+        let mut engine = engine_records.into_iter();
+        self.slots
+            .iter()
+            .map(|slot| match slot {
+                Slot::Settled(record) => (**record).clone(),
+                Slot::Run(planned) => engine.next().unwrap_or_else(|| cancelled(planned)),
+            })
+            .collect()
+    }
+}
+
+/// Stand-in for a record the engine did not return (it always should).
+fn cancelled(planned: &PlannedImage) -> ImageRecord {
+    ImageRecord {
+        image_id: Some(planned.entry.image_id.clone()),
+        image_url: Some(planned.entry.image_url.to_string()),
+        name: planned.entry.name.clone(),
+        format: Some(planned.entry.format.to_string()),
+        status: ImageOutcome::Cancelled,
+        job_id: planned.known_job_id.clone(),
+        error_code: None,
+        error_message: None,
+        attempts: 0,
+        submitted_at: None,
+        finished_at: None,
+        duration_s: None,
+    }
+}
+
+/// Why the journal cannot be used, with the exit code that says so.
+#[derive(Debug)]
+pub struct Refused {
+    pub message: String,
+    pub code: u8,
+}
+
+/// Applies the journal (if any) to the manifest's valid entries.
+pub fn prepare(
+    mode: &Mode,
+    entries: &[ImageEntry],
+    retry_failed: bool,
+) -> Result<Prepared, Refused> {
+    let refused = |err: StateError| Refused {
+        code: match err {
+            StateError::Locked { .. } => exit::LOCKED,
+            _ => exit::USAGE,
+        },
+        message: err.to_string(),
+    };
+    let (replayed, journal) = match mode {
+        Mode::Off => (Replayed::default(), None),
+        Mode::ReadOnly(path) => (state::replay(path).map_err(refused)?, None),
+        Mode::ReadWrite(path) => {
+            let lock = RunLock::acquire(path).map_err(refused)?;
+            let (journal, replayed) = Journal::open(path).map_err(refused)?;
+            (replayed, Some((journal, lock)))
+        }
+    };
+    if let Mode::ReadOnly(path) | Mode::ReadWrite(path) = mode {
+        report_replay(path, &replayed);
+    }
+    let resumed = state::resume(entries, &replayed, retry_failed);
+    for warning in &resumed.warnings {
+        tracing::warn!("{warning}");
+    }
+    let planned = resumed.to_engine();
+    let journal =
+        journal.map(|(journal, lock)| (Arc::new(JournalSink::new(journal, &planned)), lock));
+    Ok(Prepared {
+        slots: resumed.slots,
+        journal,
+    })
+}
+
+fn report_replay(path: &Path, replayed: &Replayed) {
+    if replayed.torn_tail {
+        tracing::warn!(state = %path.display(), "the last line of the state journal was cut short (a crash?); ignored");
+    }
+    if !replayed.unreadable_lines.is_empty() {
+        tracing::warn!(state = %path.display(), lines = ?replayed.unreadable_lines, "unreadable state journal lines skipped");
+    }
+    if !replayed.images.is_empty() {
+        tracing::info!(state = %path.display(), images = replayed.images.len(), "resuming from the state journal");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulate_and_no_state_turn_the_journal_off() {
+        let manifest = Path::new("waves/w1.yaml");
+        let default = PathBuf::from("waves/w1.imsreg-state.jsonl");
+        assert_eq!(
+            Mode::choose(manifest, None, false, false, false),
+            Mode::ReadWrite(default.clone())
+        );
+        assert_eq!(
+            Mode::choose(manifest, None, false, false, true),
+            Mode::ReadOnly(default)
+        );
+        assert_eq!(
+            Mode::choose(manifest, Some(Path::new("s.jsonl")), false, false, false),
+            Mode::ReadWrite(PathBuf::from("s.jsonl"))
+        );
+        assert_eq!(Mode::choose(manifest, None, true, false, false), Mode::Off);
+        assert_eq!(Mode::choose(manifest, None, false, true, false), Mode::Off);
+    }
+}

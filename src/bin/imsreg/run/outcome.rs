@@ -1,0 +1,238 @@
+//! The end of a run: the report assembled from the engine's records and the manifest's invalid
+//! entries (in manifest order), and the exit code that sums it up.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use imsreg::manifest::{ImageEntry, InvalidEntry};
+use imsreg::report::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
+
+use crate::exit;
+
+/// How the engine's run ended, beyond the per-image records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// SIGINT/SIGTERM stopped it.
+    pub interrupted: bool,
+    /// A 401 stopped it.
+    pub auth_failed: bool,
+}
+
+/// The exit code of a run that got as far as the engine.
+///
+/// - 130 when interrupted (the report is written first);
+/// - 2 when a 401 stopped the run before IMS accepted any registration: nothing was changed
+///   in the cloud, and the fix is the credentials (a configuration error);
+/// - 0 when every image is registered or already registered;
+/// - 1 otherwise (failed, invalid, pending, cancelled after a later 401).
+pub fn exit_code(records: &[ImageRecord], ending: Ending) -> u8 {
+    if ending.interrupted {
+        return exit::INTERRUPTED;
+    }
+    if ending.auth_failed && !records.iter().any(registration_accepted) {
+        return exit::USAGE;
+    }
+    let summary = Summary::from_records(records);
+    if summary.total > 0 && summary.all_succeeded() && !ending.auth_failed {
+        exit::OK
+    } else {
+        exit::SOME_FAILED
+    }
+}
+
+/// True when IMS accepted a registration for this image in this run (a job exists).
+fn registration_accepted(record: &ImageRecord) -> bool {
+    record.job_id.is_some() || record.status == ImageOutcome::Registered
+}
+
+/// The report line of a manifest entry that failed validation (`--skip-invalid`).
+pub fn invalid_record(entry: &InvalidEntry) -> ImageRecord {
+    ImageRecord {
+        image_id: entry.image_id.clone(),
+        image_url: entry.image_url.clone(),
+        name: entry.name.clone(),
+        format: None,
+        status: ImageOutcome::Invalid,
+        job_id: None,
+        error_code: Some(INVALID_ENTRY_CODE.to_string()),
+        error_message: Some(format!(
+            "manifest line {}: {}",
+            entry.line,
+            entry.problems.join("; ")
+        )),
+        attempts: 0,
+        submitted_at: None,
+        finished_at: None,
+        duration_s: None,
+    }
+}
+
+/// `error_code` of invalid manifest entries, so report readers can filter them.
+pub const INVALID_ENTRY_CODE: &str = "MANIFEST.INVALID";
+
+/// Merges the engine's records (one per valid entry, in plan order) with the invalid entries,
+/// ordered by their line in the manifest.
+pub fn records_in_manifest_order(
+    valid: &[ImageEntry],
+    engine_records: Vec<ImageRecord>,
+    invalid: &[InvalidEntry],
+) -> Vec<ImageRecord> {
+    debug_assert_eq!(
+        valid.len(),
+        engine_records.len(),
+        "one record per planned image"
+    );
+    let mut lines: Vec<(usize, ImageRecord)> = valid
+        .iter()
+        .map(|entry| entry.line)
+        .zip(engine_records)
+        .chain(
+            invalid
+                .iter()
+                .map(|entry| (entry.line, invalid_record(entry))),
+        )
+        .collect();
+    lines.sort_by_key(|(line, _)| *line);
+    lines.into_iter().map(|(_, record)| record).collect()
+}
+
+/// Assembles the report.
+pub fn build_report(
+    manifest: &Path,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    settings: ReportSettings,
+    images: Vec<ImageRecord>,
+) -> Report {
+    Report {
+        imsreg_version: imsreg::VERSION.to_string(),
+        manifest: manifest.display().to_string(),
+        started_at,
+        finished_at,
+        settings,
+        summary: Summary::from_records(&images),
+        images,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imsreg::manifest::{ImageFormat, ImageUrl};
+
+    fn record(id: &str, status: ImageOutcome, job: Option<&str>) -> ImageRecord {
+        ImageRecord {
+            image_id: Some(id.into()),
+            image_url: None,
+            name: None,
+            format: None,
+            status,
+            job_id: job.map(String::from),
+            error_code: None,
+            error_message: None,
+            attempts: u32::from(job.is_some()),
+            submitted_at: None,
+            finished_at: None,
+            duration_s: None,
+        }
+    }
+
+    fn entry(id: &str, line: usize) -> ImageEntry {
+        ImageEntry {
+            image_id: id.into(),
+            image_url: ImageUrl {
+                bucket: "b".into(),
+                object: "o.qcow2".into(),
+            },
+            name: None,
+            format: ImageFormat::Qcow2,
+            line,
+        }
+    }
+
+    #[test]
+    fn all_registered_or_already_registered_is_success() {
+        let records = [
+            record("a", ImageOutcome::Registered, Some("j")),
+            record("b", ImageOutcome::AlreadyRegistered, None),
+        ];
+        assert_eq!(exit_code(&records, Ending::default()), exit::OK);
+    }
+
+    #[test]
+    fn any_failed_pending_invalid_or_cancelled_is_one() {
+        for bad in [
+            ImageOutcome::Failed,
+            ImageOutcome::Pending,
+            ImageOutcome::Invalid,
+            ImageOutcome::Cancelled,
+        ] {
+            let records = [
+                record("a", ImageOutcome::Registered, Some("j")),
+                record("b", bad, None),
+            ];
+            assert_eq!(
+                exit_code(&records, Ending::default()),
+                exit::SOME_FAILED,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn interruption_wins_over_everything() {
+        let records = [record("a", ImageOutcome::Registered, Some("j"))];
+        let ending = Ending {
+            interrupted: true,
+            auth_failed: true,
+        };
+        assert_eq!(exit_code(&records, ending), exit::INTERRUPTED);
+    }
+
+    #[test]
+    fn auth_failure_before_any_accepted_registration_is_a_configuration_error() {
+        let ending = Ending {
+            auth_failed: true,
+            ..Ending::default()
+        };
+        let nothing_accepted = [
+            record("a", ImageOutcome::Cancelled, None),
+            record("b", ImageOutcome::AlreadyRegistered, None),
+        ];
+        assert_eq!(exit_code(&nothing_accepted, ending), exit::USAGE);
+        let one_accepted = [
+            record("a", ImageOutcome::Pending, Some("j")),
+            record("b", ImageOutcome::Cancelled, None),
+        ];
+        assert_eq!(exit_code(&one_accepted, ending), exit::SOME_FAILED);
+    }
+
+    #[test]
+    fn invalid_entries_take_their_manifest_position() {
+        let valid = [entry("a", 3), entry("c", 9)];
+        let invalid = [InvalidEntry {
+            line: 6,
+            image_id: Some("not-a-uuid".into()),
+            image_url: Some("bad url".into()),
+            name: None,
+            problems: vec!["image_id: not a UUID".into(), "image_url: space".into()],
+        }];
+        let records = records_in_manifest_order(
+            &valid,
+            vec![
+                record("a", ImageOutcome::Registered, Some("j1")),
+                record("c", ImageOutcome::Failed, Some("j2")),
+            ],
+            &invalid,
+        );
+        let ids: Vec<_> = records.iter().map(|r| r.image_id.as_deref()).collect();
+        assert_eq!(ids, [Some("a"), Some("not-a-uuid"), Some("c")]);
+        let bad = &records[1];
+        assert_eq!(bad.status, ImageOutcome::Invalid);
+        assert_eq!(bad.error_code.as_deref(), Some(INVALID_ENTRY_CODE));
+        let message = bad.error_message.as_deref().unwrap();
+        assert!(message.contains("line 6") && message.contains("not a UUID; image_url: space"));
+        let summary = Summary::from_records(&records);
+        assert_eq!((summary.total, summary.invalid), (3, 1));
+    }
+}

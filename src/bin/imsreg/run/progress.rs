@@ -1,0 +1,529 @@
+//! What a person watching `imsreg run` sees while it works: the binary's [`EventSink`].
+//!
+//! On a terminal it draws an indicatif display (one overall bar with queued / submitted /
+//! registered / failed counts, the current submission and completion rates and an ETA, plus a
+//! bar per running image where IMS reports a percentage) and logs only what needs attention.
+//! Off a terminal, or with `--no-progress`, there are no bars and every state change is one
+//! log line at info level. The engine never touches the terminal itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use imsreg::report::{ImageOutcome, ImageRecord};
+use imsreg::run::{EventSink, PlannedImage, RunEvent};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// At most this many per-image bars at once; other running images only count.
+const MAX_JOB_BARS: usize = 8;
+
+/// Rates are averaged over this trailing window.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Where one image stands, as far as the events tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not accepted by IMS yet (includes calls in flight and retries).
+    Queued,
+    /// Accepted, or found `saving`: a job runs in the cloud.
+    InCloud,
+    Done(ImageOutcome),
+}
+
+/// Counts per stage, fed by events; pure bookkeeping, unit-tested.
+/// Counters move with each stage change (O(1) per event, whatever the number of images).
+#[derive(Debug)]
+pub struct Tally {
+    started: Instant,
+    total: usize,
+    stages: HashMap<String, Stage>,
+    /// The stage counters; the rates are filled in by [`Tally::counts`].
+    counts: Counts,
+    submissions: VecDeque<Instant>,
+    completions: VecDeque<Instant>,
+}
+
+/// A snapshot of the tally for display.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub queued: usize,
+    pub in_cloud: usize,
+    pub registered: usize,
+    pub failed: usize,
+    pub other_done: usize,
+    pub throttled: u64,
+    pub retries: u64,
+    pub submits_per_s: f64,
+    pub done_per_s: f64,
+}
+
+impl Counts {
+    pub fn done(&self) -> usize {
+        self.registered + self.failed + self.other_done
+    }
+}
+
+impl Tally {
+    pub fn new(image_ids: impl IntoIterator<Item = String>, now: Instant) -> Self {
+        let stages: HashMap<String, Stage> = image_ids
+            .into_iter()
+            .map(|id| (id, Stage::Queued))
+            .collect();
+        Tally {
+            started: now,
+            total: stages.len(),
+            counts: Counts {
+                queued: stages.len(),
+                ..Counts::default()
+            },
+            stages,
+            submissions: VecDeque::new(),
+            completions: VecDeque::new(),
+        }
+    }
+
+    /// Applies one event. Unknown image IDs and repeated events change nothing twice.
+    pub fn apply(&mut self, event: &RunEvent, now: Instant) {
+        match event {
+            RunEvent::StatusKnown { image_id, status } if status.eq_ignore_ascii_case("saving") => {
+                self.advance(image_id, Stage::InCloud);
+            }
+            RunEvent::Submitted { image_id, .. } => {
+                let first_time = self.advance(image_id, Stage::InCloud);
+                if first_time {
+                    self.submissions.push_back(now);
+                }
+            }
+            RunEvent::Finished(record) => {
+                if let Some(id) = &record.image_id
+                    && self.advance(id, Stage::Done(record.status))
+                {
+                    self.completions.push_back(now);
+                }
+            }
+            RunEvent::Throttled { .. } => self.counts.throttled += 1,
+            RunEvent::Retrying { .. } => self.counts.retries += 1,
+            _ => {}
+        }
+    }
+
+    /// Moves an image forward (never back); true when its stage changed.
+    fn advance(&mut self, image_id: &str, to: Stage) -> bool {
+        let Some(stage) = self.stages.get_mut(image_id) else {
+            return false;
+        };
+        let forward = matches!(
+            (*stage, to),
+            (Stage::Queued, Stage::InCloud) | (Stage::Queued | Stage::InCloud, Stage::Done(_))
+        );
+        if forward {
+            let from = std::mem::replace(stage, to);
+            *self.counter(from) -= 1;
+            *self.counter(to) += 1;
+        }
+        forward
+    }
+
+    fn counter(&mut self, stage: Stage) -> &mut usize {
+        match stage {
+            Stage::Queued => &mut self.counts.queued,
+            Stage::InCloud => &mut self.counts.in_cloud,
+            Stage::Done(outcome) if outcome.is_success() => &mut self.counts.registered,
+            Stage::Done(ImageOutcome::Failed) => &mut self.counts.failed,
+            Stage::Done(_) => &mut self.counts.other_done,
+        }
+    }
+
+    pub fn counts(&mut self, now: Instant) -> Counts {
+        let mut counts = self.counts.clone();
+        let window = now
+            .saturating_duration_since(self.started)
+            .min(RATE_WINDOW)
+            .as_secs_f64()
+            .max(1.0);
+        counts.submits_per_s = trailing_count(&mut self.submissions, now) as f64 / window;
+        counts.done_per_s = trailing_count(&mut self.completions, now) as f64 / window;
+        counts
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+/// Drops instants older than the rate window and counts the rest.
+fn trailing_count(instants: &mut VecDeque<Instant>, now: Instant) -> usize {
+    while instants
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) > RATE_WINDOW)
+    {
+        instants.pop_front();
+    }
+    instants.len()
+}
+
+/// The one-line status shown next to the overall bar.
+pub fn status_line(counts: &Counts) -> String {
+    let mut line = format!(
+        "{} queued · {} submitted · {} registered · {} failed",
+        counts.queued, counts.in_cloud, counts.registered, counts.failed
+    );
+    if counts.other_done > 0 {
+        line.push_str(&format!(" · {} other", counts.other_done));
+    }
+    line.push_str(&format!(
+        " · {:.1} submits/s · {:.1} done/s",
+        counts.submits_per_s, counts.done_per_s
+    ));
+    if counts.throttled > 0 {
+        line.push_str(&format!(" · throttled {}x", counts.throttled));
+    }
+    line
+}
+
+/// The terminal display, present only on a TTY without `--no-progress`.
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    jobs: HashMap<String, ProgressBar>,
+}
+
+struct Inner {
+    tally: Tally,
+    bars: Option<Bars>,
+}
+
+/// The [`EventSink`] of the binary: progress bars and/or log lines.
+pub struct UiSink {
+    inner: Mutex<Inner>,
+    /// Labels (name, else the image ID) for per-image bars.
+    labels: HashMap<String, String>,
+    /// True when bars are drawn: routine state changes then go to debug level.
+    quiet: bool,
+}
+
+impl UiSink {
+    /// `multi` is the display the logger also writes through; pass `show_bars = false` to get
+    /// log lines only.
+    pub fn new(images: &[PlannedImage], multi: &MultiProgress, show_bars: bool) -> Self {
+        let tally = Tally::new(
+            images.iter().map(|i| i.entry.image_id.clone()),
+            Instant::now(),
+        );
+        let bars = show_bars.then(|| {
+            let overall = multi.add(ProgressBar::new(tally.total() as u64));
+            overall.set_style(
+                ProgressStyle::with_template(
+                    "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} done, ETA {eta}\n  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            overall.enable_steady_tick(Duration::from_millis(120));
+            Bars {
+                multi: multi.clone(),
+                overall,
+                jobs: HashMap::new(),
+            }
+        });
+        let labels = images
+            .iter()
+            .map(|i| {
+                let label = i
+                    .entry
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| i.entry.image_id.clone());
+                (i.entry.image_id.clone(), label)
+            })
+            .collect();
+        UiSink {
+            inner: Mutex::new(Inner { tally, bars }),
+            labels,
+            quiet: show_bars,
+        }
+    }
+
+    /// Removes the bars from the screen (before the final summary, or on a second signal).
+    pub fn clear(&self) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if let Some(bars) = inner.bars.take() {
+            for (_, bar) in bars.jobs {
+                bar.finish_and_clear();
+            }
+            bars.overall.finish_and_clear();
+            let _ = bars.multi.clear();
+        }
+    }
+
+    fn update_display(&self, inner: &mut Inner, event: &RunEvent) {
+        let now = Instant::now();
+        inner.tally.apply(event, now);
+        let counts = inner.tally.counts(now);
+        let Some(bars) = inner.bars.as_mut() else {
+            return;
+        };
+        bars.overall.set_position(counts.done() as u64);
+        bars.overall.set_message(status_line(&counts));
+        match event {
+            RunEvent::CheckingStatus { images } => {
+                bars.overall
+                    .set_message(format!("checking the status of {images} images in IMS"));
+            }
+            RunEvent::Progress { image_id, percent } => {
+                let label = self.labels.get(image_id).cloned().unwrap_or_default();
+                if !bars.jobs.contains_key(image_id) && bars.jobs.len() < MAX_JOB_BARS {
+                    let bar = bars.multi.add(ProgressBar::new(100));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "  {prefix:<36!} {bar:30.green/white} {pos:>3}%",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(label);
+                    bars.jobs.insert(image_id.clone(), bar);
+                }
+                if let Some(bar) = bars.jobs.get(image_id) {
+                    bar.set_position(percent.clamp(0.0, 100.0).round() as u64);
+                }
+            }
+            RunEvent::Finished(record) => {
+                if let Some(bar) = record.image_id.as_ref().and_then(|id| bars.jobs.remove(id)) {
+                    bar.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl EventSink for UiSink {
+    fn event(&self, event: &RunEvent) {
+        log_event(event, self.quiet);
+        if let Ok(mut inner) = self.inner.lock() {
+            self.update_display(&mut inner, event);
+        }
+    }
+}
+
+/// Routine state changes: info without bars, debug under bars (the bars show them).
+macro_rules! state_change {
+    ($quiet:expr, $($arg:tt)+) => {
+        if $quiet { tracing::debug!($($arg)+) } else { tracing::info!($($arg)+) }
+    };
+}
+
+/// One log line per state change; anything needing attention at warn or error.
+fn log_event(event: &RunEvent, quiet: bool) {
+    match event {
+        RunEvent::CheckingStatus { images } => {
+            state_change!(
+                quiet,
+                images,
+                "checking the current status of the images in IMS"
+            );
+        }
+        RunEvent::StatusKnown { image_id, status } if status.eq_ignore_ascii_case("queued") => {
+            tracing::debug!(image_id = %image_id, status = %status, "image is queued in IMS");
+        }
+        RunEvent::StatusKnown { image_id, status } => {
+            state_change!(quiet, image_id = %image_id, status = %status, "image is already {status} in IMS");
+        }
+        RunEvent::Submitting { image_id, attempt } if *attempt <= 1 => {
+            tracing::debug!(image_id = %image_id, attempt, "submitting registration");
+        }
+        RunEvent::Submitting { image_id, attempt } => {
+            state_change!(quiet, image_id = %image_id, attempt, "re-sending registration");
+        }
+        RunEvent::Submitted { image_id, job_id } => {
+            state_change!(quiet, image_id = %image_id, job_id = %job_id, "registration accepted");
+        }
+        RunEvent::Retrying {
+            image_id,
+            reason,
+            delay,
+        } => {
+            let delay = humantime::format_duration(round_ms(*delay)).to_string();
+            match image_id {
+                Some(id) => {
+                    state_change!(quiet, image_id = %id, delay = %delay, "retrying: {reason}")
+                }
+                None => state_change!(quiet, delay = %delay, "retrying: {reason}"),
+            }
+        }
+        RunEvent::Throttled { delay } => {
+            let delay = humantime::format_duration(round_ms(*delay)).to_string();
+            state_change!(quiet, delay = %delay, "IMS is throttling requests; slowing down");
+        }
+        RunEvent::Progress { image_id, percent } => {
+            tracing::debug!(image_id = %image_id, percent, "job progress");
+        }
+        RunEvent::Finished(record) => log_finished(record, quiet),
+        RunEvent::AuthFailed { message } => {
+            tracing::error!(
+                "IMS rejected the credentials; stopping the run without sending more requests: {message}"
+            );
+        }
+    }
+}
+
+fn log_finished(record: &ImageRecord, quiet: bool) {
+    let id = record.image_id.as_deref().unwrap_or("-");
+    let job = record.job_id.as_deref().unwrap_or("-");
+    let code = record.error_code.as_deref().unwrap_or("-");
+    let reason = record.error_message.as_deref().unwrap_or("");
+    match record.status {
+        ImageOutcome::Registered | ImageOutcome::AlreadyRegistered | ImageOutcome::Cancelled => {
+            state_change!(quiet, image_id = %id, job_id = %job, status = %record.status, "image {}", record.status);
+        }
+        ImageOutcome::Failed | ImageOutcome::Invalid => {
+            tracing::warn!(image_id = %id, job_id = %job, status = %record.status, error_code = %code, "image failed: {reason}");
+        }
+        ImageOutcome::Pending => {
+            tracing::warn!(image_id = %id, job_id = %job, status = %record.status, "image left pending: its job is still running in IMS (job ID in the report)");
+        }
+    }
+}
+
+fn round_ms(delay: Duration) -> Duration {
+    Duration::from_millis(delay.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, status: ImageOutcome) -> ImageRecord {
+        ImageRecord {
+            image_id: Some(id.into()),
+            image_url: None,
+            name: None,
+            format: None,
+            status,
+            job_id: None,
+            error_code: None,
+            error_message: None,
+            attempts: 1,
+            submitted_at: None,
+            finished_at: None,
+            duration_s: None,
+        }
+    }
+
+    #[test]
+    fn tally_follows_images_through_their_stages() {
+        let t0 = Instant::now();
+        let mut tally = Tally::new(["a", "b", "c", "d"].map(String::from), t0);
+        tally.apply(
+            &RunEvent::StatusKnown {
+                image_id: "d".into(),
+                status: "saving".into(),
+            },
+            t0,
+        );
+        tally.apply(
+            &RunEvent::Submitted {
+                image_id: "a".into(),
+                job_id: "j1".into(),
+            },
+            t0,
+        );
+        tally.apply(
+            &RunEvent::Submitted {
+                image_id: "b".into(),
+                job_id: "j2".into(),
+            },
+            t0,
+        );
+        tally.apply(
+            &RunEvent::Finished(record("a", ImageOutcome::Registered)),
+            t0,
+        );
+        tally.apply(&RunEvent::Finished(record("b", ImageOutcome::Failed)), t0);
+        let counts = tally.counts(t0 + Duration::from_secs(2));
+        assert_eq!(counts.queued, 1, "c was never submitted");
+        assert_eq!(counts.in_cloud, 1, "d is saving");
+        assert_eq!(counts.registered, 1);
+        assert_eq!(counts.failed, 1);
+        assert_eq!(counts.done(), 2);
+    }
+
+    #[test]
+    fn repeated_and_unknown_events_count_once() {
+        let t0 = Instant::now();
+        let mut tally = Tally::new(["a".to_string()], t0);
+        let submitted = RunEvent::Submitted {
+            image_id: "a".into(),
+            job_id: "j".into(),
+        };
+        tally.apply(&submitted, t0);
+        tally.apply(&submitted, t0);
+        tally.apply(
+            &RunEvent::Submitted {
+                image_id: "zzz".into(),
+                job_id: "j".into(),
+            },
+            t0,
+        );
+        tally.apply(&RunEvent::Finished(record("a", ImageOutcome::Pending)), t0);
+        // A late Submitted must not move a finished image back into the cloud.
+        tally.apply(&submitted, t0);
+        let counts = tally.counts(t0);
+        assert_eq!(counts.in_cloud, 0);
+        assert_eq!(counts.other_done, 1);
+        assert_eq!(counts.done(), 1);
+        assert_eq!(tally.total(), 1);
+    }
+
+    #[test]
+    fn rates_use_a_trailing_window() {
+        let t0 = Instant::now();
+        let ids: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+        let mut tally = Tally::new(ids.clone(), t0);
+        // 20 submissions in the first second, 10 more at t = 15 s.
+        for id in &ids[..20] {
+            let event = RunEvent::Submitted {
+                image_id: id.clone(),
+                job_id: "j".into(),
+            };
+            tally.apply(&event, t0 + Duration::from_millis(500));
+        }
+        assert_eq!(
+            tally.counts(t0 + Duration::from_secs(1)).submits_per_s,
+            20.0
+        );
+        for id in &ids[20..] {
+            let event = RunEvent::Submitted {
+                image_id: id.clone(),
+                job_id: "j".into(),
+            };
+            tally.apply(&event, t0 + Duration::from_secs(15));
+        }
+        // The first burst is out of the 10 s window by now.
+        assert_eq!(
+            tally.counts(t0 + Duration::from_secs(15)).submits_per_s,
+            1.0
+        );
+    }
+
+    #[test]
+    fn status_line_mentions_throttling_only_when_it_happened() {
+        let mut counts = Counts {
+            queued: 3,
+            in_cloud: 2,
+            registered: 5,
+            failed: 1,
+            submits_per_s: 2.0,
+            ..Counts::default()
+        };
+        let line = status_line(&counts);
+        assert!(line.starts_with("3 queued · 2 submitted · 5 registered · 1 failed"));
+        assert!(line.contains("2.0 submits/s"));
+        assert!(!line.contains("throttled"));
+        counts.throttled = 4;
+        assert!(status_line(&counts).contains("throttled 4x"));
+    }
+}

@@ -1,0 +1,208 @@
+//! The concise final summary printed on stdout when a run ends (coloured on a terminal):
+//! counts per outcome, the failures with their IMS code and reason, and where the reports are.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use imsreg::report::{ImageOutcome, Report};
+
+/// At most this many failures are listed; the report has them all.
+const MAX_LISTED: usize = 20;
+
+const GREEN: Style = AnsiColor::Green.on_default().bold();
+const RED: Style = AnsiColor::Red.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+
+/// Renders the summary (with ANSI styles; anstream strips them off a terminal).
+pub fn render(
+    report: &Report,
+    elapsed: Duration,
+    reports: &[PathBuf],
+    interrupted: bool,
+) -> String {
+    let s = &report.summary;
+    let mut out = String::new();
+    let headline = if interrupted {
+        format!("{YELLOW}Interrupted{YELLOW:#}")
+    } else if s.all_succeeded() && s.total > 0 {
+        format!("{GREEN}Done{GREEN:#}")
+    } else {
+        format!("{RED}Finished with problems{RED:#}")
+    };
+    out.push_str(&format!(
+        "{headline}: {} images in {}\n",
+        s.total,
+        humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
+    ));
+    let rows = [
+        ("registered", s.registered, GREEN),
+        ("already registered", s.already_registered, GREEN),
+        ("failed", s.failed, RED),
+        ("invalid", s.invalid, RED),
+        ("pending", s.pending, YELLOW),
+        ("cancelled", s.cancelled, YELLOW),
+    ];
+    for (label, count, style) in rows.into_iter().filter(|(_, count, _)| *count > 0) {
+        out.push_str(&format!("  {style}{count:>7}{style:#} {label}\n"));
+    }
+
+    let problems: Vec<_> = report
+        .images
+        .iter()
+        .filter(|r| !r.status.is_success() && r.status != ImageOutcome::Cancelled)
+        .collect();
+    if !problems.is_empty() {
+        out.push_str("Problems:\n");
+        for record in problems.iter().take(MAX_LISTED) {
+            let id = record.image_id.as_deref().unwrap_or("(no image_id)");
+            let label = record
+                .name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let detail = match record.status {
+                ImageOutcome::Pending => format!(
+                    "still running in IMS, job {}",
+                    record.job_id.as_deref().unwrap_or("unknown")
+                ),
+                _ => {
+                    let code = record.error_code.as_deref().unwrap_or("");
+                    let message = record.error_message.as_deref().unwrap_or("no reason given");
+                    // Messages of refused calls already name their code ("HTTP 400 IMG.x: ...").
+                    if code.is_empty() || message.contains(code) {
+                        message.to_string()
+                    } else {
+                        format!("{code}: {message}")
+                    }
+                }
+            };
+            out.push_str(&format!("  {} {id}{label}: {detail}\n", record.status));
+        }
+        if problems.len() > MAX_LISTED {
+            out.push_str(&format!(
+                "  ... and {} more (see the report)\n",
+                problems.len() - MAX_LISTED
+            ));
+        }
+    }
+    if !reports.is_empty() {
+        let list: Vec<String> = reports.iter().map(|p| p.display().to_string()).collect();
+        out.push_str(&format!("{DIM}Report: {}{DIM:#}\n", list.join(", ")));
+    }
+    out
+}
+
+/// Prints the summary on stdout.
+pub fn print(report: &Report, elapsed: Duration, reports: &[PathBuf], interrupted: bool) {
+    let text = render(report, elapsed, reports, interrupted);
+    let mut stdout = anstream::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use imsreg::report::{ImageRecord, ReportSettings, Summary};
+
+    fn record(i: usize, status: ImageOutcome) -> ImageRecord {
+        ImageRecord {
+            image_id: Some(format!("id-{i}")),
+            image_url: None,
+            name: (i == 0).then(|| "web-01".to_string()),
+            format: None,
+            status,
+            job_id: Some(format!("job-{i}")),
+            error_code: (status == ImageOutcome::Failed).then(|| "IMG.0057".to_string()),
+            error_message: (status == ImageOutcome::Failed).then(|| "bad header".to_string()),
+            attempts: 1,
+            submitted_at: None,
+            finished_at: None,
+            duration_s: None,
+        }
+    }
+
+    fn report(images: Vec<ImageRecord>) -> Report {
+        Report {
+            imsreg_version: "0".into(),
+            manifest: "m.yaml".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            settings: ReportSettings {
+                endpoint: "http://127.0.0.1:1".into(),
+                region: None,
+                project_id: None,
+                concurrency: 1,
+                max_active_jobs: 1,
+                submit_rate: 1.0,
+                query_rate: 1.0,
+                poll_interval_s: 1.0,
+                job_timeout_s: 1.0,
+                dry_run: false,
+            },
+            summary: Summary::from_records(&images),
+            images,
+        }
+    }
+
+    /// The text without ANSI styles.
+    fn plain(text: &str) -> String {
+        let mut out = Vec::new();
+        let mut stream = anstream::StripStream::new(&mut out);
+        stream.write_all(text.as_bytes()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn success_lists_counts_and_reports() {
+        let text = plain(&render(
+            &report(vec![
+                record(0, ImageOutcome::Registered),
+                record(1, ImageOutcome::AlreadyRegistered),
+            ]),
+            Duration::from_millis(1500),
+            &[PathBuf::from("r.json"), PathBuf::from("r.md")],
+            false,
+        ));
+        assert!(text.starts_with("Done: 2 images in 1s 500ms\n"), "{text}");
+        assert!(text.contains("      1 registered\n"), "{text}");
+        assert!(text.contains("      1 already registered\n"), "{text}");
+        assert!(
+            !text.contains("failed") && !text.contains("Problems"),
+            "{text}"
+        );
+        assert!(text.contains("Report: r.json, r.md"), "{text}");
+    }
+
+    #[test]
+    fn problems_are_listed_with_code_and_reason_up_to_a_limit() {
+        let mut images = vec![
+            record(0, ImageOutcome::Failed),
+            record(1, ImageOutcome::Pending),
+        ];
+        images.extend((2..30).map(|i| record(i, ImageOutcome::Failed)));
+        let text = plain(&render(&report(images), Duration::ZERO, &[], false));
+        assert!(
+            text.starts_with("Finished with problems: 30 images"),
+            "{text}"
+        );
+        assert!(
+            text.contains("failed id-0 (web-01): IMG.0057: bad header"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pending id-1: still running in IMS, job job-1"),
+            "{text}"
+        );
+        assert!(text.contains("... and 10 more (see the report)"), "{text}");
+        let interrupted = plain(&render(&report(vec![]), Duration::ZERO, &[], true));
+        assert!(
+            interrupted.starts_with("Interrupted: 0 images"),
+            "{interrupted}"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Which IMS the run talks to, and as whom: the real cloud (endpoint from flags/manifest,
+//! credentials from the environment) or, with `--simulate`, the built-in simulator started in
+//! this process with its own credentials.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use imsreg::ims::auth::{self, Credentials, Secret};
+use imsreg::ims::client::{self, Client, ClientConfig};
+use imsreg::sim::{DurationDist, SimConfig, SimHandle, Simulator};
+
+/// Why the run cannot start; each is exit code 2 (nothing attempted).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    Credentials(#[from] auth::AuthError),
+    #[error("{0}")]
+    Endpoint(imsreg::ims::ImsError),
+    #[error(
+        "no project ID: set --project-id, `project_id:` in the manifest settings, or {}",
+        auth::ENV_PROJECT_ID
+    )]
+    NoProject,
+    #[error("cannot start the simulator: {0}")]
+    Simulator(std::io::Error),
+}
+
+/// Endpoint, region and project as requested by flags over manifest settings.
+#[derive(Debug, Clone, Default)]
+pub struct Location {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+}
+
+/// A ready client, plus what the report says about it.
+pub struct Target {
+    pub client: Client,
+    pub endpoint: String,
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+    /// The in-process simulator (`--simulate`); dropped after the run.
+    pub simulator: Option<SimHandle>,
+}
+
+/// The real cloud: credentials from the environment (or the credentials file), checked before
+/// any request is sent.
+pub fn real(location: Location) -> Result<Target, TargetError> {
+    let endpoint =
+        client::resolve_endpoint(location.region.as_deref(), location.endpoint.as_deref())
+            .map_err(TargetError::Endpoint)?;
+    let found = auth::discover_from_process_env()?;
+    // The flag or manifest setting wins over the variable, as for every other setting.
+    let project_id = location.project_id.or(found.project_id);
+    if project_id.is_none() {
+        return Err(TargetError::NoProject);
+    }
+    tracing::info!(
+        credentials = %found.credentials.describe(),
+        source = %found.source,
+        endpoint = %endpoint,
+        "using IMS"
+    );
+    let mut config = ClientConfig::new(endpoint.clone(), found.credentials);
+    config.project_id = project_id.clone();
+    let client = Client::new(config).map_err(TargetError::Endpoint)?;
+    Ok(Target {
+        client,
+        endpoint: endpoint.to_string(),
+        region: location.region,
+        project_id,
+        simulator: None,
+    })
+}
+
+/// Simulated job durations: long enough to watch, short enough for a demo in seconds.
+pub const SIM_JOB_DURATION: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3));
+
+/// `--simulate`: starts the simulator on a free loopback port, knowing `image_ids` as queued,
+/// and a client pointed at it with the simulator's own credentials.
+pub fn simulated(image_ids: Vec<String>) -> Result<Target, TargetError> {
+    let config = SimConfig {
+        job_duration: DurationDist::Uniform {
+            min: SIM_JOB_DURATION.0,
+            max: SIM_JOB_DURATION.1,
+        },
+        images: image_ids,
+        ..SimConfig::default()
+    };
+    let creds = config.credentials.clone();
+    let handle = Simulator::start(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .map_err(TargetError::Simulator)?;
+    let url = handle.url();
+    let endpoint = url::Url::parse(&url)
+        .map_err(|e| TargetError::Simulator(std::io::Error::other(e.to_string())))?;
+    tracing::info!(
+        endpoint = %endpoint,
+        "--simulate: running against the built-in IMS simulator; credentials in the environment are ignored"
+    );
+    let mut client_config = ClientConfig::new(
+        endpoint.clone(),
+        Credentials::AkSk {
+            ak: creds.ak,
+            sk: Secret::new(creds.sk),
+            security_token: None,
+        },
+    );
+    client_config.project_id = Some(creds.project_id.clone());
+    let client = Client::new(client_config).map_err(TargetError::Endpoint)?;
+    Ok(Target {
+        client,
+        endpoint: endpoint.to_string(),
+        region: None,
+        project_id: Some(creds.project_id),
+        simulator: Some(handle),
+    })
+}

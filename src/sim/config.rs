@@ -1,0 +1,367 @@
+//! The simulator's configuration (`--config sim.yaml`): credentials, job durations, the task
+//! limit, failure and fault fractions, per-API rate limits and added latency.
+//!
+//! Every key is optional; [`SimConfig::default`] is a well-behaved IMS (no faults, no rate
+//! limits, 1-3 s jobs). Durations are humantime strings (`"250ms"`, `"2s"`, `"1m"`).
+//! `docs/simulator.md` lists the keys and defaults for users.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Default access key the simulator accepts.
+pub const DEFAULT_AK: &str = "IMSREGSIMULATORAK00";
+/// Default secret key the simulator accepts.
+pub const DEFAULT_SK: &str = "imsreg-simulator-secret-key";
+/// Default project ID (32 hex characters, like a real one).
+pub const DEFAULT_PROJECT_ID: &str = "0123456789abcdef0123456789abcdef";
+/// Default IAM token accepted in `X-Auth-Token`.
+pub const DEFAULT_TOKEN: &str = "imsreg-simulator-token";
+
+/// The whole simulator configuration.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Seed of every random choice (faults, job IDs, durations, failures).
+    pub seed: u64,
+    pub credentials: Credentials,
+    /// How long a register job takes from acceptance to SUCCESS/FAIL.
+    pub job_duration: DurationDist,
+    /// Register jobs that may run at once; one more answers 400 IMG.0060.
+    pub task_limit: usize,
+    /// Fraction (0..=1) of accepted register jobs that end in FAIL (chosen by a seeded hash of
+    /// the image ID, so the same images fail on every run with the same seed).
+    pub failure_fraction: f64,
+    /// Server-side faults.
+    pub faults: Faults,
+    /// Per-API rate limits, keyed by API name (see [`crate::sim::Api`]); APIs not listed are
+    /// not limited.
+    pub rate_limits: BTreeMap<String, RateLimit>,
+    /// Added to every API response (not to `/_sim/stats`).
+    pub latency: DurationDist,
+    /// `X-Sdk-Date` further than this from the simulator's clock is rejected (401).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_clock_skew: Duration,
+    /// Image IDs known from the start, as `queued` (in addition to `--images`).
+    pub images: Vec<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            credentials: Credentials::default(),
+            job_duration: DurationDist::Uniform {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(3),
+            },
+            task_limit: 40,
+            failure_fraction: 0.0,
+            faults: Faults::default(),
+            rate_limits: BTreeMap::new(),
+            latency: DurationDist::Fixed(Duration::ZERO),
+            max_clock_skew: Duration::from_secs(15 * 60),
+            images: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("seed", &self.seed)
+            .field("credentials", &self.credentials)
+            .field("job_duration", &self.job_duration)
+            .field("task_limit", &self.task_limit)
+            .field("failure_fraction", &self.failure_fraction)
+            .field("faults", &self.faults)
+            .field("rate_limits", &self.rate_limits)
+            .field("latency", &self.latency)
+            .field("max_clock_skew", &self.max_clock_skew)
+            .field("images", &self.images.len())
+            .finish()
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read simulator config {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid simulator config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl SimConfig {
+    /// Reads a YAML file; every key is optional.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses and checks YAML text (an empty document gives the defaults).
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let config: SimConfig = if text.trim().is_empty() {
+            SimConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| e.to_string())?
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that serde cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        let fraction = |name: &str, value: f64| {
+            if (0.0..=1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be between 0 and 1, got {value}"))
+            }
+        };
+        fraction("failure_fraction", self.failure_fraction)?;
+        fraction("faults.error_500", self.faults.error_500)?;
+        fraction("faults.error_502", self.faults.error_502)?;
+        fraction("faults.error_503", self.faults.error_503)?;
+        fraction("faults.drop_connection", self.faults.drop_connection)?;
+        fraction(
+            "faults.drop_register_response",
+            self.faults.drop_register_response,
+        )?;
+        let total = self.faults.error_500
+            + self.faults.error_502
+            + self.faults.error_503
+            + self.faults.drop_connection;
+        if total > 1.0 {
+            return Err(format!(
+                "faults error_500 + error_502 + error_503 + drop_connection must not exceed 1, got {total}"
+            ));
+        }
+        for (name, limit) in &self.rate_limits {
+            if crate::sim::Api::from_name(name).is_none() {
+                return Err(format!(
+                    "rate_limits: unknown API {name:?} (known: {})",
+                    crate::sim::Api::ALL.map(|a| a.name()).join(", ")
+                ));
+            }
+            if limit.rate.is_nan() || limit.rate <= 0.0 || limit.burst == 0 {
+                return Err(format!(
+                    "rate_limits.{name}: rate must be > 0 and burst >= 1"
+                ));
+            }
+        }
+        if self.task_limit == 0 {
+            return Err("task_limit must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The credentials the simulator accepts. Debug output hides the secret and the token.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Credentials {
+    pub ak: String,
+    pub sk: String,
+    pub project_id: String,
+    pub token: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Self {
+            ak: DEFAULT_AK.into(),
+            sk: DEFAULT_SK.into(),
+            project_id: DEFAULT_PROJECT_ID.into(),
+            token: DEFAULT_TOKEN.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("ak", &self.ak)
+            .field("sk", &"<hidden>")
+            .field("project_id", &self.project_id)
+            .field("token", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Server-side faults, each a fraction (0..=1) of requests, drawn from the seeded RNG.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Answer 500 with an IMS error body instead of handling the request.
+    pub error_500: f64,
+    /// Answer 502 with a gateway error body.
+    pub error_502: f64,
+    /// Answer 503 with a gateway error body.
+    pub error_503: f64,
+    /// Close the connection without any response, before handling the request.
+    pub drop_connection: f64,
+    /// Of the register calls that are accepted (job created, image saving), close the
+    /// connection instead of answering: the ambiguous case.
+    pub drop_register_response: f64,
+}
+
+/// A token bucket: `rate` requests per second on average, at most `burst` at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rate: f64,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Seconds sent in `Retry-After` with the 429 (none when absent).
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+}
+
+fn default_burst() -> u32 {
+    1
+}
+
+/// A duration that is either fixed or uniformly distributed.
+///
+/// YAML: `"2s"` (fixed) or `{min: "1s", max: "5s"}` (uniform).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationDist {
+    Fixed(Duration),
+    Uniform { min: Duration, max: Duration },
+}
+
+impl DurationDist {
+    /// Picks a value from `unit`, a number in `[0, 1)`.
+    pub fn pick(&self, unit: f64) -> Duration {
+        match *self {
+            DurationDist::Fixed(d) => d,
+            DurationDist::Uniform { min, max } => {
+                let span = max.saturating_sub(min);
+                min + span.mul_f64(unit.clamp(0.0, 1.0))
+            }
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        matches!(self, DurationDist::Fixed(d) if d.is_zero())
+            || matches!(self, DurationDist::Uniform { max, .. } if max.is_zero())
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationDist {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Fixed(String),
+            Uniform { min: String, max: String },
+        }
+        let parse = |s: &str| humantime::parse_duration(s).map_err(serde::de::Error::custom);
+        match Raw::deserialize(de)? {
+            Raw::Fixed(s) => Ok(DurationDist::Fixed(parse(&s)?)),
+            Raw::Uniform { min, max } => {
+                let (min, max) = (parse(&min)?, parse(&max)?);
+                if min > max {
+                    return Err(serde::de::Error::custom("min must not exceed max"));
+                }
+                Ok(DurationDist::Uniform { min, max })
+            }
+        }
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let raw = String::deserialize(de)?;
+    humantime::parse_duration(&raw).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_yaml_gives_defaults() {
+        let config = SimConfig::from_yaml("").unwrap();
+        assert_eq!(config.task_limit, 40);
+        assert_eq!(config.credentials.ak, DEFAULT_AK);
+        assert_eq!(config.max_clock_skew, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn full_yaml_parses() {
+        let config = SimConfig::from_yaml(
+            r#"
+seed: 7
+credentials: {ak: AK1, sk: SK1}
+job_duration: {min: 100ms, max: 300ms}
+task_limit: 5
+failure_fraction: 0.25
+faults: {error_503: 0.1, drop_register_response: 0.5}
+rate_limits:
+  register: {rate: 10, burst: 2, retry_after: 1}
+latency: 5ms
+max_clock_skew: 5m
+images: [a, b]
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.seed, 7);
+        assert_eq!(config.credentials.ak, "AK1");
+        assert_eq!(config.credentials.project_id, DEFAULT_PROJECT_ID);
+        assert_eq!(
+            config.job_duration,
+            DurationDist::Uniform {
+                min: Duration::from_millis(100),
+                max: Duration::from_millis(300)
+            }
+        );
+        assert_eq!(config.rate_limits["register"].burst, 2);
+        assert_eq!(config.rate_limits["register"].retry_after, Some(1));
+        assert_eq!(
+            config.latency,
+            DurationDist::Fixed(Duration::from_millis(5))
+        );
+        assert_eq!(config.images.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(SimConfig::from_yaml("failure_fraction: 2").is_err());
+        assert!(SimConfig::from_yaml("rate_limits: {nope: {rate: 1}}").is_err());
+        assert!(SimConfig::from_yaml("auto_create_unknown: true").is_err());
+        assert!(SimConfig::from_yaml("job_duration: {min: 2s, max: 1s}").is_err());
+        assert!(SimConfig::from_yaml("faults: {error_500: 0.6, drop_connection: 0.6}").is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let text = format!("{:?}", SimConfig::default());
+        assert!(!text.contains(DEFAULT_SK));
+        assert!(!text.contains(DEFAULT_TOKEN));
+    }
+
+    #[test]
+    fn uniform_pick_stays_in_range() {
+        let dist = DurationDist::Uniform {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(3),
+        };
+        assert_eq!(dist.pick(0.0), Duration::from_secs(1));
+        assert_eq!(dist.pick(0.5), Duration::from_secs(2));
+        assert!(dist.pick(0.999) < Duration::from_secs(3));
+    }
+}

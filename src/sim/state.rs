@@ -1,0 +1,831 @@
+//! The simulated IMS account: images, register jobs and their lifecycle.
+//!
+//! Nothing here runs on a timer. A job records when it was accepted, how long it takes and how
+//! it will end; its status (and its image's status) is computed from the clock whenever it is
+//! read. That keeps 100,000 images as cheap as ten. Time is passed in as the offset since the
+//! simulator started, so every rule is unit-tested without sleeping.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use super::config::SimConfig;
+use crate::ims::{ImageStatus, JobStatus};
+
+/// The register job type IMS reports.
+pub const REGISTER_JOB_TYPE: &str = "imsNativeImportImageJob";
+
+/// File extensions IMS registers (ims-api.md section 1, with ISO).
+pub const SUPPORTED_EXTENSIONS: [&str; 11] = [
+    "zvhd", "zvhd2", "qcow2", "qcow", "vhd", "vhdx", "raw", "qed", "vdi", "iso", "vmdk",
+];
+
+/// Extensions of files that are clearly not a registrable disk image (archives, OVF packages,
+/// documents). Other names, including `.img` or none at all, are accepted: how IMS detects the
+/// format is unconfirmed, and manifests may name it with `format:` instead.
+pub const UNSUPPORTED_EXTENSIONS: [&str; 17] = [
+    "ova", "ovf", "mf", "tar", "tgz", "gz", "zip", "7z", "rar", "bz2", "xz", "txt", "json", "xml",
+    "yaml", "exe", "msi",
+];
+
+/// An IMS error answer (`{"error": {"code", "message"}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImsFault {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ImsFault {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// How a job will end; decided when it is accepted.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Success,
+    Fail {
+        error_code: &'static str,
+        fail_reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct JobRecord {
+    image_id: String,
+    accepted: Duration,
+    duration: Duration,
+    outcome: Outcome,
+}
+
+impl JobRecord {
+    fn end(&self) -> Duration {
+        self.accepted + self.duration
+    }
+
+    fn status(&self, now: Duration) -> JobStatus {
+        let elapsed = now.saturating_sub(self.accepted);
+        if elapsed >= self.duration {
+            match self.outcome {
+                Outcome::Success => JobStatus::Success,
+                Outcome::Fail { .. } => JobStatus::Fail,
+            }
+        } else if elapsed < self.duration / 10 {
+            JobStatus::Init
+        } else {
+            JobStatus::Running
+        }
+    }
+
+    fn percent(&self, now: Duration) -> f64 {
+        let elapsed = now.saturating_sub(self.accepted);
+        if elapsed >= self.duration || self.duration.is_zero() {
+            return 100.0;
+        }
+        if elapsed < self.duration / 10 {
+            return 0.0;
+        }
+        let percent = elapsed.as_secs_f64() / self.duration.as_secs_f64() * 100.0;
+        (percent * 10.0).floor() / 10.0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Image {
+    name: Option<String>,
+    disk_format: String,
+    min_disk: i64,
+    created: Duration,
+    /// Status set by creation or `set_image_status`; overridden by `job` while one exists.
+    status: ImageStatus,
+    status_set: Duration,
+    job: Option<String>,
+}
+
+/// Filter and paging of `GET /v2/cloudimages`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub id: Option<String>,
+    pub status: Option<String>,
+    pub imagetype: Option<String>,
+    pub name: Option<String>,
+    /// `(op, time)` from `updated_at=gt:2018-10-28T10:00:00Z`.
+    pub updated_at: Option<(String, DateTime<Utc>)>,
+    pub created_at: Option<(String, DateTime<Utc>)>,
+    pub marker: Option<String>,
+    pub limit: usize,
+}
+
+/// Counters kept alongside the state (the HTTP-level ones live in `stats`).
+#[derive(Debug, Default, Clone)]
+pub struct JobCounters {
+    pub submissions: BTreeMap<String, u64>,
+    pub accepted_at: Vec<Duration>,
+    pub max_running: usize,
+}
+
+/// The account: images sorted by ID, jobs by ID, and the end times of running jobs.
+#[derive(Debug)]
+pub struct Store {
+    start_wall: DateTime<Utc>,
+    project_id: String,
+    seed: u64,
+    config: SimConfig,
+    rng: StdRng,
+    images: BTreeMap<String, Image>,
+    jobs: HashMap<String, JobRecord>,
+    running_ends: BinaryHeap<Reverse<Duration>>,
+    pub counters: JobCounters,
+}
+
+impl Store {
+    pub fn new(config: &SimConfig, start_wall: DateTime<Utc>) -> Self {
+        let mut store = Self {
+            start_wall,
+            project_id: config.credentials.project_id.clone(),
+            seed: config.seed,
+            config: config.clone(),
+            // A separate stream from the fault RNG, so faults don't shift job IDs.
+            rng: StdRng::seed_from_u64(config.seed ^ 0x05ee_d1d5),
+            images: BTreeMap::new(),
+            jobs: HashMap::new(),
+            running_ends: BinaryHeap::new(),
+            counters: JobCounters::default(),
+        };
+        store.add_queued(config.images.iter().cloned(), Duration::ZERO);
+        store
+    }
+
+    /// Makes images known as `queued` (IDs are lower-cased; known ones are left alone).
+    pub fn add_queued(&mut self, ids: impl IntoIterator<Item = String>, now: Duration) {
+        for id in ids {
+            self.images
+                .entry(id.trim().to_ascii_lowercase())
+                .or_insert_with(|| Image {
+                    name: None,
+                    disk_format: "zvhd2".into(),
+                    min_disk: 40,
+                    created: now,
+                    status: ImageStatus::Queued,
+                    status_set: now,
+                    job: None,
+                });
+        }
+    }
+
+    /// Forces an image's status (creating the image if unknown); detaches any job from it.
+    pub fn set_status(&mut self, id: &str, status: ImageStatus, now: Duration) {
+        self.add_queued([id.to_string()], now);
+        if let Some(image) = self.images.get_mut(&id.trim().to_ascii_lowercase()) {
+            image.status = status;
+            image.status_set = now;
+            image.job = None;
+        }
+    }
+
+    pub fn image_count(&self) -> usize {
+        self.images.len()
+    }
+
+    /// The image's status as IMS would report it now.
+    pub fn image_status(&self, id: &str, now: Duration) -> Option<ImageStatus> {
+        self.images
+            .get(&id.trim().to_ascii_lowercase())
+            .map(|image| self.effective_status(image, now))
+    }
+
+    fn effective_status(&self, image: &Image, now: Duration) -> ImageStatus {
+        match image.job.as_ref().and_then(|j| self.jobs.get(j)) {
+            Some(job) => match job.status(now) {
+                JobStatus::Success => ImageStatus::Active,
+                JobStatus::Fail => ImageStatus::Killed,
+                _ => ImageStatus::Saving,
+            },
+            None => image.status.clone(),
+        }
+    }
+
+    fn updated(&self, image: &Image, now: Duration) -> Duration {
+        match image.job.as_ref().and_then(|j| self.jobs.get(j)) {
+            Some(job) if job.status(now).is_terminal() => job.end(),
+            Some(job) => job.accepted,
+            None => image.status_set,
+        }
+    }
+
+    /// Running (not yet terminal) register jobs at `now`.
+    pub fn running_jobs(&mut self, now: Duration) -> usize {
+        while self
+            .running_ends
+            .peek()
+            .is_some_and(|Reverse(end)| *end <= now)
+        {
+            self.running_ends.pop();
+        }
+        self.running_ends.len()
+    }
+
+    /// `PUT /v1/cloudimages/{image_id}/upload`: validates, then creates the job.
+    pub fn register(
+        &mut self,
+        image_id: &str,
+        image_url: &str,
+        now: Duration,
+    ) -> Result<String, ImsFault> {
+        let Some(image) = self.images.get(image_id) else {
+            return Err(ImsFault::new(
+                404,
+                "IMG.0027",
+                format!("The image ID in the request does not exist: {image_id}."),
+            ));
+        };
+        let object = check_image_url(image_url)?;
+        let status = self.effective_status(image, now);
+        if status != ImageStatus::Queued {
+            return Err(ImsFault::new(
+                400,
+                "IMG.0046",
+                format!(
+                    "The image is unavailable. Check the image status (it is {}, registration needs queued).",
+                    status.as_str()
+                ),
+            ));
+        }
+        if self.running_jobs(now) >= self.config.task_limit {
+            return Err(ImsFault::new(
+                400,
+                "IMG.0060",
+                "The number of tasks exceeds the flow control limit. Try again later.",
+            ));
+        }
+
+        let job_id = format!("{:032x}", self.rng.random::<u128>());
+        let duration = self.config.job_duration.pick(self.rng.random::<f64>());
+        let outcome = self.outcome(image_id, image_url, object);
+        self.jobs.insert(
+            job_id.clone(),
+            JobRecord {
+                image_id: image_id.to_string(),
+                accepted: now,
+                duration,
+                outcome,
+            },
+        );
+        self.running_ends.push(Reverse(now + duration));
+        if let Some(image) = self.images.get_mut(image_id) {
+            image.job = Some(job_id.clone());
+        }
+        let running = self.running_jobs(now);
+        self.counters.max_running = self.counters.max_running.max(running);
+        *self
+            .counters
+            .submissions
+            .entry(image_id.to_string())
+            .or_default() += 1;
+        self.counters.accepted_at.push(now);
+        Ok(job_id)
+    }
+
+    /// Failures are explainable: `corrupt` in the object key always fails; otherwise a seeded
+    /// hash of the image ID decides, so the same images fail for the same seed and fraction.
+    fn outcome(&self, image_id: &str, image_url: &str, object: &str) -> Outcome {
+        if object.to_ascii_lowercase().contains("corrupt") {
+            return Outcome::Fail {
+                error_code: "IMG.0057",
+                fail_reason: format!(
+                    "The image file is empty, does not exist, is in an incorrect format, or cannot be accessed: {image_url} could not be converted (image header is corrupt)."
+                ),
+            };
+        }
+        if unit_hash(self.seed, image_id) < self.config.failure_fraction {
+            return Outcome::Fail {
+                error_code: "IMG.1075",
+                fail_reason: format!(
+                    "Failed to register the image file {image_url} (simulated failure, failure_fraction {}).",
+                    self.config.failure_fraction
+                ),
+            };
+        }
+        Outcome::Success
+    }
+
+    /// The job as `GET /v1/{project_id}/jobs/{job_id}` (or, with `progress`,
+    /// `GET /v1/cloudimages/job/{job_id}`) answers it; `None` if unknown.
+    pub fn job_json(&self, job_id: &str, now: Duration, progress: bool) -> Option<Value> {
+        let job = self.jobs.get(job_id)?;
+        let status = job.status(now);
+        let terminal = status.is_terminal();
+        let (error_code, fail_reason) = match (&job.outcome, &status) {
+            (
+                Outcome::Fail {
+                    error_code,
+                    fail_reason,
+                },
+                JobStatus::Fail,
+            ) => (Some(*error_code), Some(fail_reason.as_str())),
+            _ => (None, None),
+        };
+        let mut entities = json!({ "image_id": job.image_id });
+        if let Some(name) = self.images.get(&job.image_id).and_then(|i| i.name.clone()) {
+            entities["image_name"] = json!(name);
+        }
+        if progress {
+            entities["process_percent"] = json!(job.percent(now));
+            entities["subJobId"] = json!("");
+        }
+        Some(json!({
+            "status": status.as_str(),
+            "job_id": job_id,
+            "job_type": REGISTER_JOB_TYPE,
+            "begin_time": self.job_time(job.accepted),
+            "end_time": terminal.then(|| self.job_time(job.end())),
+            "error_code": error_code,
+            "fail_reason": fail_reason,
+            "entities": entities,
+        }))
+    }
+
+    /// `POST /v2/images`: a new `queued` image with a seeded random UUID.
+    pub fn create_image(
+        &mut self,
+        name: Option<String>,
+        disk_format: Option<String>,
+        min_disk: Option<i64>,
+        now: Duration,
+    ) -> Value {
+        let id = uuid::Builder::from_random_bytes(self.rng.random())
+            .into_uuid()
+            .to_string();
+        self.images.insert(
+            id.clone(),
+            Image {
+                name,
+                disk_format: disk_format.unwrap_or_else(|| "zvhd2".into()),
+                min_disk: min_disk.unwrap_or(40),
+                created: now,
+                status: ImageStatus::Queued,
+                status_set: now,
+                job: None,
+            },
+        );
+        self.image_json(&id, now).unwrap_or(Value::Null)
+    }
+
+    /// One image as `ImageInfo` JSON.
+    pub fn image_json(&self, id: &str, now: Duration) -> Option<Value> {
+        let image = self.images.get(id)?;
+        Some(self.render_image(id, image, now))
+    }
+
+    fn render_image(&self, id: &str, image: &Image, now: Duration) -> Value {
+        let status = self.effective_status(image, now);
+        let updated = self.updated(image, now);
+        let active = status == ImageStatus::Active;
+        json!({
+            "id": id,
+            "name": image.name.clone().unwrap_or_else(|| format!("sim-{}", &id[..id.len().min(8)])),
+            "status": status.as_str(),
+            "disk_format": image.disk_format,
+            "container_format": "bare",
+            "min_disk": image.min_disk,
+            "min_ram": 0,
+            "owner": self.project_id,
+            "visibility": "private",
+            "protected": false,
+            "tags": [],
+            "__imagetype": "private",
+            "__os_version": "Other Linux(64 bit)",
+            "__os_type": "Linux",
+            "__platform": "Other",
+            "__os_bit": "64",
+            "__image_size": if active { "10737418240" } else { "0" },
+            "__isregistered": "true",
+            "__root_origin": "file",
+            "__image_source_type": "uds",
+            "virtual_env_type": "FusionCompute",
+            "hw_firmware_type": "bios",
+            "created_at": self.image_time(image.created),
+            "updated_at": self.image_time(updated),
+            "active_at": active.then(|| self.image_time(updated)),
+            "file": format!("/v2/images/{id}/file"),
+            "self": format!("/v2/images/{id}"),
+            "schema": "/v2/schemas/image",
+        })
+    }
+
+    /// `GET /v2/cloudimages`: filtered images in ID order from after `marker`, at most
+    /// `limit`, and the marker of the next page when there is one.
+    pub fn list(&self, filter: &ListFilter, now: Duration) -> (Vec<Value>, Option<String>) {
+        use std::ops::Bound;
+        if filter.imagetype.as_deref().is_some_and(|t| t != "private") {
+            return (Vec::new(), None);
+        }
+        let start = match &filter.marker {
+            Some(marker) => Bound::Excluded(marker.clone()),
+            None => Bound::Unbounded,
+        };
+        let range: Box<dyn Iterator<Item = (&String, &Image)>> = match &filter.id {
+            Some(id) => Box::new(self.images.get_key_value(id.as_str()).into_iter().filter(
+                |(k, _)| {
+                    filter
+                        .marker
+                        .as_ref()
+                        .is_none_or(|m| k.as_str() > m.as_str())
+                },
+            )),
+            None => Box::new(self.images.range((start, Bound::Unbounded))),
+        };
+        let mut page = Vec::new();
+        let mut next_marker = None;
+        for (id, image) in range {
+            if !self.matches(filter, image, now) {
+                continue;
+            }
+            if page.len() == filter.limit {
+                next_marker = page
+                    .last()
+                    .and_then(|v: &Value| v["id"].as_str().map(String::from));
+                break;
+            }
+            page.push(self.render_image(id, image, now));
+        }
+        (page, next_marker)
+    }
+
+    fn matches(&self, filter: &ListFilter, image: &Image, now: Duration) -> bool {
+        let seconds = |offset: Duration| self.wall(offset).timestamp();
+        let status_ok = filter.status.as_ref().is_none_or(|status| {
+            self.effective_status(image, now)
+                .as_str()
+                .eq_ignore_ascii_case(status)
+        });
+        let name_ok = filter
+            .name
+            .as_ref()
+            .is_none_or(|name| image.name.as_deref() == Some(name.as_str()));
+        let updated_ok = filter
+            .updated_at
+            .as_ref()
+            .is_none_or(|(op, t)| compare(op, seconds(self.updated(image, now)), t.timestamp()));
+        let created_ok = filter
+            .created_at
+            .as_ref()
+            .is_none_or(|(op, t)| compare(op, seconds(image.created), t.timestamp()));
+        status_ok && name_ok && updated_ok && created_ok
+    }
+
+    fn wall(&self, offset: Duration) -> DateTime<Utc> {
+        self.start_wall + chrono::Duration::from_std(offset).unwrap_or_default()
+    }
+
+    /// Job times: ISO-8601 with milliseconds and `Z`, as in the API examples.
+    fn job_time(&self, offset: Duration) -> String {
+        self.wall(offset)
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    /// Image times: whole seconds with `Z`, as in the API examples.
+    fn image_time(&self, offset: Duration) -> String {
+        self.wall(offset).to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+}
+
+/// `gt gte lt lte eq neq` on whole seconds (unknown ops match nothing).
+fn compare(op: &str, value: i64, against: i64) -> bool {
+    match op {
+        "gt" => value > against,
+        "gte" => value >= against,
+        "lt" => value < against,
+        "lte" => value <= against,
+        "eq" => value == against,
+        "neq" => value != against,
+        _ => false,
+    }
+}
+
+/// Parses `gt:2018-10-28T10:00:00Z` (or `yyyy-MM-dd hh:mm:ss`) into `(op, time)`.
+pub fn parse_time_filter(raw: &str) -> Option<(String, DateTime<Utc>)> {
+    let (op, time) = raw.split_once(':')?;
+    let op = op.trim().to_ascii_lowercase();
+    if !["gt", "gte", "lt", "lte", "eq", "neq"].contains(&op.as_str()) {
+        return None;
+    }
+    Some((op, crate::ims::types::parse_api_time(time)?))
+}
+
+/// Checks `bucket:object` like IMS; answers the object key.
+pub fn check_image_url(image_url: &str) -> Result<&str, ImsFault> {
+    let bad_url = || {
+        ImsFault::new(
+            400,
+            "IMG.0017",
+            format!("The URL format is incorrect: {image_url:?} (expected bucket:object)."),
+        )
+    };
+    let (bucket, object) = image_url.split_once(':').ok_or_else(bad_url)?;
+    if !valid_bucket(bucket)
+        || object.is_empty()
+        || object.len() > 1024
+        || object.starts_with('/')
+        || object.ends_with('/')
+    {
+        return Err(bad_url());
+    }
+    if object.chars().any(char::is_whitespace) {
+        return Err(ImsFault::new(
+            400,
+            "IMG.0175",
+            "The folder name or file name contains spaces.",
+        ));
+    }
+    let file = object.rsplit('/').next().unwrap_or(object);
+    let extension = file
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase());
+    if let Some(ext) = extension.filter(|ext| UNSUPPORTED_EXTENSIONS.contains(&ext.as_str())) {
+        return Err(ImsFault::new(
+            400,
+            "IMG.0057",
+            format!(
+                "The image file is in an incorrect format: {file:?} (.{ext} cannot be registered). Supported formats: {}.",
+                SUPPORTED_EXTENSIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(object)
+}
+
+/// OBS bucket naming rules (ims-api.md section 9).
+fn valid_bucket(bucket: &str) -> bool {
+    let bytes = bucket.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'.')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !bucket.contains("..")
+        && !bucket.contains(".-")
+        && !bucket.contains("-.")
+        && bucket.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+/// A number in `[0, 1)` from the seed and a string: FNV-1a then a splitmix64 finaliser.
+/// Stable across platforms and releases (unlike `std`'s hasher).
+pub fn unit_hash(seed: u64, key: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for byte in key.bytes() {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::config::DurationDist;
+
+    const ID: &str = "4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86";
+    const URL: &str = "bucket1:folder/disk.qcow2";
+
+    fn store(config: SimConfig) -> Store {
+        let mut store = Store::new(&config, Utc::now());
+        store.add_queued([ID.to_string()], Duration::ZERO);
+        store
+    }
+
+    fn fixed(secs: u64) -> SimConfig {
+        SimConfig {
+            job_duration: DurationDist::Fixed(Duration::from_secs(secs)),
+            ..SimConfig::default()
+        }
+    }
+
+    fn at(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    #[test]
+    fn job_and_image_follow_the_clock() {
+        let mut s = store(fixed(10));
+        let job = s.register(ID, URL, at(1.0)).unwrap();
+        assert_eq!(job.len(), 32);
+        let status = |s: &Store, t: f64| s.job_json(&job, at(t), true).unwrap();
+        assert_eq!(status(&s, 1.5)["status"], "INIT");
+        assert_eq!(status(&s, 1.5)["entities"]["process_percent"], 0.0);
+        assert_eq!(status(&s, 6.0)["status"], "RUNNING");
+        assert_eq!(status(&s, 6.0)["entities"]["process_percent"], 50.0);
+        assert!(status(&s, 6.0)["end_time"].is_null());
+        assert_eq!(s.image_status(ID, at(6.0)), Some(ImageStatus::Saving));
+        assert_eq!(status(&s, 11.0)["status"], "SUCCESS");
+        assert!(status(&s, 11.0)["end_time"].is_string());
+        assert!(status(&s, 11.0)["error_code"].is_null());
+        assert_eq!(s.image_status(ID, at(11.0)), Some(ImageStatus::Active));
+        assert_eq!(s.counters.submissions[ID], 1);
+    }
+
+    #[test]
+    fn corrupt_object_fails_with_reason_and_kills_image() {
+        let mut s = store(fixed(2));
+        let job = s.register(ID, "bucket1:corrupt-disk.vhd", at(0.0)).unwrap();
+        let answer = s.job_json(&job, at(3.0), false).unwrap();
+        assert_eq!(answer["status"], "FAIL");
+        assert_eq!(answer["error_code"], "IMG.0057");
+        assert!(answer["fail_reason"].as_str().unwrap().contains("corrupt"));
+        assert_eq!(s.image_status(ID, at(3.0)), Some(ImageStatus::Killed));
+    }
+
+    #[test]
+    fn registering_twice_or_unknown_is_refused() {
+        let mut s = store(fixed(2));
+        s.register(ID, URL, at(0.0)).unwrap();
+        assert_eq!(s.register(ID, URL, at(0.5)).unwrap_err().code, "IMG.0046");
+        assert_eq!(s.register(ID, URL, at(5.0)).unwrap_err().code, "IMG.0046");
+        let unknown = s.register("00000000-0000-0000-0000-000000000000", URL, at(0.0));
+        let unknown = unknown.unwrap_err();
+        assert_eq!((unknown.status, unknown.code), (404, "IMG.0027"));
+        assert_eq!(s.counters.submissions[ID], 1);
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        assert_eq!(check_image_url("nocolon").unwrap_err().code, "IMG.0017");
+        assert_eq!(
+            check_image_url("Bad_Bucket:a.vhd").unwrap_err().code,
+            "IMG.0017"
+        );
+        assert_eq!(
+            check_image_url("obs://b/a.vhd").unwrap_err().code,
+            "IMG.0017"
+        );
+        assert_eq!(check_image_url("bucket1:").unwrap_err().code, "IMG.0017");
+        assert_eq!(
+            check_image_url("bucket1:my disk.vhd").unwrap_err().code,
+            "IMG.0175"
+        );
+        assert_eq!(
+            check_image_url("bucket1:disk.txt").unwrap_err().code,
+            "IMG.0057"
+        );
+        assert_eq!(
+            check_image_url("bucket1:vm/export.OVA").unwrap_err().code,
+            "IMG.0057"
+        );
+        // No extension, or one that names no format: the content decides (format: in the
+        // manifest), so the register is accepted.
+        assert_eq!(check_image_url("bucket1:disk").unwrap(), "disk");
+        assert_eq!(
+            check_image_url("bucket1:raw/ledger-db.img").unwrap(),
+            "raw/ledger-db.img"
+        );
+        assert_eq!(
+            check_image_url("bucket1:a.b/disk.VMDK").unwrap(),
+            "a.b/disk.VMDK"
+        );
+    }
+
+    #[test]
+    fn task_limit_answers_img_0060_until_jobs_end() {
+        let mut s = store(SimConfig {
+            task_limit: 2,
+            ..fixed(10)
+        });
+        let ids: Vec<String> = (0..3).map(|i| format!("id-{i}")).collect();
+        s.add_queued(ids.clone(), Duration::ZERO);
+        s.register(&ids[0], URL, at(0.0)).unwrap();
+        s.register(&ids[1], URL, at(1.0)).unwrap();
+        assert_eq!(
+            s.register(&ids[2], URL, at(2.0)).unwrap_err().code,
+            "IMG.0060"
+        );
+        assert_eq!(s.running_jobs(at(9.0)), 2);
+        s.register(&ids[2], URL, at(10.0)).unwrap();
+        assert_eq!(s.running_jobs(at(10.0)), 2);
+        assert_eq!(s.counters.max_running, 2);
+    }
+
+    #[test]
+    fn failure_fraction_is_seeded_and_roughly_right() {
+        let config = SimConfig {
+            failure_fraction: 0.3,
+            task_limit: 10_000,
+            ..fixed(1)
+        };
+        let run = || {
+            let mut s = store(config.clone());
+            let ids: Vec<String> = (0..2000).map(|i| format!("img-{i}")).collect();
+            s.add_queued(ids.clone(), Duration::ZERO);
+            ids.iter()
+                .filter(|id| {
+                    let job = s.register(id, URL, at(0.0)).unwrap();
+                    s.job_json(&job, at(5.0), false).unwrap()["status"] == "FAIL"
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (first, second) = (run(), run());
+        assert_eq!(first, second);
+        assert!((500..700).contains(&first.len()), "{}", first.len());
+    }
+
+    #[test]
+    fn listing_filters_and_pages() {
+        let mut s = store(fixed(1));
+        let ids: Vec<String> = (0..25).map(|i| format!("id-{i:02}")).collect();
+        s.add_queued(ids.clone(), Duration::ZERO);
+        s.register("id-03", URL, at(0.0)).unwrap();
+        s.set_status("id-04", ImageStatus::Killed, at(0.0));
+
+        let mut filter = ListFilter {
+            limit: 10,
+            ..ListFilter::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let (page, next) = s.list(&filter, at(2.0));
+            seen.extend(page.iter().map(|v| v["id"].as_str().unwrap().to_string()));
+            match next {
+                Some(marker) => filter.marker = Some(marker),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 26);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+
+        let only = |filter: ListFilter| {
+            s.list(&filter, at(2.0))
+                .0
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let base = ListFilter {
+            limit: 500,
+            ..ListFilter::default()
+        };
+        assert_eq!(
+            only(ListFilter {
+                status: Some("active".into()),
+                ..base.clone()
+            }),
+            ["id-03"]
+        );
+        assert_eq!(
+            only(ListFilter {
+                id: Some("id-04".into()),
+                imagetype: Some("private".into()),
+                ..base.clone()
+            }),
+            ["id-04"]
+        );
+        assert!(
+            only(ListFilter {
+                id: Some("id-04".into()),
+                imagetype: Some("gold".into()),
+                ..base.clone()
+            })
+            .is_empty()
+        );
+        assert!(
+            only(ListFilter {
+                id: Some("missing".into()),
+                ..base.clone()
+            })
+            .is_empty()
+        );
+        let image = s.image_json("id-03", at(2.0)).unwrap();
+        assert_eq!(image["status"], "active");
+        assert!(image["active_at"].is_string());
+    }
+
+    #[test]
+    fn time_filters_parse() {
+        let (op, t) = parse_time_filter("gt:2018-10-28T10:00:00Z").unwrap();
+        assert_eq!(op, "gt");
+        assert_eq!(t.timestamp(), 1540720800);
+        assert!(parse_time_filter("after:2018-10-28T10:00:00Z").is_none());
+        assert!(compare("gte", 5, 5) && !compare("gt", 5, 5));
+    }
+
+    #[test]
+    fn unit_hash_is_stable() {
+        assert_eq!(unit_hash(1, "a"), unit_hash(1, "a"));
+        assert_ne!(unit_hash(1, "a"), unit_hash(2, "a"));
+        assert!((0.0..1.0).contains(&unit_hash(3, "xyz")));
+    }
+}

@@ -1,0 +1,532 @@
+//! Manifest parsing and validation: one fixture per rule (each naming the line it must report),
+//! a valid manifest with every accepted form, the `imsreg validate` command, and the sliced
+//! two-thread reading of big manifests against the whole-document reading.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use imsreg::manifest::{self, ImageFormat, Manifest, Severity};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifest")
+}
+
+/// `# expect: <severity> <line>:<col> <field>: <message part>` from a fixture's first line.
+struct Expect {
+    severity: Severity,
+    line: usize,
+    column: usize,
+    field: String,
+    message_part: String,
+}
+
+fn expectation(path: &Path) -> Expect {
+    let bytes = fs::read(path).unwrap();
+    let first = bytes.split(|b| *b == b'\n').next().unwrap();
+    let first = String::from_utf8_lossy(first);
+    let rest = first
+        .strip_prefix("# expect: ")
+        .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
+    let (severity, rest) = rest.split_once(' ').unwrap();
+    let (position, rest) = rest.split_once(' ').unwrap();
+    let (line, column) = position.split_once(':').unwrap();
+    let (field, message_part) = rest.split_once(": ").unwrap();
+    Expect {
+        severity: if severity == "error" {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        line: line.parse().unwrap(),
+        column: column.parse().unwrap(),
+        field: field.to_string(),
+        message_part: message_part.to_string(),
+    }
+}
+
+fn fixture_paths(prefix: &str) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".yaml"))
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn every_bad_fixture_reports_its_line() {
+    let paths = fixture_paths("bad-");
+    assert!(paths.len() >= 40, "only {} bad fixtures", paths.len());
+    for path in paths {
+        let expect = expectation(&path);
+        let manifest = manifest::load(&path).unwrap();
+        let found = manifest.diagnostics.iter().any(|d| {
+            d.severity == expect.severity
+                && d.line == expect.line
+                && d.column == expect.column
+                && d.field == expect.field
+                && d.message.contains(&expect.message_part)
+        });
+        assert!(
+            found,
+            "{}: expected {:?} {}:{} {}: ..{}.., got:\n{}",
+            path.display(),
+            expect.severity,
+            expect.line,
+            expect.column,
+            expect.field,
+            expect.message_part,
+            render(&manifest)
+        );
+        assert!(manifest.error_count() > 0, "{}", path.display());
+        assert_sorted(&manifest);
+    }
+}
+
+#[test]
+fn warning_fixtures_stay_valid() {
+    for path in fixture_paths("warn-") {
+        let expect = expectation(&path);
+        let manifest = manifest::load(&path).unwrap();
+        assert_eq!(manifest.error_count(), 0, "{}", render(&manifest));
+        let d = &manifest.diagnostics[0];
+        assert_eq!(
+            (d.severity, d.line, d.column),
+            (Severity::Warning, expect.line, expect.column)
+        );
+        assert!(d.message.contains(&expect.message_part), "{}", d.message);
+    }
+}
+
+fn render(manifest: &Manifest) -> String {
+    manifest
+        .diagnostics
+        .iter()
+        .map(|d| format!("{d}\n"))
+        .collect()
+}
+
+fn assert_sorted(manifest: &Manifest) {
+    let lines: Vec<(usize, usize)> = manifest
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.column))
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn valid_manifest_with_every_accepted_form() {
+    let manifest = manifest::load(&fixtures().join("good-all-forms.yaml")).unwrap();
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    assert!(!manifest.fatal);
+    let got: Vec<(String, String, ImageFormat, Option<String>, usize)> = manifest
+        .images
+        .iter()
+        .map(|i| {
+            (
+                i.image_id.clone(),
+                i.image_url.to_string(),
+                i.format,
+                i.name.clone(),
+                i.line,
+            )
+        })
+        .collect();
+    let id = |n: u32| format!("0f3c1a2e-2222-4a2b-9c3d-00000000000{n}");
+    assert_eq!(
+        got,
+        vec![
+            (
+                "4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86".to_string(),
+                "bucketname:Centos6.5-disk1.VMDK".to_string(),
+                ImageFormat::Vmdk,
+                None,
+                15
+            ),
+            (
+                id(1),
+                "my-bucket:exports/web-01.qcow2".into(),
+                ImageFormat::Qcow2,
+                Some("web-01".into()),
+                17
+            ),
+            (
+                id(2),
+                "my-bucket:raw/db-02.img".into(),
+                ImageFormat::Raw,
+                None,
+                20
+            ),
+            (
+                id(3),
+                "my-bucket:образы/диск-03.qcow2".into(),
+                ImageFormat::Qcow2,
+                Some("диск 03".into()),
+                23
+            ),
+            (
+                id(4),
+                "b.v2-x:镜像/盘.vhd".into(),
+                ImageFormat::Vhd,
+                None,
+                26
+            ),
+            (
+                id(5),
+                "my-bucket:a:b/c.zvhd2".into(),
+                ImageFormat::Zvhd2,
+                Some("2024".into()),
+                27
+            ),
+        ]
+    );
+    let s = &manifest.settings;
+    assert_eq!(s.region.as_deref(), Some("ap-southeast-1"));
+    assert_eq!(s.concurrency, Some(8));
+    assert_eq!(s.max_active_jobs, Some(20));
+    assert_eq!(s.submit_rate, Some(2.0));
+    assert_eq!(s.query_rate, Some(0.5));
+    assert_eq!(s.poll_interval, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(s.job_timeout, Some(std::time::Duration::from_secs(5400)));
+    assert_eq!(
+        s.endpoint.as_deref(),
+        Some("https://ims.ap-southeast-1.myhuaweicloud.com")
+    );
+}
+
+#[test]
+fn entry_problems_make_invalid_entries_not_a_fatal_manifest() {
+    let text = "images:\n  - image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86\n    image_url: b01:a.qcow2\n  - image_id: nope\n    image_url: b01:b c.qcow2\n    name: broken\n";
+    let manifest = manifest::parse_str(text, "m.yaml");
+    assert!(!manifest.fatal);
+    assert_eq!(manifest.images.len(), 1);
+    assert_eq!(manifest.invalid.len(), 1);
+    let invalid = &manifest.invalid[0];
+    assert_eq!(invalid.line, 4);
+    assert_eq!(invalid.image_id.as_deref(), Some("nope"));
+    assert_eq!(invalid.image_url.as_deref(), Some("b01:b c.qcow2"));
+    assert_eq!(invalid.name.as_deref(), Some("broken"));
+    assert_eq!(invalid.problems.len(), 2, "{:?}", invalid.problems);
+    assert!(invalid.problems[0].starts_with("images[1].image_id: "));
+    assert!(invalid.problems[1].contains("IMG.0175"));
+    assert_eq!(manifest.diagnostics[0].file, "m.yaml");
+
+    let with_bad_settings = format!("settings:\n  concurrency: 0\n{text}");
+    assert!(manifest::parse_str(&with_bad_settings, "m.yaml").fatal);
+}
+
+#[test]
+fn diagnostics_render_in_the_documented_form() {
+    let text =
+        "images:\n  - image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86\n    imge_url: b01:a.qcow2\n";
+    let manifest = manifest::parse_str(text, "m.yaml");
+    let lines: Vec<String> = manifest.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "m.yaml:2:5: error: images[0].image_url: missing (add `image_url:` with the OBS location, bucket:object or obs://bucket/object)",
+            "m.yaml:3:5: error: images[0].imge_url: unknown key `imge_url` (did you mean `image_url`?)",
+        ]
+    );
+}
+
+#[test]
+fn alias_bomb_is_refused_without_expanding_it() {
+    // 10^10 values if expanded: finishing at all shows it was refused without expanding.
+    let path = fixtures().join("bad-alias-bomb.yaml");
+    let manifest = manifest::load(&path).unwrap();
+    assert!(manifest.fatal);
+    assert_eq!(manifest.diagnostics.len(), 1, "{}", render(&manifest));
+}
+
+#[test]
+fn small_alias_use_is_accepted() {
+    let text = "version: 1\nimages:\n  - &web {image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86, image_url: b01:a.qcow2}\n  - image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000001\n    image_url: &url b01:b.qcow2\n  - image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000002\n    image_url: *url\n";
+    let manifest = manifest::parse_str(text, "m.yaml");
+    assert_eq!(manifest.error_count(), 0, "{}", render(&manifest));
+    assert_eq!(manifest.images.len(), 3);
+    // The repeated URL is a warning at the alias.
+    assert_eq!(manifest.warning_count(), 1);
+    assert_eq!(
+        (manifest.diagnostics[0].line, manifest.diagnostics[0].column),
+        (7, 16)
+    );
+}
+
+/// A manifest of `count` entries where every 97th entry has a bad URL and entry 1300 repeats
+/// the ID of entry 3. With `plain: false` an anchor in the settings forces whole-document
+/// reading.
+fn big_manifest(count: usize, plain: bool) -> String {
+    let region = if plain {
+        "ap-southeast-1"
+    } else {
+        "&r ap-southeast-1"
+    };
+    let mut text = format!("# big\nversion: 1\nsettings:\n  region: {region}\nimages:\n");
+    for i in 0..count {
+        let id = if i == 1300 { 3 } else { i };
+        text.push_str(&format!(
+            "  - image_id: 0f3c1a2e-2222-4a2b-9c3d-{id:012x}\n"
+        ));
+        if i % 97 == 0 {
+            text.push_str(&format!("    image_url: bad bucket:disk-{i}.qcow2\n"));
+        } else if i % 2 == 0 {
+            text.push_str(&format!(
+                "    image_url: obs://bkt-{}/d/disk-{i}.qcow2\n",
+                i % 5
+            ));
+        } else {
+            text.push_str(&format!("    image_url: 'bkt-{}:d/disk-{i}.vhd'\n", i % 5));
+        }
+        if i % 10 == 0 {
+            text.push_str("    # a comment between keys\n");
+            text.push_str(&format!("    name: disk-{i}\n"));
+        }
+        if i % 500 == 7 {
+            text.push_str("\n# a comment between entries\n");
+        }
+    }
+    text.push_str("# trailing comment\n");
+    text
+}
+
+#[test]
+fn sliced_reading_matches_whole_document_reading() {
+    let count = 1700; // four slices
+    let sliced = manifest::parse_str(&big_manifest(count, true), "big.yaml");
+    let whole = manifest::parse_str(&big_manifest(count, false), "big.yaml");
+    assert_eq!(sliced.images, whole.images);
+    assert_eq!(sliced.invalid, whole.invalid);
+    assert_eq!(sliced.diagnostics, whole.diagnostics);
+    assert_eq!(sliced.images.len() + sliced.invalid.len(), count);
+    let bad_urls = (0..count).filter(|i| i % 97 == 0).count();
+    assert_eq!(sliced.invalid.len(), bad_urls + 1);
+    // Line numbers past the first slice are exact: find entry 1300's image_id line.
+    let text = big_manifest(count, true);
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000003"))
+        .nth(1)
+        .map(|(n, _)| n + 1)
+        .unwrap();
+    let dup = sliced
+        .diagnostics
+        .iter()
+        .find(|d| d.field == "images[1300].image_id")
+        .unwrap();
+    assert_eq!((dup.line, dup.column), (line, 15));
+    assert!(dup.message.contains("entry on line"), "{}", dup.message);
+}
+
+#[test]
+fn sliced_reading_reports_syntax_errors_at_their_line() {
+    let mut text = big_manifest(1200, true);
+    // Break entry 900 with an unclosed flow sequence.
+    let needle = "  - image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000384\n";
+    let at = text.find(needle).unwrap();
+    let line = text[..at].lines().count() + 1;
+    text.insert_str(at + needle.len(), "    oops: [unclosed\n");
+    let manifest = manifest::parse_str(&text, "big.yaml");
+    assert!(manifest.fatal);
+    let first = &manifest.diagnostics[0];
+    assert_eq!(first.field, "yaml");
+    assert!(first.line > line && first.line <= line + 3, "{first}");
+}
+
+fn imsreg(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_imsreg"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_exits_2_and_names_the_line_for_each_bad_fixture() {
+    for path in fixture_paths("bad-") {
+        let expect = expectation(&path);
+        let shown = path.display().to_string();
+        let (code, stdout, _) = imsreg(&["validate", &shown]);
+        assert_eq!(code, 2, "{shown}\n{stdout}");
+        let prefix = format!("{shown}:{}:{}: ", expect.line, expect.column);
+        assert!(
+            stdout.contains(&prefix),
+            "{shown}: no `{prefix}` in\n{stdout}"
+        );
+        assert!(!stdout.contains("\u{1b}["), "colours when not a terminal");
+    }
+}
+
+#[test]
+fn validate_summarizes_a_valid_manifest() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.yaml");
+    let (code, stdout, stderr) = imsreg(&["validate", &demo.display().to_string()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok: 12 images ("), "{stdout}");
+    assert!(stdout.contains("qcow2 4"), "{stdout}");
+    assert!(stdout.contains("0 warnings"), "{stdout}");
+
+    let warn = fixtures().join("warn-duplicate-image-url.yaml");
+    let (code, stdout, _) = imsreg(&["validate", &warn.display().to_string()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("warning: images[1].image_url:"), "{stdout}");
+    assert!(stdout.contains("1 warning"), "{stdout}");
+}
+
+#[test]
+fn validate_json_output() {
+    let path = fixtures().join("bad-object-space.yaml");
+    let (code, stdout, _) = imsreg(&["validate", "--format", "json", &path.display().to_string()]);
+    assert_eq!(code, 2);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let first = &json.as_array().unwrap()[0];
+    assert_eq!(first["file"], path.display().to_string());
+    assert_eq!(first["line"], 7);
+    assert_eq!(first["column"], 16);
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["field"], "images[1].image_url");
+    assert!(first["message"].as_str().unwrap().contains("IMG.0175"));
+}
+
+#[test]
+fn validate_refuses_a_missing_file() {
+    let (code, stdout, stderr) = imsreg(&["validate", "/nonexistent/manifest.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("cannot read manifest /nonexistent/manifest.yaml"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = imsreg(&["validate", "--format", "json", "/nonexistent/manifest.yaml"]);
+    assert_eq!(code, 2);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json[0]["field"], "file");
+}
+
+#[test]
+fn the_invalid_example_shows_errors_and_the_demo_is_clean() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let invalid = manifest::load(&examples.join("invalid.yaml")).unwrap();
+    assert!(invalid.error_count() >= 10, "{}", render(&invalid));
+    let demo = manifest::load(&examples.join("demo.yaml")).unwrap();
+    assert!(demo.diagnostics.is_empty(), "{}", render(&demo));
+    assert_eq!(demo.images.len(), 12);
+    assert!(
+        demo.images
+            .iter()
+            .all(|i| !i.image_url.object.contains("corrupt"))
+    );
+}
+
+#[test]
+fn anchors_late_in_a_big_list_fall_back_to_whole_reading() {
+    let plain = big_manifest(1100, true);
+    let with_alias = plain
+        .replace(
+            "image_url: obs://bkt-0/d/disk-800.qcow2",
+            "image_url: &u obs://bkt-0/d/disk-800.qcow2",
+        )
+        .replace("image_url: obs://bkt-0/d/disk-900.qcow2", "image_url: *u");
+    assert_ne!(plain, with_alias);
+    let a = manifest::parse_str(&plain, "big.yaml");
+    let b = manifest::parse_str(&with_alias, "big.yaml");
+    assert_eq!(a.images.len() + a.invalid.len(), 1100);
+    assert_eq!(b.images.len() + b.invalid.len(), 1100);
+    assert_eq!(a.error_count(), b.error_count());
+    // Entry 900 now repeats entry 800's URL.
+    let warning = b
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Warning)
+        .expect("duplicate URL warning");
+    assert_eq!(warning.field, "images[900].image_url");
+}
+
+#[test]
+fn crlf_and_flow_style_big_lists_read_like_the_plain_one() {
+    let plain = big_manifest(1100, true);
+    let a = manifest::parse_str(&plain, "big.yaml");
+    let crlf = manifest::parse_str(&plain.replace('\n', "\r\n"), "big.yaml");
+    assert_eq!(a.images, crlf.images);
+    assert_eq!(a.diagnostics, crlf.diagnostics);
+    let cr = manifest::parse_str(&plain.replace('\n', "\r"), "big.yaml");
+    assert_eq!(a.images, cr.images);
+    assert_eq!(a.diagnostics, cr.diagnostics);
+
+    let mut flow = String::from("images: [\n");
+    for i in 0..1100 {
+        flow.push_str(&format!(
+            "  {{image_id: 0f3c1a2e-2222-4a2b-9c3d-{i:012x}, image_url: 'b01:d/{i}.vhd'}},\n"
+        ));
+    }
+    flow.push_str("]\n");
+    let manifest = manifest::parse_str(&flow, "flow.yaml");
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    assert_eq!(manifest.images.len(), 1100);
+    assert_eq!(manifest.images[1099].line, 1101);
+}
+
+#[test]
+fn duplicate_keys_in_a_huge_mapping_are_found() {
+    let mut text = String::from("settings:\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("  key{i}: 1\n"));
+    }
+    text.push_str("  key7: 2\nimages:\n  - {image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86, image_url: b01:a.vhd}\n");
+    let manifest = manifest::parse_str(&text, "m.yaml");
+    let duplicate = manifest
+        .diagnostics
+        .iter()
+        .find(|d| d.message.starts_with("duplicate key `key7`"))
+        .expect("duplicate reported");
+    assert_eq!(duplicate.line, 20_002);
+    assert!(
+        duplicate.message.contains("first given on line 9"),
+        "{}",
+        duplicate.message
+    );
+    // Every other key is unknown: 20,000 errors, all reported.
+    assert_eq!(manifest.error_count(), 20_001);
+}
+
+#[test]
+fn a_slice_boundary_that_cannot_be_cut_falls_back_to_whole_reading() {
+    let plain = big_manifest(1100, true);
+    // Entry 1024 starts a slice; a comment after its dash makes the cut unsafe to find.
+    let needle = "  - image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000400\n";
+    assert!(plain.contains(needle));
+    let odd = plain.replace(
+        needle,
+        "  -   # entry 1024\n    image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000400\n",
+    );
+    let a = manifest::parse_str(&plain, "big.yaml");
+    let b = manifest::parse_str(&odd, "big.yaml");
+    assert_eq!(b.images.len(), a.images.len());
+    assert_eq!(b.invalid.len(), a.invalid.len());
+    assert_eq!(b.error_count(), a.error_count());
+    let entry = b
+        .images
+        .iter()
+        .find(|i| i.image_id.ends_with("000000000400"))
+        .unwrap();
+    let line = odd
+        .lines()
+        .position(|l| l.contains("000000000400"))
+        .unwrap()
+        + 1;
+    assert_eq!(entry.line, line);
+}
