@@ -1,37 +1,45 @@
 //! Rate control of the calls.
 //!
 //! Each lane (register calls at `submit_rate`, status queries at `query_rate`) has a governor
-//! GCRA limiter with burst 1: never a call sooner than one period after the previous one, so
-//! never a burst above the rate. The register lane's limiter runs [`RATE_MARGIN`] below
-//! `submit_rate`, so that the jitter between sending a call and its arrival cannot make a
-//! server enforcing the same rate see two calls too close. Callers take turns through a FIFO
-//! lock, so only one task at a time waits for the limiter (no herd of tasks waking on every
-//! cell). A GCRA limiter with burst 1 turns every late wake-up into a lasting loss of rate, and
-//! tokio's timer has millisecond granularity (up to 20 % at 200 calls/s), so the last
-//! [`FINE_WAIT`] of a wait is slept precisely on the thread itself.
+//! GCRA limiter with burst 1: calls follow each other one period apart, never in a burst. The
+//! register lane's limiter runs [`RATE_MARGIN`] below `submit_rate`. Callers take turns through
+//! a FIFO lock, so only one task at a time waits for the limiter (no herd of tasks waking on
+//! every cell), and waits run on tokio's timer.
+//!
+//! Timer lateness: tokio's timer has millisecond granularity, and a plain GCRA charges every
+//! late wake-up to all later calls (at 200 calls/s, a 1 ms late turn costs 20 % of the rate).
+//! So the limiter reads a schedule clock ([`ScheduleClock`]): a turn taken at most [`SLACK`]
+//! after the instant the limiter granted is checked as of that instant, and the schedule keeps
+//! its pace; a turn taken later (a stalled thread) is checked as of its real time, so a stall
+//! never turns into a burst. Any `R + 1` register calls in a row are therefore spread over at
+//! least `(R / (R x RATE_MARGIN)) s - SLACK`, more than one second: no one-second window ever
+//! holds more than `submit_rate` calls.
 //!
 //! Throttling: when the gateway throttles one register call, every submitting task backs off,
 //! not just the one that was told. [`Pacer::throttled`] sets a "not before" instant for the
 //! whole lane and doubles a slowdown factor (up to x8): while slowed, register calls are
-//! spaced by `factor x period` (on a fixed schedule: a turn taken up to [`SLACK`] late does not
-//! push the later ones back). The factor halves again after each 10 s without throttling.
+//! spaced by `factor x period` on a fixed schedule (same slack rule). The factor halves again
+//! after each 10 s without throttling.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// Rates at or above this are treated as unlimited (benchmarks).
 pub const UNLIMITED_RATE: f64 = 1.0e6;
 /// The register lane's limiter runs this much below `submit_rate`.
-pub const RATE_MARGIN: f64 = 0.998;
-/// While slowed down, a turn taken later than this after its slot restarts the schedule.
-pub const SLACK: Duration = Duration::from_millis(2);
-/// The end of a limiter wait is slept precisely, blocking the thread, for at most this long.
-const FINE_WAIT: Duration = Duration::from_micros(1500);
+pub const RATE_MARGIN: f64 = 0.995;
+/// A turn taken later than this after the instant it was granted restarts the schedule.
+pub const SLACK: Duration = Duration::from_millis(4);
 /// Largest slowdown factor after repeated throttling.
 pub const MAX_SLOWDOWN: u32 = 8;
 /// Time without throttling after which the slowdown factor halves.
@@ -39,10 +47,37 @@ pub const RECOVERY: Duration = Duration::from_secs(10);
 /// Slot interval used while slowed down when the rate itself is unlimited.
 const SLOWED_UNLIMITED_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A GCRA limiter with burst 1 at exactly `rate`, or nothing for an unlimited rate.
+/// The limiter's clock: time since the limiter was made, on tokio's clock, as set by the turn
+/// holder (see the module documentation).
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl ScheduleClock {
+    fn set(&self, at: Duration) {
+        self.nanos.store(
+            at.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl Clock for ScheduleClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
+type Gcra = RateLimiter<NotKeyed, InMemoryState, ScheduleClock, NoOpMiddleware<Duration>>;
+
+/// A GCRA limiter with burst 1, or nothing for an unlimited rate.
 pub struct Limiter {
-    inner: Option<DefaultDirectRateLimiter>,
-    clock: DefaultClock,
+    inner: Option<Gcra>,
+    clock: ScheduleClock,
+    origin: Instant,
     /// One waiter at a time, first come first served.
     turn: tokio::sync::Mutex<()>,
     rate: f64,
@@ -69,15 +104,18 @@ impl Limiter {
     /// `rate x margin` calls per second.
     pub fn with_margin(rate: f64, margin: f64) -> Self {
         let rate = sane_rate(rate);
+        let clock = ScheduleClock::default();
         let inner = if rate >= UNLIMITED_RATE {
             None
         } else {
-            Quota::with_period(Duration::from_secs_f64(1.0 / (rate * margin)))
-                .map(|quota| RateLimiter::direct(quota.allow_burst(NonZeroU32::MIN)))
+            Quota::with_period(Duration::from_secs_f64(1.0 / (rate * margin))).map(|quota| {
+                RateLimiter::direct_with_clock(quota.allow_burst(NonZeroU32::MIN), clock.clone())
+            })
         };
         Limiter {
             inner,
-            clock: DefaultClock::default(),
+            clock,
+            origin: Instant::now(),
             turn: tokio::sync::Mutex::new(()),
             rate,
         }
@@ -105,15 +143,24 @@ impl Limiter {
         let Some(limiter) = &self.inner else {
             return;
         };
-        while let Err(not_until) = limiter.check() {
-            let wait = not_until.wait_time_from(self.clock.now());
-            if wait > FINE_WAIT {
-                // Coarse part on tokio's timer (millisecond granularity)...
-                tokio::time::sleep(wait - FINE_WAIT).await;
-            } else {
-                // ...the last stretch precisely, holding this worker thread for at most
-                // FINE_WAIT: a late turn would slow the whole lane down for good (GCRA).
-                std::thread::sleep(wait);
+        let mut granted: Option<Duration> = None;
+        loop {
+            let now = Instant::now().saturating_duration_since(self.origin);
+            // A turn up to SLACK late is checked as of the instant it was granted.
+            let at = match granted {
+                Some(granted) if now.saturating_sub(granted) <= SLACK => {
+                    granted.max(self.clock.now())
+                }
+                _ => now,
+            };
+            self.clock.set(at);
+            match limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    let earliest = not_until.earliest_possible();
+                    granted = Some(earliest);
+                    tokio::time::sleep_until(self.origin + earliest).await;
+                }
             }
         }
     }
@@ -252,7 +299,7 @@ mod tests {
         pacer.wait_turn().await;
         let stalled = Instant::now();
         pacer.wait_turn().await;
-        assert_eq!(Instant::now() - stalled, Duration::from_millis(98));
+        assert_eq!(Instant::now() - stalled, Duration::from_millis(100) - SLACK);
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,6 +344,45 @@ mod tests {
             Instant::now() - start,
             Duration::from_secs(2) + SLOWED_UNLIMITED_INTERVAL * 2 - SLACK
         );
+    }
+
+    /// Turns taken through a limiter on the paused clock, each `late` after it was granted.
+    async fn turns(limiter: &Limiter, count: usize, late: Duration) -> Vec<Instant> {
+        let mut at = Vec::new();
+        for _ in 0..count {
+            limiter.until_ready(None).await;
+            at.push(Instant::now());
+            tokio::time::sleep(late).await;
+        }
+        at
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_keeps_its_pace_despite_late_turns_and_never_bursts() {
+        let limiter = Limiter::with_margin(100.0, RATE_MARGIN);
+        let period = Duration::from_secs_f64(1.0 / (100.0 * RATE_MARGIN));
+        // Every turn taken 1 ms late (timer granularity): the pace does not drift.
+        let at = turns(&limiter, 201, Duration::from_millis(1)).await;
+        let total = at[200] - at[0];
+        assert!(
+            total >= period * 200 && total <= period * 200 + SLACK,
+            "{total:?}"
+        );
+        for pair in at.windows(2) {
+            assert!(pair[1] - pair[0] >= period - SLACK);
+        }
+        // No one-second window holds more than 100 turns.
+        for (i, start) in at.iter().enumerate() {
+            let inside = at[i..]
+                .iter()
+                .take_while(|t| **t - *start < Duration::from_secs(1));
+            assert!(inside.count() <= 100);
+        }
+        // A stall: the next turns come about one period apart, not at once to catch up.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = turns(&limiter, 3, Duration::ZERO).await;
+        assert!(after[1] - after[0] >= period);
+        assert!(after[2] - after[1] >= period - SLACK);
     }
 
     #[test]
