@@ -414,24 +414,35 @@ async fn many_images_in_a_small_account_are_checked_with_one_page() {
     assert_submitted_once(&counters);
 }
 
-/// On the real clock (the governor limiter keeps real time): the register calls never come
-/// closer than the rate allows, in any one-second window.
+/// On the real clock: no one-second window holds more register calls than the rate, and no
+/// two calls come closer than a period less the limiter's slack.
 #[tokio::test]
 async fn submissions_never_exceed_the_submit_rate() {
-    let fake = Arc::new(FakeIms::new(12, Duration::from_millis(50)));
+    let fake = Arc::new(FakeIms::new(30, Duration::from_millis(50)));
     let mut config = config();
     config.submit_rate = 20.0;
     config.poll_interval = Duration::from_millis(20);
     config.concurrency = 4;
-    let (result, _) = run(&fake, images(12), config).await;
-    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 12]);
+    let (result, _) = run(&fake, images(30), config).await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 30]);
     let times = fake.counters().register_times;
-    assert_eq!(times.len(), 12);
+    assert_eq!(times.len(), 30);
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(49), "gap {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(50) - super::pacer::SLACK,
+            "gap {gap:?}"
+        );
     }
-    assert!(times[11] - times[0] >= Duration::from_millis(550));
+    for (i, start) in times.iter().enumerate() {
+        let inside = times[i..]
+            .iter()
+            .take_while(|t| **t - *start < Duration::from_secs(1))
+            .count();
+        assert!(inside <= 20, "{inside} calls in one second");
+    }
+    // And the pace holds: 29 periods, not much more.
+    assert!(times[29] - times[0] < Duration::from_millis(29 * 51 + 20));
 }
 
 #[tokio::test(start_paused = true)]
