@@ -798,20 +798,24 @@ fn start_outside_a_runtime_is_an_error() {
 
 #[cfg(unix)]
 #[test]
-fn the_simulate_command_prints_its_url_and_stops_on_sigterm() {
+fn the_simulate_command_serves_manifest_images_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("sim.yaml");
+    std::fs::write(&config_path, "job_duration: 100ms\n").unwrap();
+    let manifest_path = dir.path().join("manifest.yaml");
     std::fs::write(
-        &config_path,
-        format!("images: [{ID}]\njob_duration: 100ms\n"),
+        &manifest_path,
+        format!("version: 1\nimages:\n  - image_id: {ID}\n    image_url: \"{URL}\"\n"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_imsreg"))
         .args(["simulate", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config_path)
+        .arg("--images")
+        .arg(&manifest_path)
         .env("HUAWEICLOUD_SDK_AK", "ENVAK")
         .env("HUAWEICLOUD_SDK_SK", "env-secret")
         .env(

@@ -25,6 +25,14 @@ pub const SUPPORTED_EXTENSIONS: [&str; 11] = [
     "zvhd", "zvhd2", "qcow2", "qcow", "vhd", "vhdx", "raw", "qed", "vdi", "iso", "vmdk",
 ];
 
+/// Extensions of files that are clearly not a registrable disk image (archives, OVF packages,
+/// documents). Other names, including `.img` or none at all, are accepted: how IMS detects the
+/// format is unconfirmed, and manifests may name it with `format:` instead.
+pub const UNSUPPORTED_EXTENSIONS: [&str; 17] = [
+    "ova", "ovf", "mf", "tar", "tgz", "gz", "zip", "7z", "rar", "bz2", "xz", "txt", "json", "xml",
+    "yaml", "exe", "msi",
+];
+
 /// An IMS error answer (`{"error": {"code", "message"}}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImsFault {
@@ -545,15 +553,12 @@ pub fn check_image_url(image_url: &str) -> Result<&str, ImsFault> {
     let extension = file
         .rsplit_once('.')
         .map(|(_, ext)| ext.to_ascii_lowercase());
-    if !extension
-        .as_deref()
-        .is_some_and(|ext| SUPPORTED_EXTENSIONS.contains(&ext))
-    {
+    if let Some(ext) = extension.filter(|ext| UNSUPPORTED_EXTENSIONS.contains(&ext.as_str())) {
         return Err(ImsFault::new(
             400,
             "IMG.0057",
             format!(
-                "The image file is in an incorrect format: {file:?}. Supported formats: {}.",
+                "The image file is in an incorrect format: {file:?} (.{ext} cannot be registered). Supported formats: {}.",
                 SUPPORTED_EXTENSIONS.join(", ")
             ),
         ));
@@ -678,8 +683,15 @@ mod tests {
             "IMG.0057"
         );
         assert_eq!(
-            check_image_url("bucket1:disk").unwrap_err().code,
+            check_image_url("bucket1:vm/export.OVA").unwrap_err().code,
             "IMG.0057"
+        );
+        // No extension, or one that names no format: the content decides (format: in the
+        // manifest), so the register is accepted.
+        assert_eq!(check_image_url("bucket1:disk").unwrap(), "disk");
+        assert_eq!(
+            check_image_url("bucket1:raw/ledger-db.img").unwrap(),
+            "raw/ledger-db.img"
         );
         assert_eq!(
             check_image_url("bucket1:a.b/disk.VMDK").unwrap(),
