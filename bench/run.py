@@ -59,7 +59,10 @@ SCENARIOS = {
                    "--max-active-jobs", "100000", "--poll-interval", "2s"],
         # imsreg's bulk status sweeps cost about one list request per interval whatever the
         # number of jobs, so polling faster is cheap for it (not for the peer's ShowJob loop).
-        "variants": {"imsreg-poll-500ms": ["--poll-interval", "500ms"]},
+        # The state journal fsyncs every accepted job ID and every outcome; the no-state
+        # variant shows what that durability costs.
+        "variants": {"imsreg-poll-500ms": ["--poll-interval", "500ms"],
+                     "imsreg-no-state": ["--no-state"]},
         "peer": [],
     },
     "b": {
