@@ -9,8 +9,8 @@ One command (from the repository root):
 It builds imsreg in release mode, creates a throw-away virtualenv (bench/.venv) with the pinned
 official SDK, then for every run starts a fresh `imsreg simulate` on 127.0.0.1 (configs
 bench/sim-*.yaml) knowing the manifest's images, runs one tool against it, and measures:
-wall time, CPU (user+sys) and peak RSS of the tool's own process (os.wait4 on the child: the
-simulator is not counted), requests per image and 429 answers (from the simulator's
+wall time, CPU (user+sys) and peak RSS of the tool's own process (via GNU time, else
+os.wait4 on the child; the simulator is not counted), requests per image and 429 answers (from the simulator's
 GET /_sim/stats). Scenarios:
 
   a  unlimited rate, 0.5 s jobs, 2,000 images; imsreg vs bench/peer_sdk.py, rounds alternating
@@ -155,22 +155,42 @@ class Simulator:
         self.stderr.close()
 
 
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
 def run_child(cmd, env, workdir):
-    """Runs one tool; its own CPU and peak RSS come from wait4 on it (not the simulator)."""
+    """Runs one tool and measures its own process: wall, CPU (user+sys), peak RSS.
+
+    ru_maxrss of a child forked by this (large) Python process would start at this process's
+    peak RSS (Linux carries the pre-exec high-water mark over exec), so when GNU time is
+    installed the tool is started by it (a process of ~2 MiB) and its figures are taken;
+    otherwise os.wait4 on the child (CPU is right; RSS is at least this runner's).
+    """
     load_before = os.getloadavg()[0]
+    measured = workdir / "rusage"
+    if GNU_TIME:
+        cmd = [GNU_TIME, "-o", str(measured), "-f", "%U %S %M", *cmd]
     with open(workdir / "stdout", "w") as out, open(workdir / "stderr", "w") as err:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=workdir)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
+    user, system, max_rss_kib = usage.ru_utime, usage.ru_stime, usage.ru_maxrss
+    if GNU_TIME:
+        try:
+            last = measured.read_text().strip().splitlines()[-1].split()
+            user, system, max_rss_kib = float(last[0]), float(last[1]), int(last[2])
+        except (OSError, IndexError, ValueError):
+            log(f"  WARNING: no figures from GNU time in {measured}")
     return {
         "exit_code": proc.returncode,
         "wall_s": wall,
-        "user_s": usage.ru_utime,
-        "sys_s": usage.ru_stime,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "max_rss_mib": usage.ru_maxrss / 1024.0,  # ru_maxrss is in KiB on Linux
+        "user_s": user,
+        "sys_s": system,
+        "cpu_s": user + system,
+        "max_rss_mib": max_rss_kib / 1024.0,  # KiB on Linux
+        "rss_source": "GNU time" if GNU_TIME else "wait4 (includes the runner's peak)",
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }
