@@ -233,11 +233,7 @@ fn writes_every_path_atomically() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".imsreg-report-")
-        })
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".imsreg-tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "no temp files left behind");
 }

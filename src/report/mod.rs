@@ -93,7 +93,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     };
     std::fs::create_dir_all(dir).map_err(io_error)?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".imsreg-report-")
+        .prefix(".imsreg-tmp-")
         .tempfile_in(dir)
         .map_err(io_error)?;
     temp.write_all(bytes).map_err(io_error)?;

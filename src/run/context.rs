@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ims::{ErrorClass, ImsApi, ImsError};
 
 use super::active::ActiveJobs;
-use super::pacer::{Limiter, Pacer};
+use super::pacer::{Limiter, Pacer, RATE_MARGIN};
 use super::retry::{RetryDecision, decide_query, jitter};
 use super::sweep::Sweeper;
 use super::{EventSink, RunConfig, RunEvent};
@@ -65,7 +65,7 @@ impl<C: ImsApi> Ctx<C> {
             submit_calls: Semaphore::new(lanes),
             query_calls: Semaphore::new(lanes),
             pacer: Pacer::for_rate(config.submit_rate),
-            submit_limiter: Limiter::new(config.submit_rate),
+            submit_limiter: Limiter::with_margin(config.submit_rate, RATE_MARGIN),
             query_limiter: Limiter::new(config.query_rate),
             active: ActiveJobs::new(config.max_active_jobs),
             sweeper: Sweeper::new(),

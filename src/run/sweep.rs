@@ -33,8 +33,10 @@ use super::context::{Ctx, QueryError};
 
 /// Followed images from which on sweeps replace per-job polls.
 pub const BULK_THRESHOLD: usize = 8;
-/// How far behind the newest `updated_at` seen the next sweep starts.
-pub const SINCE_OVERLAP: Duration = Duration::from_secs(1);
+/// How far behind the newest `updated_at` seen the next sweep starts. Zero: the filter is
+/// `gte` on whole seconds, so the newest second is read again anyway; an image stamped
+/// earlier but listed late is caught by the next full sweep.
+pub const SINCE_OVERLAP: Duration = Duration::ZERO;
 /// How far back the first sweep looks.
 pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 /// A sweep without the `updated_at` filter at least this often.
@@ -222,6 +224,12 @@ async fn list_all<C: ImsApi>(
             }
             Err(QueryError::Failed(_)) => return Swept::Failed,
         };
+        tracing::trace!(
+            status = ?query.status,
+            updated_at = ?query.updated_at,
+            images = page.images.len(),
+            "sweep page"
+        );
         for image in &page.images {
             if let Some(t) = image.updated_at.as_deref().and_then(parse_api_time) {
                 newest = newest.max(Some(t));

@@ -90,6 +90,37 @@ impl RunLock {
     }
 }
 
+/// Whether a run holds the lock of a state journal, as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    Free,
+    /// Held; the holder as it wrote itself into the lock file (None if unreadable).
+    Held(Option<LockHolder>),
+}
+
+/// Looks at the lock of `state_path` without taking it for more than an instant and without
+/// writing anything (for `imsreg status`, which may only have read access). A missing lock
+/// file means no run ever started on this journal.
+pub fn probe(state_path: &Path) -> Result<LockState, StateError> {
+    let path = lock_path(state_path);
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Free),
+        Err(source) => return Err(StateError::io(&path, source)),
+    };
+    // A shared lock is granted unless a run holds the exclusive one; dropping the file
+    // releases it at once.
+    match file.try_lock_shared() {
+        Ok(()) => Ok(LockState::Free),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Ok(LockState::Held(serde_json::from_str(text.trim()).ok()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(StateError::io(&path, source)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +140,25 @@ mod tests {
         }
         drop(first);
         RunLock::acquire(&state).expect("free again after the holder is gone");
+    }
+
+    #[test]
+    fn probe_names_the_holder_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s.jsonl");
+        assert_eq!(probe(&state).unwrap(), LockState::Free, "no lock file yet");
+        assert!(!lock_path(&state).exists(), "probing creates nothing");
+
+        let held = RunLock::acquire(&state).unwrap();
+        let before = std::fs::read(held.path()).unwrap();
+        match probe(&state).unwrap() {
+            LockState::Held(Some(holder)) => assert_eq!(holder.pid, std::process::id()),
+            other => panic!("expected Held, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(held.path()).unwrap(), before, "holder kept");
+        drop(held);
+
+        assert_eq!(probe(&state).unwrap(), LockState::Free);
+        let _again = RunLock::acquire(&state).expect("a probe leaves the lock free");
     }
 }

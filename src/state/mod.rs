@@ -9,7 +9,7 @@ pub mod sink;
 use std::path::{Path, PathBuf};
 
 pub use journal::{EntryKind, ImageState, Journal, Replayed, replay};
-pub use lock::{LockHolder, RunLock};
+pub use lock::{LockHolder, LockState, RunLock};
 pub use resume::{Resumed, Slot, resume};
 pub use sink::{JournalSink, Tee};
 

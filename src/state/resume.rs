@@ -58,12 +58,20 @@ pub fn resume(entries: &[ImageEntry], journal: &Replayed, retry_failed: bool) ->
             continue;
         };
         let url = entry.image_url.to_string();
+        let retrying = retry_failed && state.outcome == Some(ImageOutcome::Failed);
         if let (Some(old), Some(job)) = (&state.submitted_url, &state.job_id)
             && *old != url
         {
+            let what_now = if retrying {
+                // A failed job registered nothing: the retry is the first registration.
+                format!(
+                    "the earlier job failed, so --retry-failed submits {url} if IMS shows the image queued again"
+                )
+            } else {
+                "imsreg does not register an image twice: to register the new file, create a new image and give its ID".to_string()
+            };
             resumed.warnings.push(format!(
-                "image {} (line {}) was submitted as {old} by an earlier run (job {job}); the manifest now says {url}. \
-                 imsreg does not register an image twice: to register the new file, create a new image and give its ID",
+                "image {} (line {}) was submitted as {old} by an earlier run (job {job}); the manifest now says {url}. {what_now}",
                 entry.image_id, entry.line
             ));
         }
@@ -215,5 +223,32 @@ mod tests {
             warning.contains("bucket:old-name.qcow2") && warning.contains("bucket:new-name.qcow2")
         );
         assert!(warning.contains("line 3"));
+        assert!(warning.contains("does not register an image twice"));
+    }
+
+    #[test]
+    fn a_changed_url_of_a_failed_image_is_what_a_retry_submits() {
+        let entries = vec![entry("x", "fixed.qcow2")];
+        let mut journal = Replayed::default();
+        journal.images.insert(
+            "x".into(),
+            known(
+                Some("j1"),
+                Some(ImageOutcome::Failed),
+                "bucket:broken.qcow2",
+            ),
+        );
+        let kept = resume(&entries, &journal, false);
+        assert!(matches!(&kept.slots[0], Slot::Settled(r) if r.status == ImageOutcome::Failed));
+        assert!(kept.warnings[0].contains("does not register an image twice"));
+
+        let retried = resume(&entries, &journal, true);
+        assert!(matches!(&retried.slots[0], Slot::Run(p) if p.known_job_id.is_none()));
+        let warning = &retried.warnings[0];
+        assert!(
+            warning.contains("--retry-failed submits bucket:fixed.qcow2"),
+            "{warning}"
+        );
+        assert!(!warning.contains("twice"), "{warning}");
     }
 }

@@ -61,12 +61,26 @@ pub fn main(args: Args) -> u8 {
         }
     }
     in_flight.sort();
-    let running = state::RunLock::acquire(&path).is_err();
+    // Only looked at, never taken: `status` must not make a starting run exit 75, nor
+    // overwrite the holder, nor need write access.
+    let lock = match state::lock::probe(&path) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let holder = match &lock {
+        state::LockState::Held(holder) => holder.as_ref(),
+        state::LockState::Free => None,
+    };
+    let running = lock != state::LockState::Free;
 
     if args.json {
         let value = serde_json::json!({
             "state": path,
             "run_in_progress": running,
+            "holder": holder,
             "images": replayed.images.len(),
             "counts": counts,
             "in_flight": in_flight.iter().map(|(at, id, job)| serde_json::json!({
@@ -89,10 +103,10 @@ pub fn main(args: Args) -> u8 {
     line!("state journal  {}", path.display());
     line!(
         "run            {}",
-        if running {
-            "in progress (the run lock is held)"
-        } else {
-            "not running"
+        match (running, holder) {
+            (true, Some(holder)) => format!("in progress ({holder})"),
+            (true, None) => "in progress (the run lock is held)".to_string(),
+            (false, _) => "not running".to_string(),
         }
     );
     line!(
