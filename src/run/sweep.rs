@@ -5,7 +5,7 @@
 //! watched, a sweep runs every `poll_interval` (or back to back, if a sweep takes longer):
 //! it lists the private images that ended lately (`status=active`, then `status=killed`, each
 //! with `updated_at=gte:<since>`, where `since` trails the newest `updated_at` seen by
-//! [`SINCE_OVERLAP`]; the first sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway
+//! [`SINCE_OVERLAP`] plus the sweep's own duration; the first sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway
 //! tolerates on signatures), so a sweep costs about one small page whatever the number of
 //! jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
 //! nothing is missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are
@@ -142,7 +142,11 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
         let filter = (!full).then_some(since);
         match sweep_once(&ctx, filter).await {
             Swept::Done(Some(newest)) => {
-                let overlap = chrono::Duration::from_std(SINCE_OVERLAP)
+                // The pages are not a snapshot: an image behind the marker that ended while
+                // this sweep was paging is only seen by the next one, and its `updated_at`
+                // may be up to the sweep's duration older than `newest`. Start the next
+                // sweep before this one began (on the server's clock), not just `newest`.
+                let overlap = chrono::Duration::from_std(SINCE_OVERLAP + sweep_started.elapsed())
                     .unwrap_or_else(|_| chrono::Duration::zero());
                 since = since.max(newest - overlap);
             }
