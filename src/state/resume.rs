@@ -30,14 +30,19 @@ pub struct Resumed {
 
 impl Resumed {
     pub fn to_engine(&self) -> Vec<PlannedImage> {
-        self.slots
-            .iter()
-            .filter_map(|slot| match slot {
-                Slot::Run(planned) => Some(planned.clone()),
-                Slot::Settled(_) => None,
-            })
-            .collect()
+        runnable(&self.slots)
     }
+}
+
+/// The images to hand to the engine, in manifest order.
+pub fn runnable(slots: &[Slot]) -> Vec<PlannedImage> {
+    slots
+        .iter()
+        .filter_map(|slot| match slot {
+            Slot::Run(planned) => Some(planned.clone()),
+            Slot::Settled(_) => None,
+        })
+        .collect()
 }
 
 /// Applies the journal to the manifest's valid entries.

@@ -55,13 +55,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn engine_images(&self) -> Vec<PlannedImage> {
-        self.slots
-            .iter()
-            .filter_map(|slot| match slot {
-                Slot::Run(planned) => Some(planned.clone()),
-                Slot::Settled(_) => None,
-            })
-            .collect()
+        state::resume::runnable(&self.slots)
     }
 
     pub fn settled(&self) -> usize {
