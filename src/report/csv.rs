@@ -43,13 +43,13 @@ fn row(record: &ImageRecord) -> [String; 12] {
     ]
 }
 
-pub fn render(report: &Report) -> Result<Vec<u8>, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::with_capacity(128 * (report.images.len() + 1)));
+/// Writes the CSV report into `out`, row by row.
+pub fn render_to(report: &Report, out: &mut dyn std::io::Write) -> Result<(), csv::Error> {
+    let mut writer = csv::Writer::from_writer(out);
     writer.write_record(COLUMNS)?;
     for record in &report.images {
         writer.write_record(row(record))?;
     }
-    writer
-        .into_inner()
-        .map_err(|e| csv::Error::from(e.into_error()))
+    writer.flush()?;
+    Ok(())
 }

@@ -36,18 +36,30 @@ pub enum ReportError {
 
 /// Renders a report in the given format.
 pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportError> {
+    let mut out = Vec::new();
+    render_to(report, format, &mut out)?;
+    Ok(out)
+}
+
+/// Renders a report straight into `out` (a large report is never held in memory whole,
+/// except for JUnit, whose crate builds the document first).
+pub fn render_to(
+    report: &Report,
+    format: ReportFormat,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
     match format {
-        ReportFormat::Json => {
-            let mut out = serde_json::to_vec_pretty(report).map_err(render_error("JSON"))?;
-            out.push(b'\n');
-            Ok(out)
-        }
-        ReportFormat::Yaml => serde_yaml::to_string(report)
-            .map(String::into_bytes)
-            .map_err(render_error("YAML")),
-        ReportFormat::Csv => csv::render(report).map_err(render_error("CSV")),
-        ReportFormat::Junit => junit::render(report).map_err(render_error("JUnit XML")),
-        ReportFormat::Markdown => Ok(markdown::render(report).into_bytes()),
+        ReportFormat::Json => serde_json::to_writer_pretty(&mut *out, report)
+            .map_err(render_error("JSON"))
+            .and_then(|()| out.write_all(b"\n").map_err(render_error("JSON"))),
+        ReportFormat::Yaml => serde_yaml::to_writer(out, report).map_err(render_error("YAML")),
+        ReportFormat::Csv => csv::render_to(report, out).map_err(render_error("CSV")),
+        ReportFormat::Junit => junit::render(report)
+            .map_err(render_error("JUnit XML"))
+            .and_then(|bytes| out.write_all(&bytes).map_err(render_error("JUnit XML"))),
+        ReportFormat::Markdown => out
+            .write_all(markdown::render(report).as_bytes())
+            .map_err(render_error("Markdown")),
     }
 }
 
@@ -70,9 +82,16 @@ pub fn check_paths(paths: &[PathBuf]) -> Result<(), ReportError> {
 pub fn write_reports(report: &Report, paths: &[PathBuf]) -> Result<(), ReportError> {
     let mut first_error = None;
     for path in paths {
-        let result = ReportFormat::from_path(path)
-            .and_then(|format| render(report, format))
-            .and_then(|bytes| write_atomically(path, &bytes));
+        let result = ReportFormat::from_path(path).and_then(|format| {
+            write_atomically_with(path, |file| {
+                let mut buffered = std::io::BufWriter::with_capacity(1 << 16, file);
+                render_to(report, format, &mut buffered)?;
+                buffered.flush().map_err(|source| ReportError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })
+        });
         if let Err(e) = result {
             first_error.get_or_insert(e);
         }
@@ -83,6 +102,19 @@ pub fn write_reports(report: &Report, paths: &[PathBuf]) -> Result<(), ReportErr
 /// Temp file in the target's folder (created if missing), write, fsync, rename over the
 /// target, fsync the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    write_atomically_with(path, |file| {
+        file.write_all(bytes).map_err(|source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// [`write_atomically`] with the content written by `fill` into the temporary file.
+pub fn write_atomically_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
     let io_error = |source| ReportError::Write {
         path: path.to_path_buf(),
         source,
@@ -96,7 +128,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         .prefix(".imsreg-tmp-")
         .tempfile_in(dir)
         .map_err(io_error)?;
-    temp.write_all(bytes).map_err(io_error)?;
+    fill(temp.as_file_mut())?;
     temp.as_file().sync_all().map_err(io_error)?;
     temp.persist(path).map_err(|e| io_error(e.error))?;
     // The rename is durable only once the folder itself is synced; best effort.
