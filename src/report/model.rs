@@ -69,6 +69,26 @@ pub struct ImageRecord {
     pub duration_s: Option<f64>,
 }
 
+impl ImageRecord {
+    /// A record for a manifest entry with `status` and nothing else known yet.
+    pub fn for_entry(entry: &crate::manifest::ImageEntry, status: ImageOutcome) -> Self {
+        ImageRecord {
+            image_id: Some(entry.image_id.clone()),
+            image_url: Some(entry.image_url.to_string()),
+            name: entry.name.clone(),
+            format: Some(entry.format.as_str().to_string()),
+            status,
+            job_id: None,
+            error_code: None,
+            error_message: None,
+            attempts: 0,
+            submitted_at: None,
+            finished_at: None,
+            duration_s: None,
+        }
+    }
+}
+
 /// Counts per outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {

@@ -273,21 +273,7 @@ fn settle(record: &mut ImageRecord, started: Instant, end: FollowEnd) {
 }
 
 fn new_record(image: &PlannedImage) -> ImageRecord {
-    let entry = &image.entry;
-    ImageRecord {
-        image_id: Some(entry.image_id.clone()),
-        image_url: Some(entry.image_url.to_string()),
-        name: entry.name.clone(),
-        format: Some(entry.format.as_str().to_string()),
-        status: ImageOutcome::Cancelled,
-        job_id: None,
-        error_code: None,
-        error_message: None,
-        attempts: 0,
-        submitted_at: None,
-        finished_at: None,
-        duration_s: None,
-    }
+    ImageRecord::for_entry(&image.entry, ImageOutcome::Cancelled)
 }
 
 /// Reports an image's final record (exactly once per image).

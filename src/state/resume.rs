@@ -81,20 +81,13 @@ pub fn resume(entries: &[ImageEntry], journal: &Replayed, retry_failed: bool) ->
             ));
         }
         let settled = |status: ImageOutcome| {
-            Slot::Settled(Box::new(ImageRecord {
-                image_id: Some(entry.image_id.clone()),
-                image_url: Some(url.clone()),
-                name: entry.name.clone(),
-                format: Some(entry.format.to_string()),
-                status,
-                job_id: state.job_id.clone(),
-                error_code: state.error_code.clone(),
-                error_message: state.error_message.clone(),
-                attempts: 0,
-                submitted_at: state.submitted_at,
-                finished_at: state.updated_at,
-                duration_s: None,
-            }))
+            let mut record = ImageRecord::for_entry(entry, status);
+            record.job_id = state.job_id.clone();
+            record.error_code = state.error_code.clone();
+            record.error_message = state.error_message.clone();
+            record.submitted_at = state.submitted_at;
+            record.finished_at = state.updated_at;
+            Slot::Settled(Box::new(record))
         };
         let slot = match state.outcome {
             Some(ImageOutcome::Registered | ImageOutcome::AlreadyRegistered) => {

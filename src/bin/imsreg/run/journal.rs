@@ -81,20 +81,9 @@ impl Prepared {
 
 /// Stand-in for a record the engine did not return (it always should).
 fn cancelled(planned: &PlannedImage) -> ImageRecord {
-    ImageRecord {
-        image_id: Some(planned.entry.image_id.clone()),
-        image_url: Some(planned.entry.image_url.to_string()),
-        name: planned.entry.name.clone(),
-        format: Some(planned.entry.format.to_string()),
-        status: ImageOutcome::Cancelled,
-        job_id: planned.known_job_id.clone(),
-        error_code: None,
-        error_message: None,
-        attempts: 0,
-        submitted_at: None,
-        finished_at: None,
-        duration_s: None,
-    }
+    let mut record = ImageRecord::for_entry(&planned.entry, ImageOutcome::Cancelled);
+    record.job_id = planned.known_job_id.clone();
+    record
 }
 
 /// Why the journal cannot be used, with the exit code that says so.
