@@ -1,6 +1,10 @@
 //! Every report format, rendered from one report that holds every outcome, parsed back and
 //! checked; the JSON report validated against `report.schema.json`.
 
+mod common;
+
+use common::schema_validator;
+
 use std::path::PathBuf;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -71,16 +75,6 @@ fn sample() -> Report {
         summary: Summary::from_records(&images),
         images,
     }
-}
-
-fn schema_validator() -> jsonschema::Validator {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("report.schema.json");
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap()
 }
 
 #[test]

@@ -6,6 +6,10 @@
 //! Also: the run lock, a torn journal line, `imsreg status`, a manifest edited between runs
 //! and `--retry-failed`.
 
+mod common;
+
+use common::read_report;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
@@ -189,27 +193,6 @@ async fn interrupt(child: &mut Child) -> i32 {
     // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
     wait_exit(child).await.code().expect("exited by a signal")
-}
-
-/// A JSON report, checked against the shipped schema.
-fn read_report(path: &Path) -> Value {
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("report.schema.json");
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap();
-    let problems: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(
-        problems.is_empty(),
-        "report breaks the schema: {problems:?}"
-    );
-    report
 }
 
 fn records(report: &Value) -> &Vec<Value> {
