@@ -79,6 +79,11 @@ impl<C: ImsApi> Ctx<C> {
         self.sink.event(&event);
     }
 
+    /// Waits until the events emitted so far are durable (see [`EventSink::durable`]).
+    pub async fn events_durable(&self) {
+        self.sink.durable().await;
+    }
+
     pub fn auth_failed(&self) -> bool {
         self.auth_failed.load(Ordering::SeqCst)
     }

@@ -156,7 +156,18 @@ pub enum RunEvent {
 /// Receives [`RunEvent`]s (progress bars, log lines, the state journal).
 pub trait EventSink: Send + Sync {
     fn event(&self, event: &RunEvent);
+
+    /// Resolves once everything this sink keeps of the events emitted so far is on disk. The
+    /// engine waits for it after [`RunEvent::Submitted`], so that a job ID is durable before
+    /// the image counts as submitted; the state journal uses the wait to fsync many job IDs at
+    /// once (group commit). Sinks that keep nothing are durable at once.
+    fn durable(&self) -> Durable<'_> {
+        Box::pin(std::future::ready(()))
+    }
 }
+
+/// What [`EventSink::durable`] returns.
+pub type Durable<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 
 /// A sink that drops everything (tests, benchmarks).
 pub struct NoEvents;

@@ -70,6 +70,8 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                     image_id: image_id.to_string(),
                     job_id: job_id.clone(),
                 });
+                // The job ID is on disk (state journal) before the image counts as submitted.
+                ctx.events_durable().await;
                 return SubmitEnd::Accepted {
                     job_id: Some(job_id),
                     active: false,

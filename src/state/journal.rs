@@ -237,8 +237,22 @@ impl Journal {
     /// reaches the kernel at once (it survives the process being killed) and the disk with the
     /// next fsync or when the journal is closed; a power cut may lose it, and the next run then
     /// learns the outcome from the cloud again. That halves the fsyncs of a run.
+    /// ([`super::JournalSink`] writes with [`Journal::write`] and fsyncs job IDs in groups.)
     pub fn append(&mut self, image_id: &str, kind: EntryKind) -> Result<(), StateError> {
         let durable_now = matches!(kind, EntryKind::Submitted { .. });
+        self.write(image_id, kind)?;
+        if durable_now {
+            self.file
+                .sync_data()
+                .map_err(|source| StateError::io(&self.path, source))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Appends one line to the kernel's cache (it survives the process being killed, not a
+    /// power cut); it reaches the disk with the next fsync, on any handle, or on close.
+    pub fn write(&mut self, image_id: &str, kind: EntryKind) -> Result<(), StateError> {
         let entry = Entry {
             v: FORMAT_VERSION,
             at: Utc::now(),
@@ -248,13 +262,19 @@ impl Journal {
         let mut line = serde_json::to_vec(&entry).map_err(|e| StateError::Encode(e.to_string()))?;
         line.push(b'\n');
         // One write call per line keeps concurrent readers from seeing interleaved halves.
-        let io = |source| StateError::io(&self.path, source);
-        self.file.write_all(&line).map_err(io)?;
-        self.unsynced = !durable_now;
-        if durable_now {
-            self.file.sync_data().map_err(io)?;
-        }
+        self.file
+            .write_all(&line)
+            .map_err(|source| StateError::io(&self.path, source))?;
+        self.unsynced = true;
         Ok(())
+    }
+
+    /// A second handle on the open file, to fsync it from another thread while appends go on
+    /// (an fsync covers every line written before it, through any handle).
+    pub fn sync_handle(&self) -> Result<File, StateError> {
+        self.file
+            .try_clone()
+            .map_err(|source| StateError::io(&self.path, source))
     }
 }
 

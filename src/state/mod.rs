@@ -1,6 +1,7 @@
 //! Run state that outlives a process: the state journal (job IDs and outcomes, replayed on
 //! the next run) and the run lock (one run per journal at a time).
 
+pub mod commit;
 pub mod journal;
 pub mod lock;
 pub mod resume;

@@ -1,17 +1,22 @@
 //! The journal as an observer of the engine: every accepted job ID and every final outcome is
-//! appended (and fsynced) as the engine reports it, before the engine moves on.
+//! appended as the engine reports it. Job IDs are fsynced in groups (see [`super::commit`]):
+//! the engine awaits [`EventSink::durable`] before it counts an image as submitted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::report::ImageOutcome;
-use crate::run::{EventSink, PlannedImage, RunEvent};
+use crate::run::{Durable, EventSink, PlannedImage, RunEvent};
 
+use super::commit::GroupCommit;
 use super::{EntryKind, Journal, StateError};
 
 /// Writes engine events into the state journal.
 pub struct JournalSink {
     journal: Mutex<Journal>,
+    /// Fsyncs the `submitted` lines; `None` if the file could not be shared with the syncer
+    /// thread, and then each such line is fsynced as it is written.
+    commit: Option<GroupCommit>,
     /// image_id -> normalized URL, for the `submitted` lines.
     urls: HashMap<String, String>,
     first_error: Mutex<Option<String>>,
@@ -20,6 +25,7 @@ pub struct JournalSink {
 impl JournalSink {
     pub fn new(journal: Journal, planned: &[PlannedImage]) -> Self {
         JournalSink {
+            commit: journal.sync_handle().ok().map(GroupCommit::start),
             journal: Mutex::new(journal),
             urls: planned
                 .iter()
@@ -31,13 +37,20 @@ impl JournalSink {
 
     /// The first write failure, if any (the report still carries every job ID).
     pub fn error(&self) -> Option<String> {
-        self.first_error.lock().ok().and_then(|e| e.clone())
+        let written = self.first_error.lock().ok().and_then(|e| e.clone());
+        written.or_else(|| self.commit.as_ref().and_then(GroupCommit::failure))
     }
 
     fn append(&self, image_id: &str, kind: EntryKind) {
-        let result = match self.journal.lock() {
-            Ok(mut journal) => journal.append(image_id, kind),
-            Err(_) => Err(StateError::Encode("journal lock poisoned".into())),
+        let needs_disk = matches!(kind, EntryKind::Submitted { .. });
+        let result = match (self.journal.lock(), &self.commit) {
+            (Ok(mut journal), Some(commit)) => journal.write(image_id, kind).map(|()| {
+                if needs_disk {
+                    commit.written();
+                }
+            }),
+            (Ok(mut journal), None) => journal.append(image_id, kind),
+            (Err(_), _) => Err(StateError::Encode("journal lock poisoned".into())),
         };
         if let Err(e) = result {
             tracing::error!(image_id, error = %e, "could not write the state journal");
@@ -79,6 +92,13 @@ impl EventSink for JournalSink {
             _ => {}
         }
     }
+
+    fn durable(&self) -> Durable<'_> {
+        match &self.commit {
+            Some(commit) => Box::pin(commit.durable(commit.last_written())),
+            None => Box::pin(std::future::ready(())),
+        }
+    }
 }
 
 /// Forwards every event to several sinks, in order (journal first, then the display).
@@ -89,6 +109,14 @@ impl EventSink for Tee {
         for sink in &self.0 {
             sink.event(event);
         }
+    }
+
+    fn durable(&self) -> Durable<'_> {
+        Box::pin(async move {
+            for sink in &self.0 {
+                sink.durable().await;
+            }
+        })
     }
 }
 
@@ -147,5 +175,25 @@ mod tests {
             Some(ImageOutcome::Registered)
         );
         assert!(sink.error().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_resolves_once_the_job_ids_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let sink = Arc::new(Tee(vec![Arc::new(JournalSink::new(journal, &[]))]));
+        for i in 0..50 {
+            sink.event(&RunEvent::Submitted {
+                image_id: format!("img-{i}"),
+                job_id: format!("job-{i}"),
+            });
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(10), sink.durable())
+            .await
+            .expect("the job IDs never became durable");
+        let replayed = super::super::replay(&path).unwrap();
+        assert_eq!(replayed.images.len(), 50);
+        assert_eq!(replayed.images["img-49"].job_id.as_deref(), Some("job-49"));
     }
 }
