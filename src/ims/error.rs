@@ -110,6 +110,23 @@ impl ImsError {
             _ => None,
         }
     }
+
+    /// The text for a report's `error_message`, whose `error_code` already carries the code:
+    /// the server's message with the HTTP status and request id after it, or the whole error
+    /// when the server sent none.
+    pub fn message_without_code(&self) -> String {
+        match self {
+            ImsError::Api(api) => {
+                let mut text = format!("{} (HTTP {}", api.message, api.status);
+                if let Some(id) = &api.request_id {
+                    text.push_str(&format!(", request id {id}"));
+                }
+                text.push(')');
+                text
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Classifies an error answer (pure; unit-tested).
@@ -271,6 +288,24 @@ mod tests {
             request_id: None,
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn report_messages_leave_the_code_to_its_own_field() {
+        let mut refused = api(400, "IMG.0057");
+        refused.message = "The image file is invalid".into();
+        refused.request_id = Some("req-1".into());
+        let error = ImsError::Api(refused);
+        assert_eq!(
+            error.message_without_code(),
+            "The image file is invalid (HTTP 400, request id req-1)"
+        );
+        assert_eq!(error.code(), Some("IMG.0057"));
+        let unreachable = ImsError::NotSent {
+            endpoint: "https://ims.example".into(),
+            detail: "connection refused".into(),
+        };
+        assert_eq!(unreachable.message_without_code(), unreachable.to_string());
     }
 
     #[test]

@@ -144,7 +144,7 @@ async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMa
             Err(QueryError::Stopped) => continue,
             Err(QueryError::Failed(error)) => CloudStatus::Unknown {
                 code: error.code().map(str::to_string),
-                message: error.to_string(),
+                message: error.message_without_code(),
             },
         };
         statuses.insert(id.to_string(), status);

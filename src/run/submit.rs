@@ -124,7 +124,8 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                         return SubmitEnd::Failed {
                             code: error.code().map(str::to_string),
                             message: format!(
-                                "{error}; the image stays `queued` although IMS refuses it"
+                                "{}; the image stays `queued` although IMS refuses it",
+                                error.message_without_code()
                             ),
                         };
                     }
@@ -155,7 +156,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             RetryDecision::GiveUp => {
                 return SubmitEnd::Failed {
                     code: error.code().map(str::to_string),
-                    message: error.to_string(),
+                    message: error.message_without_code(),
                 };
             }
             RetryDecision::StopRun => {

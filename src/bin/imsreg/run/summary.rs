@@ -71,7 +71,7 @@ pub fn render(
                 _ => {
                     let code = record.error_code.as_deref().unwrap_or("");
                     let message = record.error_message.as_deref().unwrap_or("no reason given");
-                    // Messages of refused calls already name their code ("HTTP 400 IMG.x: ...").
+                    // Some messages (a failed status check) already name their code.
                     if code.is_empty() || message.contains(code) {
                         message.to_string()
                     } else {
