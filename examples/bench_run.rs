@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use imsreg::ims::auth::{Credentials, Secret};
 use imsreg::ims::client::{Client, ClientConfig};
-use imsreg::ims::{ImageInfo, ImsApi, ImsError, Job, ListImagesQuery, ListImagesResponse};
+use imsreg::ims::{
+    ImageInfo, ImageStatusPage, ImsApi, ImsError, Job, ListImagesQuery, ListImagesResponse,
+};
 use imsreg::manifest::{ImageEntry, ImageFormat, ImageUrl};
 use imsreg::report::ImageOutcome;
 use imsreg::run::{NoEvents, PlannedImage, RunConfig, execute};
@@ -122,6 +124,13 @@ impl ImsApi for Timed {
 
     async fn list_images(&self, query: &ListImagesQuery) -> Result<ListImagesResponse, ImsError> {
         self.client.list_images(query).await
+    }
+
+    async fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> Result<ImageStatusPage, ImsError> {
+        self.client.list_image_statuses(query).await
     }
 
     async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {

@@ -22,8 +22,8 @@ use super::auth::Credentials;
 use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
 use super::signer::{self, SigningInput};
 use super::types::{
-    CreateImageMetadataRequest, ImageInfo, Job, ListImagesQuery, ListImagesResponse,
-    RegisterImageRequest, RegisterImageResponse,
+    CreateImageMetadataRequest, ImageInfo, ImageStatusPage, Job, ListImagesQuery,
+    ListImagesResponse, RegisterImageRequest, RegisterImageResponse,
 };
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -303,6 +303,21 @@ impl Client {
         &self,
         query: &ListImagesQuery,
     ) -> Result<ListImagesResponse, ImsError> {
+        let call = Call {
+            operation: "ListImages".to_string(),
+            method: Method::GET,
+            path: "/v2/cloudimages".to_string(),
+            query: query.to_pairs(),
+            body: None,
+        };
+        self.call_json(call).await
+    }
+
+    /// `GET /v2/cloudimages`, keeping only each image's ID, status and `updated_at`.
+    pub async fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> Result<ImageStatusPage, ImsError> {
         let call = Call {
             operation: "ListImages".to_string(),
             method: Method::GET,
@@ -608,6 +623,13 @@ impl ImsApi for Client {
         query: &ListImagesQuery,
     ) -> impl Future<Output = Result<ListImagesResponse, ImsError>> + Send {
         Client::list_images(self, query)
+    }
+
+    fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> impl Future<Output = Result<ImageStatusPage, ImsError>> + Send {
+        Client::list_image_statuses(self, query)
     }
 
     fn get_image(

@@ -25,7 +25,6 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ims::types::parse_api_time;
 use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
 
 use super::check::{PAGE_LIMIT, next_marker};
@@ -211,7 +210,7 @@ async fn list_all<C: ImsApi>(
         };
         let page = match ctx
             .query(None, "listing image statuses", || {
-                ctx.client.list_images(&query)
+                ctx.client.list_image_statuses(&query)
             })
             .await
         {
@@ -231,9 +230,7 @@ async fn list_all<C: ImsApi>(
             "sweep page"
         );
         for image in &page.images {
-            if let Some(t) = image.updated_at.as_deref().and_then(parse_api_time) {
-                newest = newest.max(Some(t));
-            }
+            newest = newest.max(image.updated_at);
             ctx.sweeper.deliver(&image.id, &image.status);
         }
         match next_marker(&page) {
