@@ -13,6 +13,12 @@
 //! to their followers, which then stop querying; meanwhile followers skip their own polls.
 //! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
 //! one `show_job` for the failure reason.
+//!
+//! Since `updated_at` has whole seconds, each sweep re-reads the images that ended in the
+//! newest second (already delivered); with bursts of registrations ending together, most
+//! sweeps between two bursts read nothing new. So while no watched image has run as long as
+//! the fastest registration seen so far, sweeps pause (at most [`MAX_SKIPPED_PERIODS`]
+//! periods).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,13 +44,25 @@ pub const BULK_THRESHOLD: usize = 8;
 pub const SINCE_OVERLAP: Duration = Duration::ZERO;
 /// How far back the first sweep looks.
 pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
+/// While no watched registration is expected to have ended, sweeps pause for at most this
+/// many poll intervals.
+pub const MAX_SKIPPED_PERIODS: u32 = 4;
 /// A sweep without the `updated_at` filter at least this often.
 pub const FULL_SWEEP_EVERY: Duration = Duration::from_secs(300);
 
 /// The watched images, each with the channel its follower listens on.
 pub struct Sweeper {
-    watchers: Mutex<HashMap<String, oneshot::Sender<ImageStatus>>>,
+    watchers: Mutex<HashMap<String, Watcher>>,
     count: AtomicUsize,
+    /// The shortest time from submission to delivery seen so far in this run (see
+    /// [`Sweeper::first_possible_end`]).
+    fastest: Mutex<Option<Duration>>,
+}
+
+struct Watcher {
+    sender: oneshot::Sender<ImageStatus>,
+    /// When the image was submitted (or adopted).
+    started: Instant,
 }
 
 /// A follower's registration; unregisters on drop.
@@ -71,13 +89,18 @@ impl Sweeper {
         Sweeper {
             watchers: Mutex::new(HashMap::new()),
             count: AtomicUsize::new(0),
+            fastest: Mutex::new(None),
         }
     }
 
-    pub fn watch<'a>(&'a self, image_id: &'a str) -> Watch<'a> {
+    /// Watches an image submitted (or adopted) at `started`.
+    pub fn watch<'a>(&'a self, image_id: &'a str, started: Instant) -> Watch<'a> {
         let (sender, receiver) = oneshot::channel();
         let mut watchers = self.lock();
-        if watchers.insert(image_id.to_string(), sender).is_none() {
+        if watchers
+            .insert(image_id.to_string(), Watcher { sender, started })
+            .is_none()
+        {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
         Watch {
@@ -92,7 +115,16 @@ impl Sweeper {
         self.count.load(Ordering::Relaxed) >= BULK_THRESHOLD
     }
 
-    fn remove(&self, image_id: &str) -> Option<oneshot::Sender<ImageStatus>> {
+    /// The earliest instant a watched registration can be expected to end, judging by the
+    /// fastest one seen so far: the oldest watch plus that duration. `None` before any
+    /// registration was seen ending (or with nothing watched): no guess, sweep on time.
+    pub fn first_possible_end(&self) -> Option<Instant> {
+        let fastest = (*self.fastest.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let oldest = self.lock().values().map(|w| w.started).min()?;
+        Some(oldest + fastest)
+    }
+
+    fn remove(&self, image_id: &str) -> Option<Watcher> {
         let removed = self.lock().remove(image_id);
         if removed.is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
@@ -100,20 +132,25 @@ impl Sweeper {
         removed
     }
 
-    /// Hands a final-looking status to the image's follower, if it is watched.
-    fn deliver(&self, image_id: &str, status: &ImageStatus) {
+    /// Hands a final-looking status to the image's follower, if it is watched. `asked_at`:
+    /// when the page that shows it was asked for (the registration had ended by then, or
+    /// shortly after).
+    fn deliver(&self, image_id: &str, status: &ImageStatus, asked_at: Instant) {
         if !matches!(
             status,
             ImageStatus::Active | ImageStatus::Killed | ImageStatus::Deleted
         ) {
             return;
         }
-        if let Some(sender) = self.remove(image_id) {
-            let _ = sender.send(status.clone());
+        if let Some(watcher) = self.remove(image_id) {
+            let took = asked_at.saturating_duration_since(watcher.started);
+            let mut fastest = self.fastest.lock().unwrap_or_else(|e| e.into_inner());
+            *fastest = Some(fastest.map_or(took, |f| f.min(took)));
+            let _ = watcher.sender.send(status.clone());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<ImageStatus>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watcher>> {
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -126,6 +163,7 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
     let mut last_full = Instant::now();
     let mut filter_works = true;
     let mut next = Instant::now() + period;
+    let mut last_sweep = Instant::now();
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
@@ -136,7 +174,19 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
             next = Instant::now() + period;
             continue;
         }
+        // No watched registration has run as long as the fastest one seen so far took: a
+        // sweep now would most likely re-read only what earlier sweeps delivered. Wait for
+        // that, but never longer than [`MAX_SKIPPED_PERIODS`] periods after the last sweep (a
+        // faster registration than any seen before is still noticed soon).
+        let latest = last_sweep + period * MAX_SKIPPED_PERIODS;
+        if let Some(due) = ctx.sweeper.first_possible_end()
+            && due.min(latest) > Instant::now()
+        {
+            next = due.min(latest);
+            continue;
+        }
         let sweep_started = Instant::now();
+        last_sweep = sweep_started;
         let full = !filter_works || last_full.elapsed() >= FULL_SWEEP_EVERY;
         let filter = (!full).then_some(since);
         match sweep_once(&ctx, filter).await {
@@ -200,6 +250,7 @@ async fn list_all<C: ImsApi>(
     let mut newest: Option<DateTime<Utc>> = None;
     loop {
         let first_page = marker.is_none();
+        let asked_at = Instant::now();
         let query = ListImagesQuery {
             imagetype: Some("private".into()),
             status: status.clone(),
@@ -231,7 +282,7 @@ async fn list_all<C: ImsApi>(
         );
         for image in &page.images {
             newest = newest.max(image.updated_at);
-            ctx.sweeper.deliver(&image.id, &image.status);
+            ctx.sweeper.deliver(&image.id, &image.status, asked_at);
         }
         match next_marker(&page) {
             Some(next) if ctx.sweeper.count.load(Ordering::Relaxed) > 0 => marker = Some(next),
@@ -247,25 +298,53 @@ mod tests {
     #[test]
     fn only_final_statuses_are_delivered_once() {
         let sweeper = Sweeper::new();
-        let mut watch = sweeper.watch("a");
-        let _other = sweeper.watch("b");
+        let mut watch = sweeper.watch("a", Instant::now());
+        let _other = sweeper.watch("b", Instant::now());
         assert!(!sweeper.is_bulk());
-        sweeper.deliver("a", &ImageStatus::Saving);
-        sweeper.deliver("a", &ImageStatus::Queued);
+        sweeper.deliver("a", &ImageStatus::Saving, Instant::now());
+        sweeper.deliver("a", &ImageStatus::Queued, Instant::now());
         let mut receiver = watch.receiver.take().unwrap();
         assert!(receiver.try_recv().is_err());
-        sweeper.deliver("a", &ImageStatus::Active);
+        sweeper.deliver("a", &ImageStatus::Active, Instant::now());
         assert_eq!(receiver.try_recv().unwrap(), ImageStatus::Active);
         assert_eq!(sweeper.count.load(Ordering::Relaxed), 1);
         drop(watch);
         assert_eq!(sweeper.count.load(Ordering::Relaxed), 1, "b still watched");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_first_possible_end_follows_the_fastest_registration_seen() {
+        let sweeper = Sweeper::new();
+        let t0 = Instant::now();
+        let _a = sweeper.watch("a", t0);
+        assert_eq!(sweeper.first_possible_end(), None, "nothing ended yet");
+        let _b = sweeper.watch("b", t0 + Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let asked_at = t0 + Duration::from_secs(5);
+        sweeper.deliver("b", &ImageStatus::Active, asked_at);
+        // b was listed `active` 4 s after it started; a, the oldest watch, may end 4 s after
+        // it started.
+        assert_eq!(
+            sweeper.first_possible_end(),
+            Some(t0 + Duration::from_secs(4))
+        );
+        sweeper.deliver("a", &ImageStatus::Killed, asked_at);
+        assert_eq!(sweeper.first_possible_end(), None, "nothing watched");
+        let _c = sweeper.watch("c", Instant::now());
+        assert_eq!(
+            sweeper.first_possible_end(),
+            Some(Instant::now() + Duration::from_secs(4))
+        );
+    }
+
     #[test]
     fn bulk_from_the_threshold() {
         let sweeper = Sweeper::new();
         let ids: Vec<String> = (0..BULK_THRESHOLD).map(|i| i.to_string()).collect();
-        let mut watches: Vec<_> = ids.iter().map(|id| sweeper.watch(id)).collect();
+        let mut watches: Vec<_> = ids
+            .iter()
+            .map(|id| sweeper.watch(id, Instant::now()))
+            .collect();
         assert!(sweeper.is_bulk());
         watches.pop();
         assert!(!sweeper.is_bulk());
