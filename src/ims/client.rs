@@ -586,7 +586,9 @@ enum BodyRead {
 }
 
 async fn read_body(mut response: reqwest::Response) -> Result<BodyRead, reqwest::Error> {
-    let mut body = Vec::new();
+    // Sized once from Content-Length: list pages run to hundreds of KiB.
+    let announced = response.content_length().unwrap_or(0);
+    let mut body = Vec::with_capacity(announced.min(MAX_RESPONSE_BYTES as u64) as usize);
     while let Some(chunk) = response.chunk().await? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             let room = MAX_RESPONSE_BYTES - body.len();
