@@ -4,10 +4,10 @@
 //! Each followed image registers a watch. While at least [`BULK_THRESHOLD`] images are
 //! watched, a sweep runs every `poll_interval` (or back to back, if a sweep takes longer):
 //! it lists the private images that ended lately (`status=active`, then `status=killed`, each
-//! with `updated_at=gte:<since>`, where `since` trails the newest `updated_at` seen by
-//! [`SINCE_OVERLAP`] plus the sweep's own duration; the first sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway
-//! tolerates on signatures), so a sweep costs about one small page whatever the number of
-//! jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
+//! with `updated_at=gte:<since>`, where `since` is the newest `updated_at` listed when the
+//! previous sweep's first page arrived, less [`SINCE_OVERLAP`]; see [`sweep_once`]; the first
+//! sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway tolerates on signatures),
+//! so a sweep costs about one small page whatever the number of jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
 //! nothing is missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are
 //! seen); if the server refuses the filter (400), every sweep is a full one. Images found `active`, `killed` or `deleted` are handed
 //! to their followers, which then stop querying; meanwhile followers skip their own polls.
@@ -164,6 +164,8 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
     let mut filter_works = true;
     let mut next = Instant::now() + period;
     let mut last_sweep = Instant::now();
+    // The newest `updated_at` listed so far: the server's clock had reached it.
+    let mut newest_listed: Option<DateTime<Utc>> = None;
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
@@ -189,15 +191,11 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
         last_sweep = sweep_started;
         let full = !filter_works || last_full.elapsed() >= FULL_SWEEP_EVERY;
         let filter = (!full).then_some(since);
-        match sweep_once(&ctx, filter).await {
-            Swept::Done(Some(newest)) => {
-                // The pages are not a snapshot: an image behind the marker that ended while
-                // this sweep was paging is only seen by the next one, and its `updated_at`
-                // may be up to the sweep's duration older than `newest`. Start the next
-                // sweep before this one began (on the server's clock), not just `newest`.
-                let overlap = chrono::Duration::from_std(SINCE_OVERLAP + sweep_started.elapsed())
+        match sweep_once(&ctx, filter, &mut newest_listed).await {
+            Swept::Done(Some(next_since)) => {
+                let overlap = chrono::Duration::from_std(SINCE_OVERLAP)
                     .unwrap_or_else(|_| chrono::Duration::zero());
-                since = since.max(newest - overlap);
+                since = since.max(next_since - overlap);
             }
             Swept::Done(None) | Swept::Failed => {}
             // The server refuses the `updated_at` filter: list everything from now on.
@@ -213,7 +211,7 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
 }
 
 enum Swept {
-    /// Read to the end; the newest `updated_at` seen, if any.
+    /// Read to the end; where the next sweep may start (see [`sweep_once`]), if known.
     Done(Option<DateTime<Utc>>),
     /// A page failed after retries; the next sweep starts from the same `since`.
     Failed,
@@ -225,29 +223,47 @@ enum Swept {
 /// One sweep. Incremental sweeps (`since` given) list only the images that ended lately:
 /// `status=active` then `status=killed`, each filtered on `updated_at`; a full sweep lists
 /// every private image once.
-async fn sweep_once<C: ImsApi>(ctx: &Ctx<C>, since: Option<DateTime<Utc>>) -> Swept {
+///
+/// Where the next sweep may start: `newest_listed` as it stood once the first page of this
+/// sweep arrived. Pages are not a snapshot, so an image that ends while the sweep pages on may
+/// fall behind the marker; but `updated_at` has whole seconds and the server stamps no image
+/// later than its clock, so an image ending after the first page was produced is stamped no
+/// earlier than any stamp listed by then. Images that ended before it are on this sweep's
+/// pages (both listings start no earlier than the first page).
+async fn sweep_once<C: ImsApi>(
+    ctx: &Ctx<C>,
+    since: Option<DateTime<Utc>>,
+    newest_listed: &mut Option<DateTime<Utc>>,
+) -> Swept {
     let Some(since) = since else {
-        return list_all(ctx, None, None).await;
+        return list_all(ctx, None, None, newest_listed).await;
     };
     let updated_at = format!("gte:{}", since.format("%Y-%m-%dT%H:%M:%SZ"));
-    let mut newest = None;
-    for status in [ImageStatus::Active, ImageStatus::Killed] {
-        match list_all(ctx, Some(status), Some(updated_at.clone())).await {
-            Swept::Done(seen) => newest = newest.max(seen),
+    let mut next_since = None;
+    for (listing, status) in [ImageStatus::Active, ImageStatus::Killed]
+        .into_iter()
+        .enumerate()
+    {
+        match list_all(ctx, Some(status), Some(updated_at.clone()), newest_listed).await {
+            // Only the first listing's first page bounds what this sweep may have missed.
+            Swept::Done(start) if listing == 0 => next_since = start,
+            Swept::Done(_) => {}
             other => return other,
         }
     }
-    Swept::Done(newest)
+    Swept::Done(next_since)
 }
 
-/// Pages through one listing, handing final statuses to the followers.
+/// Pages through one listing, handing final statuses to the followers and raising
+/// `newest_listed`; `Done` carries `newest_listed` as of the first page.
 async fn list_all<C: ImsApi>(
     ctx: &Ctx<C>,
     status: Option<ImageStatus>,
     updated_at: Option<String>,
+    newest_listed: &mut Option<DateTime<Utc>>,
 ) -> Swept {
     let mut marker: Option<String> = None;
-    let mut newest: Option<DateTime<Utc>> = None;
+    let mut as_of_first_page = None;
     loop {
         let first_page = marker.is_none();
         let asked_at = Instant::now();
@@ -281,12 +297,15 @@ async fn list_all<C: ImsApi>(
             "sweep page"
         );
         for image in &page.images {
-            newest = newest.max(image.updated_at);
+            *newest_listed = (*newest_listed).max(image.updated_at);
             ctx.sweeper.deliver(&image.id, &image.status, asked_at);
+        }
+        if first_page {
+            as_of_first_page = *newest_listed;
         }
         match next_marker(&page) {
             Some(next) if ctx.sweeper.count.load(Ordering::Relaxed) > 0 => marker = Some(next),
-            _ => return Swept::Done(newest),
+            _ => return Swept::Done(as_of_first_page),
         }
     }
 }
