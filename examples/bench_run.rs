@@ -11,7 +11,11 @@
 //! work included, the simulator's excluded. Peak RSS (RUSAGE_SELF ru_maxrss) is the whole
 //! process's, simulator included, so it is an upper bound for the engine.
 //!
-//! `cargo run --release --example bench_run [-- IMAGES]`
+//! `cargo run --release --example bench_run [-- IMAGES [a|client]]`
+//!
+//! The engine runtime is multi-threaded with two workers, as the `imsreg run` binary's is on
+//! this 2-core machine; `BENCH_ENGINE_THREADS=N` sets the workers, and `0` runs the engine on
+//! a current-thread runtime instead (for comparison: no wakeups across worker threads).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -21,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use imsreg::ims::auth::{Credentials, Secret};
 use imsreg::ims::client::{Client, ClientConfig};
-use imsreg::ims::{ImageInfo, ImsApi, ImsError, Job, ListImagesQuery, ListImagesResponse};
+use imsreg::ims::{
+    ImageInfo, ImageStatusPage, ImsApi, ImsError, Job, ListImagesQuery, ListImagesResponse,
+};
 use imsreg::manifest::{ImageEntry, ImageFormat, ImageUrl};
 use imsreg::report::ImageOutcome;
 use imsreg::run::{NoEvents, PlannedImage, RunConfig, execute};
@@ -122,6 +128,13 @@ impl ImsApi for Timed {
 
     async fn list_images(&self, query: &ListImagesQuery) -> Result<ListImagesResponse, ImsError> {
         self.client.list_images(query).await
+    }
+
+    async fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> Result<ImageStatusPage, ImsError> {
+        self.client.list_image_statuses(query).await
     }
 
     async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {
@@ -350,8 +363,15 @@ fn engine_runtime() -> tokio::runtime::Runtime {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(engine_threads)
+    let mut builder = match engine_threads {
+        0 => tokio::runtime::Builder::new_current_thread(),
+        workers => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+    };
+    builder
         .thread_name("engine")
         .enable_all()
         .on_thread_start(|| ON_ENGINE.with(|e| e.set(true)))

@@ -426,6 +426,35 @@ async fn list_images_sends_the_canonical_query_and_pages() {
 }
 
 #[tokio::test]
+async fn list_image_statuses_sends_the_same_query_and_keeps_three_fields() {
+    let server = Server::start(|_| reply(200, TWO_IMAGES)).await;
+    let query = ListImagesQuery {
+        status: Some(ImageStatus::Active),
+        imagetype: Some("private".into()),
+        marker: Some("a0".into()),
+        limit: Some(100),
+        ..ListImagesQuery::default()
+    };
+    let page = client(&server).list_image_statuses(&query).await.unwrap();
+    let ids: Vec<_> = page
+        .images
+        .iter()
+        .map(|i| (i.id.as_str(), &i.status))
+        .collect();
+    assert_eq!(
+        ids,
+        [("a1", &ImageStatus::Active), ("b2", &ImageStatus::Saving)]
+    );
+    assert_eq!(page.page_info.unwrap().next_marker.as_deref(), Some("b2"));
+    let request = server.only_request();
+    assert_eq!(
+        request.raw_query(),
+        "__imagetype=private&limit=100&marker=a0&status=active"
+    );
+    assert!(verify_signature(&request, SK));
+}
+
+#[tokio::test]
 async fn get_image_filters_by_id_and_answers_none_when_absent() {
     let server = Server::start(|request| match request.query_value("id").as_deref() {
         Some("a1") => reply(200, TWO_IMAGES),

@@ -22,8 +22,8 @@ use super::auth::Credentials;
 use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
 use super::signer::{self, SigningInput};
 use super::types::{
-    CreateImageMetadataRequest, ImageInfo, Job, ListImagesQuery, ListImagesResponse,
-    RegisterImageRequest, RegisterImageResponse,
+    CreateImageMetadataRequest, ImageInfo, ImageStatusPage, Job, ListImagesQuery,
+    ListImagesResponse, RegisterImageRequest, RegisterImageResponse,
 };
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -313,6 +313,21 @@ impl Client {
         self.call_json(call).await
     }
 
+    /// `GET /v2/cloudimages`, keeping only each image's ID, status and `updated_at`.
+    pub async fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> Result<ImageStatusPage, ImsError> {
+        let call = Call {
+            operation: "ListImages".to_string(),
+            method: Method::GET,
+            path: "/v2/cloudimages".to_string(),
+            query: query.to_pairs(),
+            body: None,
+        };
+        self.call_json(call).await
+    }
+
     /// One private image by ID (`GET /v2/cloudimages?id=...&__imagetype=private`); `None`
     /// when the list has no image with that ID.
     pub async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {
@@ -571,7 +586,9 @@ enum BodyRead {
 }
 
 async fn read_body(mut response: reqwest::Response) -> Result<BodyRead, reqwest::Error> {
-    let mut body = Vec::new();
+    // Sized once from Content-Length: list pages run to hundreds of KiB.
+    let announced = response.content_length().unwrap_or(0);
+    let mut body = Vec::with_capacity(announced.min(MAX_RESPONSE_BYTES as u64) as usize);
     while let Some(chunk) = response.chunk().await? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             let room = MAX_RESPONSE_BYTES - body.len();
@@ -608,6 +625,13 @@ impl ImsApi for Client {
         query: &ListImagesQuery,
     ) -> impl Future<Output = Result<ListImagesResponse, ImsError>> + Send {
         Client::list_images(self, query)
+    }
+
+    fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> impl Future<Output = Result<ImageStatusPage, ImsError>> + Send {
+        Client::list_image_statuses(self, query)
     }
 
     fn get_image(

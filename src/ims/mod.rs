@@ -16,8 +16,8 @@ pub use auth::{Credentials, Discovered, Secret};
 pub use client::{Client, ClientConfig, resolve_endpoint};
 pub use error::{ApiError, ErrorClass, ImsError};
 pub use types::{
-    CreateImageMetadataRequest, ImageInfo, ImageStatus, Job, JobEntities, JobStatus,
-    ListImagesQuery, ListImagesResponse,
+    CreateImageMetadataRequest, ImageInfo, ImageStatus, ImageStatusEntry, ImageStatusPage, Job,
+    JobEntities, JobStatus, ListImagesQuery, ListImagesResponse,
 };
 
 /// The IMS calls the pipeline needs. Implemented by the HTTP client and by test fakes.
@@ -41,6 +41,13 @@ pub trait ImsApi: Send + Sync + 'static {
         &self,
         query: &ListImagesQuery,
     ) -> impl Future<Output = Result<ListImagesResponse, ImsError>> + Send;
+
+    /// `GET /v2/cloudimages` read leanly: each image's ID, status and `updated_at` only (what
+    /// bulk status checks and sweeps need, at about half the decoding cost of `list_images`).
+    fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> impl Future<Output = Result<ImageStatusPage, ImsError>> + Send;
 
     /// One image by ID through `GET /v2/cloudimages?id=...&__imagetype=private`;
     /// `None` when no such image is visible.

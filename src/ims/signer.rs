@@ -106,7 +106,19 @@ fn is_signed_header(name: &str) -> bool {
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    lower_hex(&Sha256::digest(data))
+}
+
+/// Lower-case hex, a byte at a time (`hex::encode` goes a char at a time; two digests are
+/// encoded per signed request).
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    text
 }
 
 /// Finds a header by case-insensitive name.
@@ -175,7 +187,7 @@ pub fn sign(
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret_key).expect("HMAC accepts any key length");
     mac.update(string_to_sign.as_bytes());
-    let signature = hex::encode(mac.finalize().into_bytes());
+    let signature = lower_hex(&mac.finalize().into_bytes());
 
     Signature {
         canonical_request,
@@ -199,11 +211,26 @@ pub fn prepare_headers(
         }
     }
     if header_value(headers, DATE_HEADER).is_none() {
-        headers.push((DATE_HEADER.to_string(), now.format(DATE_FORMAT).to_string()));
+        headers.push((DATE_HEADER.to_string(), sdk_date(now)));
     }
     if header_value(headers, "Host").is_none() {
         headers.push(("Host".to_string(), host.to_string()));
     }
+}
+
+/// `now` as [`DATE_FORMAT`] writes it, without interpreting the format string on every
+/// request.
+fn sdk_date(now: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        now.month(),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
 }
 
 /// A parsed `Authorization: SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=...`.
@@ -245,6 +272,22 @@ pub fn signatures_match(expected: &str, received: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_and_complete() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(lower_hex(&bytes), hex::encode(&bytes));
+    }
+
+    #[test]
+    fn the_date_header_matches_its_format() {
+        for raw in ["2024-11-06T07:04:05Z", "0999-01-31T23:59:59Z"] {
+            let now = chrono::DateTime::parse_from_rfc3339(raw)
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+            assert_eq!(sdk_date(now), now.format(DATE_FORMAT).to_string());
+        }
+    }
 
     #[test]
     fn canonical_uri_appends_slash_and_reencodes() {

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
-use crate::ims::{ImsApi, ListImagesQuery, ListImagesResponse};
+use crate::ims::{ImageStatusPage, ImsApi, ListImagesQuery};
 
 use super::context::{Ctx, QueryError};
 use super::plan::{CloudStatus, StatusMap};
@@ -82,7 +82,7 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
         };
         let page = match ctx
             .query(None, "listing private images", || {
-                ctx.client.list_images(&query)
+                ctx.client.list_image_statuses(&query)
             })
             .await
         {
@@ -111,7 +111,7 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
 /// (older IMS versions never send `page_info`, and the last page may omit it), after the last
 /// image of a page that looks full, i.e. holds [`PAGE_LIMIT`] images or at least the API's
 /// default page size of 500 (in case the server caps `limit` silently).
-pub fn next_marker(page: &ListImagesResponse) -> Option<String> {
+pub fn next_marker(page: &ImageStatusPage) -> Option<String> {
     if let Some(marker) = page
         .page_info
         .as_ref()
@@ -155,26 +155,17 @@ async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMa
 mod tests {
     use super::*;
     use crate::ims::types::PageInfo;
-    use crate::ims::{ImageInfo, ImageStatus};
+    use crate::ims::{ImageStatus, ImageStatusEntry};
 
-    fn page(n: usize, marker: Option<&str>, with_page_info: bool) -> ListImagesResponse {
+    fn page(n: usize, marker: Option<&str>, with_page_info: bool) -> ImageStatusPage {
         let images = (0..n)
-            .map(|i| ImageInfo {
+            .map(|i| ImageStatusEntry {
                 id: format!("id-{i:05}"),
-                name: None,
                 status: ImageStatus::Queued,
-                disk_format: None,
-                owner: None,
-                visibility: None,
-                imagetype: None,
-                image_size: None,
-                min_disk: None,
-                created_at: None,
                 updated_at: None,
-                active_at: None,
             })
             .collect();
-        ListImagesResponse {
+        ImageStatusPage {
             images,
             page_info: with_page_info.then(|| PageInfo {
                 next_marker: marker.map(str::to_string),

@@ -47,7 +47,7 @@ pub async fn follow<C: ImsApi>(
         job_id,
         job_over: false,
     };
-    let mut watch = ctx.sweeper.watch(image_id);
+    let mut watch = ctx.sweeper.watch(image_id, started);
     loop {
         let swept = async {
             match watch.receiver.as_mut() {

@@ -4,15 +4,21 @@
 //! Each followed image registers a watch. While at least [`BULK_THRESHOLD`] images are
 //! watched, a sweep runs every `poll_interval` (or back to back, if a sweep takes longer):
 //! it lists the private images that ended lately (`status=active`, then `status=killed`, each
-//! with `updated_at=gte:<since>`, where `since` trails the newest `updated_at` seen by
-//! [`SINCE_OVERLAP`] plus the sweep's own duration; the first sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway
-//! tolerates on signatures), so a sweep costs about one small page whatever the number of
-//! jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
+//! with `updated_at=gte:<since>`, where `since` is the newest `updated_at` listed when the
+//! previous sweep's first page arrived, less [`SINCE_OVERLAP`]; see [`sweep_once`]; the first
+//! sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway tolerates on signatures),
+//! so a sweep costs about one small page whatever the number of jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
 //! nothing is missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are
 //! seen); if the server refuses the filter (400), every sweep is a full one. Images found `active`, `killed` or `deleted` are handed
 //! to their followers, which then stop querying; meanwhile followers skip their own polls.
 //! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
 //! one `show_job` for the failure reason.
+//!
+//! Since `updated_at` has whole seconds, each sweep re-reads the images that ended in the
+//! newest second (already delivered); with bursts of registrations ending together, most
+//! sweeps between two bursts read nothing new. So while no watched image has run as long as
+//! the fastest registration seen so far, sweeps pause (at most [`MAX_SKIPPED_PERIODS`]
+//! periods).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +31,6 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ims::types::parse_api_time;
 use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
 
 use super::check::{PAGE_LIMIT, next_marker};
@@ -39,13 +44,25 @@ pub const BULK_THRESHOLD: usize = 8;
 pub const SINCE_OVERLAP: Duration = Duration::ZERO;
 /// How far back the first sweep looks.
 pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
+/// While no watched registration is expected to have ended, sweeps pause for at most this
+/// many poll intervals.
+pub const MAX_SKIPPED_PERIODS: u32 = 4;
 /// A sweep without the `updated_at` filter at least this often.
 pub const FULL_SWEEP_EVERY: Duration = Duration::from_secs(300);
 
 /// The watched images, each with the channel its follower listens on.
 pub struct Sweeper {
-    watchers: Mutex<HashMap<String, oneshot::Sender<ImageStatus>>>,
+    watchers: Mutex<HashMap<String, Watcher>>,
     count: AtomicUsize,
+    /// The shortest time from submission to delivery seen so far in this run (see
+    /// [`Sweeper::first_possible_end`]).
+    fastest: Mutex<Option<Duration>>,
+}
+
+struct Watcher {
+    sender: oneshot::Sender<ImageStatus>,
+    /// When the image was submitted (or adopted).
+    started: Instant,
 }
 
 /// A follower's registration; unregisters on drop.
@@ -72,13 +89,18 @@ impl Sweeper {
         Sweeper {
             watchers: Mutex::new(HashMap::new()),
             count: AtomicUsize::new(0),
+            fastest: Mutex::new(None),
         }
     }
 
-    pub fn watch<'a>(&'a self, image_id: &'a str) -> Watch<'a> {
+    /// Watches an image submitted (or adopted) at `started`.
+    pub fn watch<'a>(&'a self, image_id: &'a str, started: Instant) -> Watch<'a> {
         let (sender, receiver) = oneshot::channel();
         let mut watchers = self.lock();
-        if watchers.insert(image_id.to_string(), sender).is_none() {
+        if watchers
+            .insert(image_id.to_string(), Watcher { sender, started })
+            .is_none()
+        {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
         Watch {
@@ -93,7 +115,16 @@ impl Sweeper {
         self.count.load(Ordering::Relaxed) >= BULK_THRESHOLD
     }
 
-    fn remove(&self, image_id: &str) -> Option<oneshot::Sender<ImageStatus>> {
+    /// The earliest instant a watched registration can be expected to end, judging by the
+    /// fastest one seen so far: the oldest watch plus that duration. `None` before any
+    /// registration was seen ending (or with nothing watched): no guess, sweep on time.
+    pub fn first_possible_end(&self) -> Option<Instant> {
+        let fastest = (*self.fastest.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let oldest = self.lock().values().map(|w| w.started).min()?;
+        Some(oldest + fastest)
+    }
+
+    fn remove(&self, image_id: &str) -> Option<Watcher> {
         let removed = self.lock().remove(image_id);
         if removed.is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
@@ -101,20 +132,25 @@ impl Sweeper {
         removed
     }
 
-    /// Hands a final-looking status to the image's follower, if it is watched.
-    fn deliver(&self, image_id: &str, status: &ImageStatus) {
+    /// Hands a final-looking status to the image's follower, if it is watched. `asked_at`:
+    /// when the page that shows it was asked for (the registration had ended by then, or
+    /// shortly after).
+    fn deliver(&self, image_id: &str, status: &ImageStatus, asked_at: Instant) {
         if !matches!(
             status,
             ImageStatus::Active | ImageStatus::Killed | ImageStatus::Deleted
         ) {
             return;
         }
-        if let Some(sender) = self.remove(image_id) {
-            let _ = sender.send(status.clone());
+        if let Some(watcher) = self.remove(image_id) {
+            let took = asked_at.saturating_duration_since(watcher.started);
+            let mut fastest = self.fastest.lock().unwrap_or_else(|e| e.into_inner());
+            *fastest = Some(fastest.map_or(took, |f| f.min(took)));
+            let _ = watcher.sender.send(status.clone());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<ImageStatus>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watcher>> {
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -127,6 +163,9 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
     let mut last_full = Instant::now();
     let mut filter_works = true;
     let mut next = Instant::now() + period;
+    let mut last_sweep = Instant::now();
+    // The newest `updated_at` listed so far: the server's clock had reached it.
+    let mut newest_listed: Option<DateTime<Utc>> = None;
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
@@ -137,18 +176,26 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
             next = Instant::now() + period;
             continue;
         }
+        // No watched registration has run as long as the fastest one seen so far took: a
+        // sweep now would most likely re-read only what earlier sweeps delivered. Wait for
+        // that, but never longer than [`MAX_SKIPPED_PERIODS`] periods after the last sweep (a
+        // faster registration than any seen before is still noticed soon).
+        let latest = last_sweep + period * MAX_SKIPPED_PERIODS;
+        if let Some(due) = ctx.sweeper.first_possible_end()
+            && due.min(latest) > Instant::now()
+        {
+            next = due.min(latest);
+            continue;
+        }
         let sweep_started = Instant::now();
+        last_sweep = sweep_started;
         let full = !filter_works || last_full.elapsed() >= FULL_SWEEP_EVERY;
         let filter = (!full).then_some(since);
-        match sweep_once(&ctx, filter).await {
-            Swept::Done(Some(newest)) => {
-                // The pages are not a snapshot: an image behind the marker that ended while
-                // this sweep was paging is only seen by the next one, and its `updated_at`
-                // may be up to the sweep's duration older than `newest`. Start the next
-                // sweep before this one began (on the server's clock), not just `newest`.
-                let overlap = chrono::Duration::from_std(SINCE_OVERLAP + sweep_started.elapsed())
+        match sweep_once(&ctx, filter, &mut newest_listed).await {
+            Swept::Done(Some(next_since)) => {
+                let overlap = chrono::Duration::from_std(SINCE_OVERLAP)
                     .unwrap_or_else(|_| chrono::Duration::zero());
-                since = since.max(newest - overlap);
+                since = since.max(next_since - overlap);
             }
             Swept::Done(None) | Swept::Failed => {}
             // The server refuses the `updated_at` filter: list everything from now on.
@@ -164,7 +211,7 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
 }
 
 enum Swept {
-    /// Read to the end; the newest `updated_at` seen, if any.
+    /// Read to the end; where the next sweep may start (see [`sweep_once`]), if known.
     Done(Option<DateTime<Utc>>),
     /// A page failed after retries; the next sweep starts from the same `since`.
     Failed,
@@ -176,31 +223,50 @@ enum Swept {
 /// One sweep. Incremental sweeps (`since` given) list only the images that ended lately:
 /// `status=active` then `status=killed`, each filtered on `updated_at`; a full sweep lists
 /// every private image once.
-async fn sweep_once<C: ImsApi>(ctx: &Ctx<C>, since: Option<DateTime<Utc>>) -> Swept {
+///
+/// Where the next sweep may start: `newest_listed` as it stood once the first page of this
+/// sweep arrived. Pages are not a snapshot, so an image that ends while the sweep pages on may
+/// fall behind the marker; but `updated_at` has whole seconds and the server stamps no image
+/// later than its clock, so an image ending after the first page was produced is stamped no
+/// earlier than any stamp listed by then. Images that ended before it are on this sweep's
+/// pages (both listings start no earlier than the first page).
+async fn sweep_once<C: ImsApi>(
+    ctx: &Ctx<C>,
+    since: Option<DateTime<Utc>>,
+    newest_listed: &mut Option<DateTime<Utc>>,
+) -> Swept {
     let Some(since) = since else {
-        return list_all(ctx, None, None).await;
+        return list_all(ctx, None, None, newest_listed).await;
     };
     let updated_at = format!("gte:{}", since.format("%Y-%m-%dT%H:%M:%SZ"));
-    let mut newest = None;
-    for status in [ImageStatus::Active, ImageStatus::Killed] {
-        match list_all(ctx, Some(status), Some(updated_at.clone())).await {
-            Swept::Done(seen) => newest = newest.max(seen),
+    let mut next_since = None;
+    for (listing, status) in [ImageStatus::Active, ImageStatus::Killed]
+        .into_iter()
+        .enumerate()
+    {
+        match list_all(ctx, Some(status), Some(updated_at.clone()), newest_listed).await {
+            // Only the first listing's first page bounds what this sweep may have missed.
+            Swept::Done(start) if listing == 0 => next_since = start,
+            Swept::Done(_) => {}
             other => return other,
         }
     }
-    Swept::Done(newest)
+    Swept::Done(next_since)
 }
 
-/// Pages through one listing, handing final statuses to the followers.
+/// Pages through one listing, handing final statuses to the followers and raising
+/// `newest_listed`; `Done` carries `newest_listed` as of the first page.
 async fn list_all<C: ImsApi>(
     ctx: &Ctx<C>,
     status: Option<ImageStatus>,
     updated_at: Option<String>,
+    newest_listed: &mut Option<DateTime<Utc>>,
 ) -> Swept {
     let mut marker: Option<String> = None;
-    let mut newest: Option<DateTime<Utc>> = None;
+    let mut as_of_first_page = None;
     loop {
         let first_page = marker.is_none();
+        let asked_at = Instant::now();
         let query = ListImagesQuery {
             imagetype: Some("private".into()),
             status: status.clone(),
@@ -211,7 +277,7 @@ async fn list_all<C: ImsApi>(
         };
         let page = match ctx
             .query(None, "listing image statuses", || {
-                ctx.client.list_images(&query)
+                ctx.client.list_image_statuses(&query)
             })
             .await
         {
@@ -231,14 +297,15 @@ async fn list_all<C: ImsApi>(
             "sweep page"
         );
         for image in &page.images {
-            if let Some(t) = image.updated_at.as_deref().and_then(parse_api_time) {
-                newest = newest.max(Some(t));
-            }
-            ctx.sweeper.deliver(&image.id, &image.status);
+            *newest_listed = (*newest_listed).max(image.updated_at);
+            ctx.sweeper.deliver(&image.id, &image.status, asked_at);
+        }
+        if first_page {
+            as_of_first_page = *newest_listed;
         }
         match next_marker(&page) {
             Some(next) if ctx.sweeper.count.load(Ordering::Relaxed) > 0 => marker = Some(next),
-            _ => return Swept::Done(newest),
+            _ => return Swept::Done(as_of_first_page),
         }
     }
 }
@@ -250,25 +317,53 @@ mod tests {
     #[test]
     fn only_final_statuses_are_delivered_once() {
         let sweeper = Sweeper::new();
-        let mut watch = sweeper.watch("a");
-        let _other = sweeper.watch("b");
+        let mut watch = sweeper.watch("a", Instant::now());
+        let _other = sweeper.watch("b", Instant::now());
         assert!(!sweeper.is_bulk());
-        sweeper.deliver("a", &ImageStatus::Saving);
-        sweeper.deliver("a", &ImageStatus::Queued);
+        sweeper.deliver("a", &ImageStatus::Saving, Instant::now());
+        sweeper.deliver("a", &ImageStatus::Queued, Instant::now());
         let mut receiver = watch.receiver.take().unwrap();
         assert!(receiver.try_recv().is_err());
-        sweeper.deliver("a", &ImageStatus::Active);
+        sweeper.deliver("a", &ImageStatus::Active, Instant::now());
         assert_eq!(receiver.try_recv().unwrap(), ImageStatus::Active);
         assert_eq!(sweeper.count.load(Ordering::Relaxed), 1);
         drop(watch);
         assert_eq!(sweeper.count.load(Ordering::Relaxed), 1, "b still watched");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_first_possible_end_follows_the_fastest_registration_seen() {
+        let sweeper = Sweeper::new();
+        let t0 = Instant::now();
+        let _a = sweeper.watch("a", t0);
+        assert_eq!(sweeper.first_possible_end(), None, "nothing ended yet");
+        let _b = sweeper.watch("b", t0 + Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let asked_at = t0 + Duration::from_secs(5);
+        sweeper.deliver("b", &ImageStatus::Active, asked_at);
+        // b was listed `active` 4 s after it started; a, the oldest watch, may end 4 s after
+        // it started.
+        assert_eq!(
+            sweeper.first_possible_end(),
+            Some(t0 + Duration::from_secs(4))
+        );
+        sweeper.deliver("a", &ImageStatus::Killed, asked_at);
+        assert_eq!(sweeper.first_possible_end(), None, "nothing watched");
+        let _c = sweeper.watch("c", Instant::now());
+        assert_eq!(
+            sweeper.first_possible_end(),
+            Some(Instant::now() + Duration::from_secs(4))
+        );
+    }
+
     #[test]
     fn bulk_from_the_threshold() {
         let sweeper = Sweeper::new();
         let ids: Vec<String> = (0..BULK_THRESHOLD).map(|i| i.to_string()).collect();
-        let mut watches: Vec<_> = ids.iter().map(|id| sweeper.watch(id)).collect();
+        let mut watches: Vec<_> = ids
+            .iter()
+            .map(|id| sweeper.watch(id, Instant::now()))
+            .collect();
         assert!(sweeper.is_bulk());
         watches.pop();
         assert!(!sweeper.is_bulk());

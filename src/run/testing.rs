@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::ims::{
-    ApiError, ImageInfo, ImageStatus, ImsApi, ImsError, Job, JobEntities, JobStatus,
-    ListImagesQuery, ListImagesResponse, types::PageInfo,
+    ApiError, ImageInfo, ImageStatus, ImageStatusEntry, ImageStatusPage, ImsApi, ImsError, Job,
+    JobEntities, JobStatus, ListImagesQuery, ListImagesResponse, types::PageInfo,
 };
 use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
 
@@ -435,6 +435,29 @@ impl ImsApi for FakeIms {
         Ok(ListImagesResponse {
             images,
             page_info: Some(PageInfo { next_marker }),
+        })
+    }
+
+    /// The same listing (and counter) as `list_images`, in the lean shape.
+    async fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> Result<ImageStatusPage, ImsError> {
+        let page = self.list_images(query).await?;
+        Ok(ImageStatusPage {
+            images: page
+                .images
+                .into_iter()
+                .map(|image| ImageStatusEntry {
+                    updated_at: image
+                        .updated_at
+                        .as_deref()
+                        .and_then(crate::ims::types::parse_api_time),
+                    id: image.id,
+                    status: image.status,
+                })
+                .collect(),
+            page_info: page.page_info,
         })
     }
 
