@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc keeps a long run's resident memory close to its live heap; glibc malloc let it
+/// grow to twice that (435 against 209 MiB peak RSS for a 100,000-image run).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes shared by every subcommand (documented in the README).
 pub mod exit {
     /// Everything succeeded.
