@@ -68,6 +68,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             Ok(job_id) => {
                 ctx.emit(RunEvent::Submitted {
                     image_id: image_id.to_string(),
+                    image_url: image_url.clone(),
                     job_id: job_id.clone(),
                 });
                 return SubmitEnd::Accepted {

@@ -1,30 +1,23 @@
 //! The journal as an observer of the engine: every accepted job ID and every final outcome is
 //! appended (and fsynced) as the engine reports it, before the engine moves on.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::report::ImageOutcome;
-use crate::run::{EventSink, PlannedImage, RunEvent};
+use crate::run::{EventSink, RunEvent};
 
 use super::{EntryKind, Journal, StateError};
 
 /// Writes engine events into the state journal.
 pub struct JournalSink {
     journal: Mutex<Journal>,
-    /// image_id -> normalized URL, for the `submitted` lines.
-    urls: HashMap<String, String>,
     first_error: Mutex<Option<String>>,
 }
 
 impl JournalSink {
-    pub fn new(journal: Journal, planned: &[PlannedImage]) -> Self {
+    pub fn new(journal: Journal) -> Self {
         JournalSink {
             journal: Mutex::new(journal),
-            urls: planned
-                .iter()
-                .map(|p| (p.entry.image_id.clone(), p.entry.image_url.to_string()))
-                .collect(),
             first_error: Mutex::new(None),
         }
     }
@@ -51,10 +44,14 @@ impl JournalSink {
 impl EventSink for JournalSink {
     fn event(&self, event: &RunEvent) {
         match event {
-            RunEvent::Submitted { image_id, job_id } => self.append(
+            RunEvent::Submitted {
+                image_id,
+                image_url,
+                job_id,
+            } => self.append(
                 image_id,
                 EntryKind::Submitted {
-                    image_url: self.urls.get(image_id).cloned().unwrap_or_default(),
+                    image_url: image_url.clone(),
                     job_id: job_id.clone(),
                 },
             ),
@@ -95,7 +92,6 @@ impl EventSink for Tee {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
     use crate::report::ImageRecord;
 
     #[test]
@@ -103,23 +99,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
         let (journal, _) = Journal::open(&path).unwrap();
-        let planned = vec![PlannedImage {
-            entry: ImageEntry {
-                image_id: "img".into(),
-                image_url: ImageUrl {
-                    bucket: "bkt".into(),
-                    object: "a.raw".into(),
-                },
-                name: None,
-                format: ImageFormat::Raw,
-                line: 1,
-            },
-            known_job_id: None,
-        }];
-        let sink = JournalSink::new(journal, &planned);
+        let sink = JournalSink::new(journal);
         sink.event(&RunEvent::Submitted {
             image_id: "img".into(),
             job_id: "job-1".into(),
+            image_url: "bkt:a.raw".into(),
         });
         let after_submit = super::super::replay(&path).unwrap();
         assert_eq!(after_submit.images["img"].job_id.as_deref(), Some("job-1"));

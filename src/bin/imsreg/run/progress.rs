@@ -196,7 +196,7 @@ struct Inner {
 /// The [`EventSink`] of the binary: progress bars and/or log lines.
 pub struct UiSink {
     inner: Mutex<Inner>,
-    /// Labels (name, else the image ID) for per-image bars.
+    /// Labels (name, else the image ID) for per-image bars; empty without bars.
     labels: HashMap<String, String>,
     /// True when bars are drawn: routine state changes then go to debug level.
     quiet: bool,
@@ -226,7 +226,9 @@ impl UiSink {
                 jobs: HashMap::new(),
             }
         });
-        let labels = images
+        // Only per-image bars show labels.
+        let shown = if show_bars { images } else { &[] };
+        let labels = shown
             .iter()
             .map(|i| {
                 let label = i
@@ -249,6 +251,8 @@ impl UiSink {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        // Nothing is displayed any more: the per-image stages need not outlive the display.
+        inner.tally = Tally::new(Vec::new(), inner.tally.started);
         if let Some(bars) = inner.bars.take() {
             for (_, bar) in bars.jobs {
                 bar.finish_and_clear();
@@ -338,7 +342,9 @@ fn log_event(event: &RunEvent, quiet: bool) {
         RunEvent::Submitting { image_id, attempt } => {
             state_change!(quiet, image_id = %image_id, attempt, "re-sending registration");
         }
-        RunEvent::Submitted { image_id, job_id } => {
+        RunEvent::Submitted {
+            image_id, job_id, ..
+        } => {
             state_change!(quiet, image_id = %image_id, job_id = %job_id, "registration accepted");
         }
         RunEvent::Retrying {
@@ -428,6 +434,7 @@ mod tests {
             &RunEvent::Submitted {
                 image_id: "a".into(),
                 job_id: "j1".into(),
+                image_url: "bkt:a.raw".into(),
             },
             t0,
         );
@@ -435,6 +442,7 @@ mod tests {
             &RunEvent::Submitted {
                 image_id: "b".into(),
                 job_id: "j2".into(),
+                image_url: "bkt:a.raw".into(),
             },
             t0,
         );
@@ -458,6 +466,7 @@ mod tests {
         let submitted = RunEvent::Submitted {
             image_id: "a".into(),
             job_id: "j".into(),
+            image_url: "bkt:a.raw".into(),
         };
         tally.apply(&submitted, t0);
         tally.apply(&submitted, t0);
@@ -465,6 +474,7 @@ mod tests {
             &RunEvent::Submitted {
                 image_id: "zzz".into(),
                 job_id: "j".into(),
+                image_url: "bkt:a.raw".into(),
             },
             t0,
         );
@@ -488,6 +498,7 @@ mod tests {
             let event = RunEvent::Submitted {
                 image_id: id.clone(),
                 job_id: "j".into(),
+                image_url: "bkt:a.raw".into(),
             };
             tally.apply(&event, t0 + Duration::from_millis(500));
         }
@@ -499,6 +510,7 @@ mod tests {
             let event = RunEvent::Submitted {
                 image_id: id.clone(),
                 job_id: "j".into(),
+                image_url: "bkt:a.raw".into(),
             };
             tally.apply(&event, t0 + Duration::from_secs(15));
         }
