@@ -79,6 +79,11 @@ impl<C: ImsApi> Ctx<C> {
         self.sink.event(&event);
     }
 
+    /// [`Ctx::emit`] for an event the caller keeps.
+    pub fn emit_ref(&self, event: &RunEvent) {
+        self.sink.event(event);
+    }
+
     pub fn auth_failed(&self) -> bool {
         self.auth_failed.load(Ordering::SeqCst)
     }

@@ -134,8 +134,13 @@ pub fn prepare(
     for warning in &resumed.warnings {
         tracing::warn!("{warning}");
     }
+    let runs = resumed
+        .slots
+        .iter()
+        .filter(|slot| matches!(slot, Slot::Run(_)))
+        .count();
     let mut settled = Vec::with_capacity(resumed.slots.len());
-    let mut images = Vec::new();
+    let mut images = Vec::with_capacity(runs);
     for slot in resumed.slots {
         match slot {
             Slot::Settled(record) => settled.push(Some(record)),
