@@ -10,6 +10,7 @@ mod logging;
 mod outcome;
 mod progress;
 mod signals;
+mod stages;
 mod summary;
 mod target;
 

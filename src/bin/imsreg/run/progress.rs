@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use imsreg::report::{ImageOutcome, ImageRecord};
 use imsreg::run::{EventSink, PlannedImage, RunEvent};
+
+use super::stages::ByImageId;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// At most this many per-image bars at once; other running images only count.
@@ -36,7 +38,7 @@ enum Stage {
 pub struct Tally {
     started: Instant,
     total: usize,
-    stages: HashMap<String, Stage>,
+    stages: ByImageId<Stage>,
     /// The stage counters; the rates are filled in by [`Tally::counts`].
     counts: Counts,
     submissions: VecDeque<Instant>,
@@ -65,10 +67,7 @@ impl Counts {
 
 impl Tally {
     pub fn new(image_ids: impl IntoIterator<Item = String>, now: Instant) -> Self {
-        let stages: HashMap<String, Stage> = image_ids
-            .into_iter()
-            .map(|id| (id, Stage::Queued))
-            .collect();
+        let stages = ByImageId::new(image_ids, Stage::Queued);
         Tally {
             started: now,
             total: stages.len(),
