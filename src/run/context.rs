@@ -142,7 +142,9 @@ impl<C: ImsApi> Ctx<C> {
         let query = async {
             let _permit = self.query_calls.acquire().await.ok()?;
             self.query_limiter.until_ready(None).await;
-            Some(call().await)
+            // Boxed while on the wire only: an HTTP call's future is large, and thousands of
+            // tasks waiting for a sweep would otherwise each carry room for one.
+            Some(Box::pin(call()).await)
         };
         tokio::select! {
             biased;

@@ -261,7 +261,8 @@ async fn run_image<C: ImsApi>(
     match start {
         Start::Follow(job_id) => record.job_id = job_id,
         Start::Submit => {
-            let end = submit(&ctx, &image.entry, &mut record.attempts).await;
+            // Boxed while it lasts: the task then waits for its job's end at half the size.
+            let end = Box::pin(submit(&ctx, &image.entry, &mut record.attempts)).await;
             started = Instant::now();
             match end {
                 SubmitEnd::Accepted { job_id, active } => {

@@ -62,7 +62,8 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             image_id: image_id.to_string(),
             attempt: *attempts,
         });
-        let answer = ctx.client.register_image(image_id, &image_url).await;
+        // Boxed while on the wire only (see `Ctx::query_once`).
+        let answer = Box::pin(ctx.client.register_image(image_id, &image_url)).await;
         drop(permit);
         let error = match answer {
             Ok(job_id) => {
