@@ -11,10 +11,28 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// jemalloc keeps a long run's resident memory close to its live heap; glibc malloc let it
-/// grow to twice that (435 against 209 MiB peak RSS for a 100,000-image run).
+/// grow to twice that (491 against 209 MiB peak RSS for a 100,000-image run).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start. One arena: the tasks move between runtime threads,
+/// and memory one thread frees is then reused by the others instead of sitting in a
+/// per-thread arena; freed pages go back to the system after 1 s instead of 10 s. Peak RSS
+/// at 20,000 images: 48 -> 34 MiB, no measurable CPU cost.
+#[cfg(not(target_env = "msvc"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static ALLOCATOR_OPTIONS: AllocatorOptions =
+    AllocatorOptions(c"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer that may live in a static (it points to a constant).
+#[cfg(not(target_env = "msvc"))]
+#[repr(transparent)]
+struct AllocatorOptions(*const std::ffi::c_char);
+
+// SAFETY: the pointer targets an immutable 'static C string literal.
+#[cfg(not(target_env = "msvc"))]
+unsafe impl Sync for AllocatorOptions {}
 
 /// Exit codes shared by every subcommand (documented in the README).
 pub mod exit {
