@@ -79,6 +79,11 @@ impl<C: ImsApi> Ctx<C> {
         self.sink.event(&event);
     }
 
+    /// [`Ctx::emit`] for an event the caller keeps.
+    pub fn emit_ref(&self, event: &RunEvent) {
+        self.sink.event(event);
+    }
+
     /// Waits until the events emitted so far are durable (see [`EventSink::durable`]).
     pub async fn events_durable(&self) {
         self.sink.durable().await;
@@ -142,7 +147,9 @@ impl<C: ImsApi> Ctx<C> {
         let query = async {
             let _permit = self.query_calls.acquire().await.ok()?;
             self.query_limiter.until_ready(None).await;
-            Some(call().await)
+            // Boxed while on the wire only: an HTTP call's future is large, and thousands of
+            // tasks waiting for a sweep would otherwise each carry room for one.
+            Some(Box::pin(call()).await)
         };
         tokio::select! {
             biased;

@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ims::ImsApi;
+use crate::manifest::ImageEntry;
 use crate::report::{ImageOutcome, ImageRecord};
 
 use super::active::Slot;
@@ -25,7 +26,56 @@ use super::submit::{SubmitEnd, submit};
 use super::sweep::run_sweeps;
 use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult};
 
-type Done = mpsc::UnboundedSender<(usize, ImageRecord)>;
+type Done = mpsc::UnboundedSender<(usize, Settled)>;
+
+/// What `execute` keeps of a finished image until the end: its record without the manifest
+/// fields (the plan has them), about 80 bytes instead of a full record's 216 plus strings.
+struct Settled {
+    status: ImageOutcome,
+    attempts: u32,
+    job_id: Option<String>,
+    /// `error_code` and `error_message`, rare enough to live boxed.
+    error: Option<Box<(Option<String>, Option<String>)>>,
+    submitted_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_s: Option<f64>,
+}
+
+impl Settled {
+    fn from_record(record: ImageRecord) -> Self {
+        let error = (record.error_code.is_some() || record.error_message.is_some())
+            .then(|| Box::new((record.error_code, record.error_message)));
+        Settled {
+            status: record.status,
+            attempts: record.attempts,
+            job_id: record.job_id,
+            error,
+            submitted_at: record.submitted_at,
+            finished_at: record.finished_at,
+            duration_s: record.duration_s,
+        }
+    }
+
+    /// The full record again, with the manifest fields moved from the plan's entry (as
+    /// [`ImageRecord::for_entry`] fills them).
+    fn into_record(self, entry: ImageEntry) -> ImageRecord {
+        let (error_code, error_message) = self.error.map_or((None, None), |error| *error);
+        ImageRecord {
+            image_url: Some(entry.image_url.to_string()),
+            image_id: Some(entry.image_id),
+            name: entry.name,
+            format: Some(entry.format.as_str().to_string()),
+            status: self.status,
+            job_id: self.job_id,
+            error_code,
+            error_message,
+            attempts: self.attempts,
+            submitted_at: self.submitted_at,
+            finished_at: self.finished_at,
+            duration_s: self.duration_s,
+        }
+    }
+}
 
 /// Runs the whole pipeline over `images`; see the module documentation.
 pub async fn execute<C: ImsApi>(
@@ -36,8 +86,9 @@ pub async fn execute<C: ImsApi>(
     cancel: CancellationToken,
 ) -> RunResult {
     let ctx = Arc::new(Ctx::new(client, config, sink, cancel.child_token()));
-    let images: Arc<[PlannedImage]> = images.into();
-    let mut records: Vec<Option<ImageRecord>> = vec![None; images.len()];
+    let images = Arc::new(images);
+    let mut settled: Vec<Option<Settled>> =
+        std::iter::repeat_with(|| None).take(images.len()).collect();
 
     ctx.emit(RunEvent::CheckingStatus {
         images: images.len(),
@@ -56,22 +107,24 @@ pub async fn execute<C: ImsApi>(
         done,
     ));
 
-    while let Some((index, record)) = finished.recv().await {
-        records[index] = Some(record);
+    while let Some((index, image)) = finished.recv().await {
+        settled[index] = Some(image);
     }
     sweeps_done.cancel();
     let _ = sweeper.await;
 
-    let records = records
+    let images = take_back(images).await;
+    let records = settled
         .into_iter()
-        .enumerate()
-        .map(|(index, record)| {
-            record.unwrap_or_else(|| {
-                let mut record = new_record(&images[index]);
+        .zip(images)
+        .map(|(settled, image)| match settled {
+            Some(settled) => settled.into_record(image.entry),
+            None => {
+                let mut record = new_record(&image);
                 record.status = ImageOutcome::Failed;
                 record.error_message = Some("internal error: the image's task ended early".into());
                 record
-            })
+            }
         })
         .collect();
     RunResult {
@@ -81,11 +134,25 @@ pub async fn execute<C: ImsApi>(
     }
 }
 
+/// The plan back from the tasks, to move its strings into the records. Every task has sent its
+/// record, but the last ones may still be dropping their handle: wait a little for them, else
+/// copy.
+async fn take_back(mut images: Arc<Vec<PlannedImage>>) -> Vec<PlannedImage> {
+    for _ in 0..100 {
+        match Arc::try_unwrap(images) {
+            Ok(images) => return images,
+            Err(shared) => images = shared,
+        }
+        tokio::task::yield_now().await;
+    }
+    Arc::unwrap_or_clone(images)
+}
+
 /// Settles the images the status check decided, starts following the running ones, and
 /// returns the indexes to submit, in plan order.
 fn start_followers<C: ImsApi>(
     ctx: &Arc<Ctx<C>>,
-    images: &Arc<[PlannedImage]>,
+    images: &Arc<Vec<PlannedImage>>,
     statuses: &StatusMap,
     done: &Done,
 ) -> Vec<usize> {
@@ -143,7 +210,7 @@ fn start_followers<C: ImsApi>(
 /// image's task. On stop, every image not started is `cancelled`.
 async fn submit_in_order<C: ImsApi>(
     ctx: Arc<Ctx<C>>,
-    images: Arc<[PlannedImage]>,
+    images: Arc<Vec<PlannedImage>>,
     to_submit: Vec<usize>,
     done: Done,
 ) {
@@ -182,7 +249,7 @@ enum Start {
 /// active jobs, held until the end.
 async fn run_image<C: ImsApi>(
     ctx: Arc<Ctx<C>>,
-    images: Arc<[PlannedImage]>,
+    images: Arc<Vec<PlannedImage>>,
     index: usize,
     start: Start,
     slot: Slot,
@@ -194,7 +261,8 @@ async fn run_image<C: ImsApi>(
     match start {
         Start::Follow(job_id) => record.job_id = job_id,
         Start::Submit => {
-            let end = submit(&ctx, &image.entry, &mut record.attempts).await;
+            // Boxed while it lasts: the task then waits for its job's end at half the size.
+            let end = Box::pin(submit(&ctx, &image.entry, &mut record.attempts)).await;
             started = Instant::now();
             match end {
                 SubmitEnd::Accepted { job_id, active } => {
@@ -276,8 +344,12 @@ fn new_record(image: &PlannedImage) -> ImageRecord {
     ImageRecord::for_entry(&image.entry, ImageOutcome::Cancelled)
 }
 
-/// Reports an image's final record (exactly once per image).
+/// Reports an image's final record (exactly once per image), then hands its compact form to
+/// `execute`.
 fn finish<C: ImsApi>(ctx: &Ctx<C>, index: usize, record: ImageRecord, done: &Done) {
-    ctx.emit(RunEvent::Finished(record.clone()));
-    let _ = done.send((index, record));
+    let event = RunEvent::Finished(record);
+    ctx.emit_ref(&event);
+    if let RunEvent::Finished(record) = event {
+        let _ = done.send((index, Settled::from_record(record)));
+    }
 }

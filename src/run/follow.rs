@@ -60,7 +60,8 @@ pub async fn follow<C: ImsApi>(
             _ = ctx.stop.cancelled() => return FollowEnd::Stopped,
             status = swept => match status {
                 Some(status) => {
-                    if let Some(end) = tracking.conclude_from_image(ctx, &status).await {
+                    // Boxed while it runs (queries): a waiting task stays small.
+                    if let Some(end) = Box::pin(tracking.conclude_from_image(ctx, &status)).await {
                         return end;
                     }
                 }
@@ -71,7 +72,7 @@ pub async fn follow<C: ImsApi>(
                     return FollowEnd::TimedOut;
                 }
                 if !ctx.sweeper.is_bulk()
-                    && let Some(end) = tracking.poll(ctx).await
+                    && let Some(end) = Box::pin(tracking.poll(ctx)).await
                 {
                     return end;
                 }

@@ -134,9 +134,13 @@ pub enum RunEvent {
     StatusKnown { image_id: String, status: String },
     /// A register call is about to be sent (attempt starts at 1).
     Submitting { image_id: String, attempt: u32 },
-    /// IMS accepted the registration. Observers that persist job IDs do so here, before the
-    /// engine counts the image as submitted.
-    Submitted { image_id: String, job_id: String },
+    /// IMS accepted the registration of `image_url` (normalized `bucket:object`). Observers
+    /// that persist job IDs do so here, before the engine counts the image as submitted.
+    Submitted {
+        image_id: String,
+        image_url: String,
+        job_id: String,
+    },
     /// A call failed and will be retried after `delay`.
     Retrying {
         image_id: Option<String>,

@@ -62,12 +62,14 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             image_id: image_id.to_string(),
             attempt: *attempts,
         });
-        let answer = ctx.client.register_image(image_id, &image_url).await;
+        // Boxed while on the wire only (see `Ctx::query_once`).
+        let answer = Box::pin(ctx.client.register_image(image_id, &image_url)).await;
         drop(permit);
         let error = match answer {
             Ok(job_id) => {
                 ctx.emit(RunEvent::Submitted {
                     image_id: image_id.to_string(),
+                    image_url: image_url.clone(),
                     job_id: job_id.clone(),
                 });
                 // The job ID is on disk (state journal) before the image counts as submitted.

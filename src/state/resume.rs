@@ -45,21 +45,19 @@ pub fn runnable(slots: &[Slot]) -> Vec<PlannedImage> {
         .collect()
 }
 
-/// Applies the journal to the manifest's valid entries.
-pub fn resume(entries: &[ImageEntry], journal: &Replayed, retry_failed: bool) -> Resumed {
+/// Applies the journal to the manifest's valid entries. The entries move into the slots (a
+/// 100,000-image manifest is not worth a second copy).
+pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) -> Resumed {
     let mut resumed = Resumed {
         slots: Vec::with_capacity(entries.len()),
         warnings: Vec::new(),
     };
     for entry in entries {
-        let planned = |known_job_id| {
-            Slot::Run(PlannedImage {
-                entry: entry.clone(),
-                known_job_id,
-            })
-        };
         let Some(state) = journal.images.get(&entry.image_id) else {
-            resumed.slots.push(planned(None));
+            resumed.slots.push(Slot::Run(PlannedImage {
+                entry,
+                known_job_id: None,
+            }));
             continue;
         };
         let url = entry.image_url.to_string();
@@ -81,7 +79,7 @@ pub fn resume(entries: &[ImageEntry], journal: &Replayed, retry_failed: bool) ->
             ));
         }
         let settled = |status: ImageOutcome| {
-            let mut record = ImageRecord::for_entry(entry, status);
+            let mut record = ImageRecord::for_entry(&entry, status);
             record.job_id = state.job_id.clone();
             record.error_code = state.error_code.clone();
             record.error_message = state.error_message.clone();
@@ -89,19 +87,25 @@ pub fn resume(entries: &[ImageEntry], journal: &Replayed, retry_failed: bool) ->
             record.finished_at = state.updated_at;
             Slot::Settled(Box::new(record))
         };
-        let slot = match state.outcome {
+        let known_job_id = match state.outcome {
             Some(ImageOutcome::Registered | ImageOutcome::AlreadyRegistered) => {
-                settled(ImageOutcome::AlreadyRegistered)
+                resumed.slots.push(settled(ImageOutcome::AlreadyRegistered));
+                continue;
             }
-            Some(ImageOutcome::Failed) if !retry_failed => settled(ImageOutcome::Failed),
+            Some(ImageOutcome::Failed) if !retry_failed => {
+                resumed.slots.push(settled(ImageOutcome::Failed));
+                continue;
+            }
             // A retry goes through the cloud check: submitted only if the image is queued again.
-            Some(ImageOutcome::Failed) => planned(None),
+            Some(ImageOutcome::Failed) => None,
             // Submitted and not finished (or left pending): follow that job.
-            None | Some(ImageOutcome::Pending) if state.job_id.is_some() => {
-                planned(state.job_id.clone())
-            }
-            _ => planned(None),
+            None | Some(ImageOutcome::Pending) if state.job_id.is_some() => state.job_id.clone(),
+            _ => None,
         };
+        let slot = Slot::Run(PlannedImage {
+            entry,
+            known_job_id,
+        });
         resumed.slots.push(slot);
     }
     resumed
@@ -169,7 +173,7 @@ mod tests {
             known(Some("j9"), None, "bucket:gone.qcow2"),
         );
 
-        let resumed = resume(&entries, &journal, false);
+        let resumed = resume(entries.clone(), &journal, false);
         assert_eq!(resumed.slots.len(), 6, "removed entries are ignored");
         let engine = resumed.to_engine();
         let ids: Vec<(&str, Option<&str>)> = engine
@@ -197,7 +201,7 @@ mod tests {
         assert_eq!(failed.status, ImageOutcome::Failed);
         assert!(resumed.warnings.is_empty());
 
-        let retried = resume(&entries, &journal, true);
+        let retried = resume(entries.clone(), &journal, true);
         assert!(
             matches!(&retried.slots[3], Slot::Run(p) if p.known_job_id.is_none()),
             "retry re-checks the cloud, no old job"
@@ -211,7 +215,7 @@ mod tests {
         journal
             .images
             .insert("x".into(), known(Some("j1"), None, "bucket:old-name.qcow2"));
-        let resumed = resume(&entries, &journal, false);
+        let resumed = resume(entries.clone(), &journal, false);
         assert!(
             matches!(&resumed.slots[0], Slot::Run(p) if p.known_job_id.as_deref() == Some("j1"))
         );
@@ -236,11 +240,11 @@ mod tests {
                 "bucket:broken.qcow2",
             ),
         );
-        let kept = resume(&entries, &journal, false);
+        let kept = resume(entries.clone(), &journal, false);
         assert!(matches!(&kept.slots[0], Slot::Settled(r) if r.status == ImageOutcome::Failed));
         assert!(kept.warnings[0].contains("does not register an image twice"));
 
-        let retried = resume(&entries, &journal, true);
+        let retried = resume(entries.clone(), &journal, true);
         assert!(matches!(&retried.slots[0], Slot::Run(p) if p.known_job_id.is_none()));
         let warning = &retried.warnings[0];
         assert!(

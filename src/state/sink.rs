@@ -2,11 +2,10 @@
 //! appended as the engine reports it. Job IDs are fsynced in groups (see [`super::commit`]):
 //! the engine awaits [`EventSink::durable`] before it counts an image as submitted.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::report::ImageOutcome;
-use crate::run::{Durable, EventSink, PlannedImage, RunEvent};
+use crate::run::{Durable, EventSink, RunEvent};
 
 use super::commit::GroupCommit;
 use super::{EntryKind, Journal, StateError};
@@ -17,20 +16,14 @@ pub struct JournalSink {
     /// Fsyncs the `submitted` lines; `None` if the file could not be shared with the syncer
     /// thread, and then each such line is fsynced as it is written.
     commit: Option<GroupCommit>,
-    /// image_id -> normalized URL, for the `submitted` lines.
-    urls: HashMap<String, String>,
     first_error: Mutex<Option<String>>,
 }
 
 impl JournalSink {
-    pub fn new(journal: Journal, planned: &[PlannedImage]) -> Self {
+    pub fn new(journal: Journal) -> Self {
         JournalSink {
             commit: journal.sync_handle().ok().map(GroupCommit::start),
             journal: Mutex::new(journal),
-            urls: planned
-                .iter()
-                .map(|p| (p.entry.image_id.clone(), p.entry.image_url.to_string()))
-                .collect(),
             first_error: Mutex::new(None),
         }
     }
@@ -64,10 +57,14 @@ impl JournalSink {
 impl EventSink for JournalSink {
     fn event(&self, event: &RunEvent) {
         match event {
-            RunEvent::Submitted { image_id, job_id } => self.append(
+            RunEvent::Submitted {
+                image_id,
+                image_url,
+                job_id,
+            } => self.append(
                 image_id,
                 EntryKind::Submitted {
-                    image_url: self.urls.get(image_id).cloned().unwrap_or_default(),
+                    image_url: image_url.clone(),
                     job_id: job_id.clone(),
                 },
             ),
@@ -123,7 +120,6 @@ impl EventSink for Tee {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
     use crate::report::ImageRecord;
 
     #[test]
@@ -131,23 +127,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
         let (journal, _) = Journal::open(&path).unwrap();
-        let planned = vec![PlannedImage {
-            entry: ImageEntry {
-                image_id: "img".into(),
-                image_url: ImageUrl {
-                    bucket: "bkt".into(),
-                    object: "a.raw".into(),
-                },
-                name: None,
-                format: ImageFormat::Raw,
-                line: 1,
-            },
-            known_job_id: None,
-        }];
-        let sink = JournalSink::new(journal, &planned);
+        let sink = JournalSink::new(journal);
         sink.event(&RunEvent::Submitted {
             image_id: "img".into(),
             job_id: "job-1".into(),
+            image_url: "bkt:a.raw".into(),
         });
         let after_submit = super::super::replay(&path).unwrap();
         assert_eq!(after_submit.images["img"].job_id.as_deref(), Some("job-1"));
@@ -182,10 +166,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
         let (journal, _) = Journal::open(&path).unwrap();
-        let sink = Arc::new(Tee(vec![Arc::new(JournalSink::new(journal, &[]))]));
+        let sink = Arc::new(Tee(vec![Arc::new(JournalSink::new(journal))]));
         for i in 0..50 {
             sink.event(&RunEvent::Submitted {
                 image_id: format!("img-{i}"),
+                image_url: format!("bkt:img-{i}.qcow2"),
                 job_id: format!("job-{i}"),
             });
         }

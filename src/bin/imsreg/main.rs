@@ -10,6 +10,32 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc keeps a long run's resident memory close to its live heap; glibc malloc let it
+/// grow to twice that (491 against 209 MiB peak RSS for a 100,000-image run).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start. One arena: the tasks move between runtime threads,
+/// and memory one thread frees is then reused by the others instead of sitting in a
+/// per-thread arena; freed pages go back to the system at once instead of after 10 s (the
+/// last moment of a large run allocates the records while the plan is being released). Peak
+/// RSS at 20,000 / 100,000 images: 48 / 94 MiB default, 34-39 / 83-86 MiB with a 1 s decay,
+/// 31-32 / 75-77 MiB with these; CPU within the machine's noise.
+#[cfg(not(target_env = "msvc"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static ALLOCATOR_OPTIONS: AllocatorOptions =
+    AllocatorOptions(c"narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer that may live in a static (it points to a constant).
+#[cfg(not(target_env = "msvc"))]
+#[repr(transparent)]
+struct AllocatorOptions(*const std::ffi::c_char);
+
+// SAFETY: the pointer targets an immutable 'static C string literal.
+#[cfg(not(target_env = "msvc"))]
+unsafe impl Sync for AllocatorOptions {}
+
 /// Exit codes shared by every subcommand (documented in the README).
 pub mod exit {
     /// Everything succeeded.

@@ -10,6 +10,7 @@ mod logging;
 mod outcome;
 mod progress;
 mod signals;
+mod stages;
 mod summary;
 mod target;
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use imsreg::manifest::{self, Manifest, Settings};
 use imsreg::report::ReportSettings;
-use imsreg::run::{EventSink, PlannedImage, RunConfig, RunResult};
+use imsreg::run::{EventSink, RunConfig, RunResult};
 use imsreg::state::Tee;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use tokio_util::sync::CancellationToken;
@@ -185,20 +186,24 @@ async fn run(args: Args) -> u8 {
     let started_at = Utc::now();
     let clock = Instant::now();
 
-    let job = match prepare(&args) {
+    let mut job = match prepare(&args) {
         Ok(job) => job,
         Err(code) => return code,
     };
     if args.dry_run {
         return dry_run(&job).await;
     }
-    let ui = Arc::new(progress::UiSink::new(&job.images, &multi, show_bars));
-    let result = match register(&job, ui.clone()).await {
+    let ui = Arc::new(progress::UiSink::new(
+        &job.journal.images,
+        &multi,
+        show_bars,
+    ));
+    let result = match register(&mut job, ui.clone()).await {
         Ok(result) => result,
         Err(code) => return code,
     };
     ui.clear();
-    let code = finish(&args, &job, result, started_at, clock.elapsed());
+    let code = finish(&args, &mut job, result, started_at, clock.elapsed());
     if let Some(simulator) = job.target.simulator {
         simulator.shutdown().await;
     }
@@ -207,16 +212,15 @@ async fn run(args: Args) -> u8 {
 
 /// Everything checked and resolved before the first request.
 struct Job {
-    manifest: Manifest,
+    /// The manifest line of each valid entry (the entries themselves move to the engine).
+    valid_lines: Vec<usize>,
     /// Reported as `invalid` (only with `--skip-invalid`).
     invalid: Vec<manifest::InvalidEntry>,
     reports: Vec<PathBuf>,
     config: RunConfig,
     target: target::Target,
-    /// The valid entries after the state journal.
+    /// The valid entries after the state journal, with what the engine gets.
     journal: journal::Prepared,
-    /// What the engine gets.
-    images: Vec<PlannedImage>,
 }
 
 /// Steps 1-3: manifest, reports, settings, credentials and endpoint (or the simulator), state
@@ -228,7 +232,7 @@ fn prepare(args: &Args) -> Result<Job, u8> {
     };
 
     // 1. The manifest: nothing is sent unless it is valid (or --skip-invalid).
-    let manifest = manifest::load(&args.manifest).map_err(|err| refuse(&err))?;
+    let mut manifest = manifest::load(&args.manifest).map_err(|err| refuse(&err))?;
     if !manifest_usable(&manifest, args.skip_invalid, args.log_format) {
         return Err(exit::USAGE);
     }
@@ -259,31 +263,30 @@ fn prepare(args: &Args) -> Result<Job, u8> {
         args.simulate,
         args.dry_run,
     );
-    let journal =
-        journal::prepare(&mode, &manifest.images, args.retry_failed).map_err(|refused| {
-            tracing::error!("{}", refused.message);
-            refused.code
-        })?;
-    let images = journal.engine_images();
+    let valid_lines = manifest.images.iter().map(|entry| entry.line).collect();
+    let entries = std::mem::take(&mut manifest.images);
+    let journal = journal::prepare(&mode, entries, args.retry_failed).map_err(|refused| {
+        tracing::error!("{}", refused.message);
+        refused.code
+    })?;
     let invalid = if args.skip_invalid {
-        manifest.invalid.clone()
+        std::mem::take(&mut manifest.invalid)
     } else {
         Vec::new()
     };
     Ok(Job {
-        manifest,
+        valid_lines,
         invalid,
         reports,
         config,
         target,
         journal,
-        images,
     })
 }
 
 /// Step 4: the engine, cancellable by SIGINT/SIGTERM. The journal hears of every job ID before
 /// the display does.
-async fn register(job: &Job, ui: Arc<progress::UiSink>) -> Result<RunResult, u8> {
+async fn register(job: &mut Job, ui: Arc<progress::UiSink>) -> Result<RunResult, u8> {
     let sink: Arc<dyn EventSink> = match &job.journal.journal {
         Some((journal, _lock)) => Arc::new(Tee(vec![journal.clone(), ui.clone()])),
         None => ui.clone(),
@@ -295,7 +298,7 @@ async fn register(job: &Job, ui: Arc<progress::UiSink>) -> Result<RunResult, u8>
     }
     let config = &job.config;
     tracing::info!(
-        images = job.images.len(),
+        images = job.journal.images.len(),
         concurrency = config.concurrency,
         max_active_jobs = config.max_active_jobs,
         submit_rate = config.submit_rate,
@@ -305,7 +308,8 @@ async fn register(job: &Job, ui: Arc<progress::UiSink>) -> Result<RunResult, u8>
         "starting the run"
     );
     let client = Arc::new(job.target.client.clone());
-    let result = imsreg::run::execute(client, job.images.clone(), config, sink, cancel).await;
+    let images = std::mem::take(&mut job.journal.images);
+    let result = imsreg::run::execute(client, images, config, sink, cancel).await;
     if let Some(err) = job.journal.journal.as_ref().and_then(|(j, _)| j.error()) {
         tracing::error!(
             "the state journal could not be written ({err}); the report still has every job ID"
@@ -317,7 +321,7 @@ async fn register(job: &Job, ui: Arc<progress::UiSink>) -> Result<RunResult, u8>
 /// Step 5: the report (also after an interruption), the summary and the exit code.
 fn finish(
     args: &Args,
-    job: &Job,
+    job: &mut Job,
     result: RunResult,
     started_at: DateTime<Utc>,
     elapsed: Duration,
@@ -327,8 +331,7 @@ fn finish(
         auth_failed: result.auth_failed,
     };
     let valid_records = job.journal.records(result.records);
-    let records =
-        outcome::records_in_manifest_order(&job.manifest.images, valid_records, &job.invalid);
+    let records = outcome::records_in_manifest_order(&job.valid_lines, valid_records, &job.invalid);
     let report = outcome::build_report(
         &args.manifest,
         started_at,
@@ -443,20 +446,24 @@ fn report_settings(target: &target::Target, config: &RunConfig) -> ReportSetting
 
 /// `--dry-run`: read the cloud status, print the plan, register nothing.
 async fn dry_run(job: &Job) -> u8 {
-    let statuses =
-        match dry_run::cloud_statuses(&job.target.client, &job.images, job.config.query_rate).await
-        {
-            Ok(statuses) => statuses,
-            Err(err) => {
-                tracing::error!("dry run: cannot read the image status from IMS: {err}");
-                return match err.class() {
-                    imsreg::ims::ErrorClass::AuthFailed => exit::USAGE,
-                    _ => exit::SOME_FAILED,
-                };
-            }
-        };
+    let statuses = match dry_run::cloud_statuses(
+        &job.target.client,
+        &job.journal.images,
+        job.config.query_rate,
+    )
+    .await
+    {
+        Ok(statuses) => statuses,
+        Err(err) => {
+            tracing::error!("dry run: cannot read the image status from IMS: {err}");
+            return match err.class() {
+                imsreg::ims::ErrorClass::AuthFailed => exit::USAGE,
+                _ => exit::SOME_FAILED,
+            };
+        }
+    };
     let text = dry_run::render(
-        &job.images,
+        &job.journal.images,
         job.journal.settled(),
         &job.invalid,
         &statuses,

@@ -47,43 +47,55 @@ impl Mode {
 
 /// The manifest's valid entries after the journal: what the engine gets, what is settled.
 pub struct Prepared {
-    /// One per valid entry, in manifest order.
-    pub slots: Vec<Slot>,
+    /// One per valid entry, in manifest order: the journal's record of a settled entry, `None`
+    /// for an entry the engine runs.
+    pub settled: Vec<Option<Box<ImageRecord>>>,
+    /// The entries the engine runs, in manifest order (moved out for the run: one copy only).
+    pub images: Vec<PlannedImage>,
     /// The journal writer and the lock that guards it, while the run lasts.
     pub journal: Option<(Arc<JournalSink>, RunLock)>,
 }
 
 impl Prepared {
-    pub fn engine_images(&self) -> Vec<PlannedImage> {
-        state::resume::runnable(&self.slots)
-    }
-
     pub fn settled(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|slot| matches!(slot, Slot::Settled(_)))
-            .count()
+        self.settled.iter().filter(|slot| slot.is_some()).count()
     }
 
     /// Records for every valid entry in manifest order: settled ones from the journal, the
     /// others from the engine (one per planned image, in plan order).
-    pub fn records(&self, engine_records: Vec<ImageRecord>) -> Vec<ImageRecord> {
+    pub fn records(&mut self, engine_records: Vec<ImageRecord>) -> Vec<ImageRecord> {
+        let settled = std::mem::take(&mut self.settled);
+        if settled.iter().all(Option::is_none) {
+            // Nothing settled: the engine's records are the list (no second copy).
+            return engine_records;
+        }
         let mut engine = engine_records.into_iter();
-        self.slots
-            .iter()
+        settled
+            .into_iter()
             .map(|slot| match slot {
-                Slot::Settled(record) => (**record).clone(),
-                Slot::Run(planned) => engine.next().unwrap_or_else(|| cancelled(planned)),
+                Some(record) => *record,
+                None => engine.next().unwrap_or_else(missing),
             })
             .collect()
     }
 }
 
-/// Stand-in for a record the engine did not return (it always should).
-fn cancelled(planned: &PlannedImage) -> ImageRecord {
-    let mut record = ImageRecord::for_entry(&planned.entry, ImageOutcome::Cancelled);
-    record.job_id = planned.known_job_id.clone();
-    record
+/// Stand-in for a record the engine did not return (it always returns one per image).
+fn missing() -> ImageRecord {
+    ImageRecord {
+        image_id: None,
+        image_url: None,
+        name: None,
+        format: None,
+        status: ImageOutcome::Cancelled,
+        job_id: None,
+        error_code: None,
+        error_message: Some("internal error: the engine returned no record".into()),
+        attempts: 0,
+        submitted_at: None,
+        finished_at: None,
+        duration_s: None,
+    }
 }
 
 /// Why the journal cannot be used, with the exit code that says so.
@@ -96,7 +108,7 @@ pub struct Refused {
 /// Applies the journal (if any) to the manifest's valid entries.
 pub fn prepare(
     mode: &Mode,
-    entries: &[ImageEntry],
+    entries: Vec<ImageEntry>,
     retry_failed: bool,
 ) -> Result<Prepared, Refused> {
     let refused = |err: StateError| Refused {
@@ -122,11 +134,26 @@ pub fn prepare(
     for warning in &resumed.warnings {
         tracing::warn!("{warning}");
     }
-    let planned = resumed.to_engine();
-    let journal =
-        journal.map(|(journal, lock)| (Arc::new(JournalSink::new(journal, &planned)), lock));
+    let runs = resumed
+        .slots
+        .iter()
+        .filter(|slot| matches!(slot, Slot::Run(_)))
+        .count();
+    let mut settled = Vec::with_capacity(resumed.slots.len());
+    let mut images = Vec::with_capacity(runs);
+    for slot in resumed.slots {
+        match slot {
+            Slot::Settled(record) => settled.push(Some(record)),
+            Slot::Run(planned) => {
+                settled.push(None);
+                images.push(planned);
+            }
+        }
+    }
+    let journal = journal.map(|(journal, lock)| (Arc::new(JournalSink::new(journal)), lock));
     Ok(Prepared {
-        slots: resumed.slots,
+        settled,
+        images,
         journal,
     })
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use imsreg::manifest::{ImageEntry, InvalidEntry};
+use imsreg::manifest::InvalidEntry;
 use imsreg::report::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
 
 use crate::exit;
@@ -70,30 +70,58 @@ pub fn invalid_record(entry: &InvalidEntry) -> ImageRecord {
 /// `error_code` of invalid manifest entries, so report readers can filter them.
 pub const INVALID_ENTRY_CODE: &str = "MANIFEST.INVALID";
 
-/// Merges the engine's records (one per valid entry, in plan order) with the invalid entries,
-/// ordered by their line in the manifest.
+/// Merges the records of the valid entries (one per entry, in manifest order; `valid_lines`
+/// are their lines) with the invalid entries, ordered by their line in the manifest. The
+/// records move: a large run holds no second list.
 pub fn records_in_manifest_order(
-    valid: &[ImageEntry],
-    engine_records: Vec<ImageRecord>,
+    valid_lines: &[usize],
+    valid_records: Vec<ImageRecord>,
     invalid: &[InvalidEntry],
 ) -> Vec<ImageRecord> {
     debug_assert_eq!(
-        valid.len(),
-        engine_records.len(),
-        "one record per planned image"
+        valid_lines.len(),
+        valid_records.len(),
+        "one record per valid entry"
     );
-    let mut lines: Vec<(usize, ImageRecord)> = valid
-        .iter()
-        .map(|entry| entry.line)
-        .zip(engine_records)
-        .chain(
-            invalid
-                .iter()
-                .map(|entry| (entry.line, invalid_record(entry))),
-        )
-        .collect();
-    lines.sort_by_key(|(line, _)| *line);
-    lines.into_iter().map(|(_, record)| record).collect()
+    if invalid.is_empty() {
+        return valid_records;
+    }
+    let in_line_order = valid_lines.is_sorted() && invalid.is_sorted_by_key(|entry| entry.line);
+    if !in_line_order {
+        let mut lines: Vec<(usize, ImageRecord)> = valid_lines
+            .iter()
+            .copied()
+            .zip(valid_records)
+            .chain(
+                invalid
+                    .iter()
+                    .map(|entry| (entry.line, invalid_record(entry))),
+            )
+            .collect();
+        lines.sort_by_key(|(line, _)| *line);
+        return lines.into_iter().map(|(_, record)| record).collect();
+    }
+    let mut valid = valid_lines.iter().copied().zip(valid_records).peekable();
+    let mut invalid = invalid.iter().peekable();
+    let mut merged = Vec::with_capacity(valid.len() + invalid.len());
+    loop {
+        // Both lists are in line order; on a tie the valid entry comes first (a stable sort).
+        let take_invalid = match (valid.peek(), invalid.peek()) {
+            (Some((line, _)), Some(entry)) => entry.line < *line,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if take_invalid {
+            if let Some(entry) = invalid.next() {
+                merged.push(invalid_record(entry));
+            }
+        } else if let Some((_, record)) = valid.next() {
+            merged.push(record);
+        } else {
+            break;
+        }
+    }
+    merged
 }
 
 /// Assembles the report.
@@ -118,6 +146,7 @@ pub fn build_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imsreg::manifest::ImageEntry;
     use imsreg::manifest::{ImageFormat, ImageUrl};
 
     fn record(id: &str, status: ImageOutcome, job: Option<&str>) -> ImageRecord {
@@ -217,8 +246,9 @@ mod tests {
             name: None,
             problems: vec!["image_id: not a UUID".into(), "image_url: space".into()],
         }];
+        let lines: Vec<usize> = valid.iter().map(|entry| entry.line).collect();
         let records = records_in_manifest_order(
-            &valid,
+            &lines,
             vec![
                 record("a", ImageOutcome::Registered, Some("j1")),
                 record("c", ImageOutcome::Failed, Some("j2")),

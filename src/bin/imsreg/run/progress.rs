@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use imsreg::report::{ImageOutcome, ImageRecord};
 use imsreg::run::{EventSink, PlannedImage, RunEvent};
+
+use super::stages::ByImageId;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// At most this many per-image bars at once; other running images only count.
@@ -36,7 +38,7 @@ enum Stage {
 pub struct Tally {
     started: Instant,
     total: usize,
-    stages: HashMap<String, Stage>,
+    stages: ByImageId<Stage>,
     /// The stage counters; the rates are filled in by [`Tally::counts`].
     counts: Counts,
     submissions: VecDeque<Instant>,
@@ -65,10 +67,7 @@ impl Counts {
 
 impl Tally {
     pub fn new(image_ids: impl IntoIterator<Item = String>, now: Instant) -> Self {
-        let stages: HashMap<String, Stage> = image_ids
-            .into_iter()
-            .map(|id| (id, Stage::Queued))
-            .collect();
+        let stages = ByImageId::new(image_ids, Stage::Queued);
         Tally {
             started: now,
             total: stages.len(),
@@ -196,7 +195,7 @@ struct Inner {
 /// The [`EventSink`] of the binary: progress bars and/or log lines.
 pub struct UiSink {
     inner: Mutex<Inner>,
-    /// Labels (name, else the image ID) for per-image bars.
+    /// Labels (name, else the image ID) for per-image bars; empty without bars.
     labels: HashMap<String, String>,
     /// True when bars are drawn: routine state changes then go to debug level.
     quiet: bool,
@@ -226,7 +225,9 @@ impl UiSink {
                 jobs: HashMap::new(),
             }
         });
-        let labels = images
+        // Only per-image bars show labels.
+        let shown = if show_bars { images } else { &[] };
+        let labels = shown
             .iter()
             .map(|i| {
                 let label = i
@@ -249,6 +250,8 @@ impl UiSink {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        // Nothing is displayed any more: the per-image stages need not outlive the display.
+        inner.tally = Tally::new(Vec::new(), inner.tally.started);
         if let Some(bars) = inner.bars.take() {
             for (_, bar) in bars.jobs {
                 bar.finish_and_clear();
@@ -338,7 +341,9 @@ fn log_event(event: &RunEvent, quiet: bool) {
         RunEvent::Submitting { image_id, attempt } => {
             state_change!(quiet, image_id = %image_id, attempt, "re-sending registration");
         }
-        RunEvent::Submitted { image_id, job_id } => {
+        RunEvent::Submitted {
+            image_id, job_id, ..
+        } => {
             state_change!(quiet, image_id = %image_id, job_id = %job_id, "registration accepted");
         }
         RunEvent::Retrying {
@@ -428,6 +433,7 @@ mod tests {
             &RunEvent::Submitted {
                 image_id: "a".into(),
                 job_id: "j1".into(),
+                image_url: "bkt:a.raw".into(),
             },
             t0,
         );
@@ -435,6 +441,7 @@ mod tests {
             &RunEvent::Submitted {
                 image_id: "b".into(),
                 job_id: "j2".into(),
+                image_url: "bkt:a.raw".into(),
             },
             t0,
         );
@@ -458,6 +465,7 @@ mod tests {
         let submitted = RunEvent::Submitted {
             image_id: "a".into(),
             job_id: "j".into(),
+            image_url: "bkt:a.raw".into(),
         };
         tally.apply(&submitted, t0);
         tally.apply(&submitted, t0);
@@ -465,6 +473,7 @@ mod tests {
             &RunEvent::Submitted {
                 image_id: "zzz".into(),
                 job_id: "j".into(),
+                image_url: "bkt:a.raw".into(),
             },
             t0,
         );
@@ -488,6 +497,7 @@ mod tests {
             let event = RunEvent::Submitted {
                 image_id: id.clone(),
                 job_id: "j".into(),
+                image_url: "bkt:a.raw".into(),
             };
             tally.apply(&event, t0 + Duration::from_millis(500));
         }
@@ -499,6 +509,7 @@ mod tests {
             let event = RunEvent::Submitted {
                 image_id: id.clone(),
                 job_id: "j".into(),
+                image_url: "bkt:a.raw".into(),
             };
             tally.apply(&event, t0 + Duration::from_secs(15));
         }
