@@ -173,6 +173,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// `GET /v2/cloudimages` with the query's filter and paging (full or lean decode).
+fn list_call(query: &ListImagesQuery) -> Call {
+    Call {
+        operation: "ListImages".to_string(),
+        method: Method::GET,
+        path: "/v2/cloudimages".to_string(),
+        query: query.to_pairs(),
+        body: None,
+    }
+}
+
 /// One API call, before authentication.
 struct Call {
     /// For messages: e.g. `RegisterImage 4ca4...`.
@@ -303,14 +314,7 @@ impl Client {
         &self,
         query: &ListImagesQuery,
     ) -> Result<ListImagesResponse, ImsError> {
-        let call = Call {
-            operation: "ListImages".to_string(),
-            method: Method::GET,
-            path: "/v2/cloudimages".to_string(),
-            query: query.to_pairs(),
-            body: None,
-        };
-        self.call_json(call).await
+        self.call_json(list_call(query)).await
     }
 
     /// `GET /v2/cloudimages`, keeping only each image's ID, status and `updated_at`.
@@ -318,14 +322,7 @@ impl Client {
         &self,
         query: &ListImagesQuery,
     ) -> Result<ImageStatusPage, ImsError> {
-        let call = Call {
-            operation: "ListImages".to_string(),
-            method: Method::GET,
-            path: "/v2/cloudimages".to_string(),
-            query: query.to_pairs(),
-            body: None,
-        };
-        self.call_json(call).await
+        self.call_json(list_call(query)).await
     }
 
     /// One private image by ID (`GET /v2/cloudimages?id=...&__imagetype=private`); `None`

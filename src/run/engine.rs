@@ -141,7 +141,7 @@ fn into_records(
             }
         };
         records.push(record);
-        if images.len() % shrink_every == 0 {
+        if images.len().is_multiple_of(shrink_every) {
             images.shrink_to_fit();
             settled.shrink_to_fit();
         }
