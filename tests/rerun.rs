@@ -645,6 +645,11 @@ async fn a_manifest_edited_between_runs_adds_ignores_and_warns() {
             .any(|l| l.contains("WARN") && !l.contains(&image_id(1))),
         "no other warning: {log}"
     );
+    assert_eq!(
+        image_url_of(&report, &image_id(1)),
+        "bucket-rerun:exports/vm-1.qcow2",
+        "the report names the file IMS registered, not the edited one"
+    );
     // Every image, the removed and the re-pointed ones included, was submitted once.
     let all: BTreeSet<String> = (0..=5).map(image_id).collect();
     assert_submitted_exactly_once(&world.stats(), &all);
@@ -662,7 +667,21 @@ async fn a_manifest_edited_between_runs_adds_ignores_and_warns() {
             .values()
             .all(|s| s == "already_registered")
     );
+    assert_eq!(
+        image_url_of(&report, &image_id(1)),
+        "bucket-rerun:exports/vm-1.qcow2"
+    );
     assert_eq!(total_requests(&world.stats()), requests, "nothing asked");
+}
+
+/// The `image_url` of one image in a JSON report.
+fn image_url_of(report: &Value, id: &str) -> String {
+    report["images"]
+        .as_array()
+        .and_then(|images| images.iter().find(|i| i["image_id"] == id))
+        .and_then(|image| image["image_url"].as_str())
+        .unwrap_or_else(|| panic!("no image {id} in {report}"))
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //! failed images stay failed unless the user asks for a retry, new entries are submitted, and
 //! entries no longer in the manifest are ignored. Pure: no I/O, unit-tested.
 
-use crate::manifest::ImageEntry;
+use crate::manifest::{ImageEntry, ImageUrl};
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::PlannedImage;
 
@@ -52,7 +52,7 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
         slots: Vec::with_capacity(entries.len()),
         warnings: Vec::new(),
     };
-    for entry in entries {
+    for mut entry in entries {
         let Some(state) = journal.images.get(&entry.image_id) else {
             resumed.slots.push(Slot::Run(PlannedImage {
                 entry,
@@ -77,6 +77,13 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
                 "image {} (line {}) was submitted as {old} by an earlier run (job {job}); the manifest now says {url}. {what_now}",
                 entry.image_id, entry.line
             ));
+            // Not submitted again: the report names the file IMS registered (or failed on).
+            if !retrying && let Some((bucket, object)) = old.split_once(':') {
+                entry.image_url = ImageUrl {
+                    bucket: bucket.to_string(),
+                    object: object.to_string(),
+                };
+            }
         }
         let settled = |status: ImageOutcome| {
             let mut record = ImageRecord::for_entry(&entry, status);
@@ -114,7 +121,7 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{ImageFormat, ImageUrl};
+    use crate::manifest::ImageFormat;
     use crate::state::ImageState;
 
     fn entry(id: &str, object: &str) -> ImageEntry {
@@ -217,7 +224,9 @@ mod tests {
             .insert("x".into(), known(Some("j1"), None, "bucket:old-name.qcow2"));
         let resumed = resume(entries.clone(), &journal, false);
         assert!(
-            matches!(&resumed.slots[0], Slot::Run(p) if p.known_job_id.as_deref() == Some("j1"))
+            matches!(&resumed.slots[0], Slot::Run(p) if p.known_job_id.as_deref() == Some("j1")
+                && p.entry.image_url.to_string() == "bucket:old-name.qcow2"),
+            "the report names the file the running job registers"
         );
         assert_eq!(resumed.warnings.len(), 1);
         let warning = &resumed.warnings[0];
@@ -241,11 +250,17 @@ mod tests {
             ),
         );
         let kept = resume(entries.clone(), &journal, false);
-        assert!(matches!(&kept.slots[0], Slot::Settled(r) if r.status == ImageOutcome::Failed));
+        assert!(
+            matches!(&kept.slots[0], Slot::Settled(r) if r.status == ImageOutcome::Failed
+            && r.image_url.as_deref() == Some("bucket:broken.qcow2"))
+        );
         assert!(kept.warnings[0].contains("does not register an image twice"));
 
         let retried = resume(entries.clone(), &journal, true);
-        assert!(matches!(&retried.slots[0], Slot::Run(p) if p.known_job_id.is_none()));
+        assert!(
+            matches!(&retried.slots[0], Slot::Run(p) if p.known_job_id.is_none()
+            && p.entry.image_url.to_string() == "bucket:fixed.qcow2")
+        );
         let warning = &retried.warnings[0];
         assert!(
             warning.contains("--retry-failed submits bucket:fixed.qcow2"),
