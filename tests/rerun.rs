@@ -237,6 +237,16 @@ fn assert_submitted_exactly_once(stats: &SimStats, expected: &BTreeSet<String>) 
     assert!(stats.submissions.values().all(|n| *n == 1), "{stats:?}");
 }
 
+/// Runs the manifest's `n` images to the end (report `final.json`): exit 0, every image
+/// registered, each submitted exactly once over all runs. Returns the run's log.
+async fn rerun_to_the_end(world: &World, manifest: &Path, n: usize, log: &str) -> String {
+    let (code, log) = world.run(manifest, &["--report", "final.json"], log).await;
+    assert_eq!(code, 0, "{log}");
+    assert_all_registered(&read_report(&world.path("final.json")), &ids(n));
+    assert_submitted_exactly_once(&world.stats(), &ids(n));
+    log
+}
+
 fn total_requests(stats: &SimStats) -> u64 {
     stats.requests.values().sum()
 }
@@ -327,12 +337,7 @@ async fn killed_twice_then_completed(delete_journal: bool) {
     }
 
     // 3. To the end.
-    let (code, log) = world
-        .run(&manifest, &["--report", "final.json"], "run3.log")
-        .await;
-    assert_eq!(code, 0, "{log}");
-    assert_all_registered(&read_report(&world.path("final.json")), &ids(N));
-    assert_submitted_exactly_once(&world.stats(), &ids(N));
+    rerun_to_the_end(&world, &manifest, N, "run3.log").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,12 +436,7 @@ async fn sigint_during_submission_and_polling_exits_130_with_a_report_then_rerun
     assert_submitted_exactly_once(&world.stats(), &ids(N));
 
     // 3. The re-run follows the pending jobs to the end.
-    let (code, log) = world
-        .run(&manifest, &["--report", "final.json"], "run3.log")
-        .await;
-    assert_eq!(code, 0, "{log}");
-    assert_all_registered(&read_report(&world.path("final.json")), &ids(N));
-    assert_submitted_exactly_once(&world.stats(), &ids(N));
+    rerun_to_the_end(&world, &manifest, N, "run3.log").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,16 +574,11 @@ async fn a_torn_last_journal_line_is_ignored_and_status_reads_the_journal() {
     assert!(status["last_update"].is_string());
 
     // The next run ignores the torn line, follows the journalled jobs, submits nothing.
-    let (code, log) = world
-        .run(&manifest, &["--report", "final.json"], "run2.log")
-        .await;
-    assert_eq!(code, 0, "{log}");
+    let log = rerun_to_the_end(&world, &manifest, N, "run2.log").await;
     assert!(
         log.contains("cut short"),
         "the torn line is mentioned: {log}"
     );
-    assert_all_registered(&read_report(&world.path("final.json")), &ids(N));
-    assert_submitted_exactly_once(&world.stats(), &ids(N));
 
     let (_, text) = world
         .status(&["--state", journal.to_str().unwrap(), "--json"])

@@ -594,3 +594,55 @@ async fn failures_seen_by_a_sweep_carry_the_jobs_code_and_reason() {
     );
     assert_eq!(counters.show_job_progress, 0);
 }
+
+/// A sink whose disk is slow: `durable()` waits until the test opens the gate.
+struct SlowDisk {
+    events: Events,
+    gate: tokio::sync::Semaphore,
+}
+
+impl EventSink for SlowDisk {
+    fn event(&self, event: &RunEvent) {
+        self.events.event(event);
+    }
+
+    fn durable(&self) -> super::Durable<'_> {
+        Box::pin(async {
+            let _ = self.gate.acquire().await;
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_image_counts_as_submitted_only_once_its_job_id_is_durable() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(30)));
+    let sink = Arc::new(SlowDisk {
+        events: Events::default(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let config = config();
+    let engine = execute(
+        fake.clone(),
+        images(1),
+        &config,
+        sink.clone(),
+        CancellationToken::new(),
+    );
+    let disk = async {
+        // Long past the job's end: the engine still waits for the disk, not for IMS.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(
+            sink.events
+                .count(|e| matches!(e, RunEvent::Submitted { .. })),
+            1
+        );
+        assert_eq!(
+            sink.events.count(|e| matches!(e, RunEvent::Finished(_))),
+            0,
+            "the image went on before its job ID was durable"
+        );
+        sink.gate.add_permits(1);
+    };
+    let (result, ()) = tokio::join!(engine, disk);
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered]);
+}
