@@ -17,7 +17,7 @@
 //! this 2-core machine; `BENCH_ENGINE_THREADS=N` sets the workers, and `0` runs the engine on
 //! a current-thread runtime instead (for comparison: no wakeups across worker threads).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -32,6 +32,7 @@ use imsreg::manifest::{ImageEntry, ImageFormat, ImageUrl};
 use imsreg::report::ImageOutcome;
 use imsreg::run::{NoEvents, PlannedImage, RunConfig, execute};
 use imsreg::sim::{DurationDist, SimConfig, SimHandle, SimStats, Simulator};
+use tikv_jemallocator::Jemalloc;
 use tokio_util::sync::CancellationToken;
 
 /// Heap bytes held by allocations made on engine threads (net of frees there), and the peak.
@@ -59,7 +60,7 @@ struct CountingAllocator;
 // SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
+        let ptr = unsafe { Jemalloc.alloc(layout) };
         if !ptr.is_null() && on_engine() {
             count(layout.size() as i64);
         }
@@ -67,14 +68,14 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { Jemalloc.dealloc(ptr, layout) };
         if on_engine() {
             count(-(layout.size() as i64));
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
         if !new.is_null() && on_engine() {
             count(new_size as i64 - layout.size() as i64);
         }

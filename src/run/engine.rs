@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +28,61 @@ use super::submit::{SubmitEnd, submit};
 use super::sweep::run_sweeps;
 use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult};
 
-type Done = mpsc::UnboundedSender<(usize, Settled)>;
+/// Where the image tasks leave their results: one slot per planned image, filled in place so
+/// that `execute` sleeps until the last task is gone instead of waking for every image.
+struct Results {
+    settled: std::sync::Mutex<Vec<Option<Settled>>>,
+    /// Live [`Done`] handles; the last one dropped wakes `execute`.
+    handles: AtomicUsize,
+    all_dropped: Notify,
+}
+
+/// A task's handle on [`Results`]. Like a channel's sender: `execute` goes on once every
+/// handle is gone, so a task that ends without a result cannot hang the run.
+struct Done(Arc<Results>);
+
+impl Done {
+    fn new(images: usize) -> Self {
+        Done(Arc::new(Results {
+            settled: std::sync::Mutex::new(std::iter::repeat_with(|| None).take(images).collect()),
+            handles: AtomicUsize::new(1),
+            all_dropped: Notify::new(),
+        }))
+    }
+
+    fn send(&self, index: usize, image: Settled) {
+        let mut settled = self.0.settled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = settled.get_mut(index) {
+            *slot = Some(image);
+        }
+    }
+
+    /// Waits until this and every other handle is dropped, then answers the results.
+    async fn collect(self) -> Vec<Option<Settled>> {
+        let results = self.0.clone();
+        let all_dropped = results.all_dropped.notified();
+        drop(self);
+        all_dropped.await;
+        let mut settled = results.settled.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *settled)
+    }
+}
+
+impl Clone for Done {
+    fn clone(&self) -> Self {
+        self.0.handles.fetch_add(1, Ordering::Relaxed);
+        Done(self.0.clone())
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if self.0.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Stores a permit if `collect` is not waiting yet.
+            self.0.all_dropped.notify_one();
+        }
+    }
+}
 
 /// What `execute` keeps of a finished image until the end: its record without the manifest
 /// fields (the plan has them), about 80 bytes instead of a full record's 216 plus strings.
@@ -87,8 +143,6 @@ pub async fn execute<C: ImsApi>(
 ) -> RunResult {
     let ctx = Arc::new(Ctx::new(client, config, sink, cancel.child_token()));
     let images = Arc::new(images);
-    let mut settled: Vec<Option<Settled>> =
-        std::iter::repeat_with(|| None).take(images.len()).collect();
 
     ctx.emit(RunEvent::CheckingStatus {
         images: images.len(),
@@ -97,19 +151,17 @@ pub async fn execute<C: ImsApi>(
 
     let sweeps_done = CancellationToken::new();
     let sweeper = tokio::spawn(run_sweeps(ctx.clone(), sweeps_done.clone()));
-    let (done, mut finished) = mpsc::unbounded_channel();
+    let done = Done::new(images.len());
     let to_submit = start_followers(&ctx, &images, &statuses, &done);
     drop(statuses);
     tokio::spawn(submit_in_order(
         ctx.clone(),
         images.clone(),
         to_submit,
-        done,
+        done.clone(),
     ));
 
-    while let Some((index, image)) = finished.recv().await {
-        settled[index] = Some(image);
-    }
+    let settled = done.collect().await;
     sweeps_done.cancel();
     let _ = sweeper.await;
 
@@ -366,6 +418,6 @@ fn finish<C: ImsApi>(ctx: &Ctx<C>, index: usize, record: ImageRecord, done: &Don
     let event = RunEvent::Finished(record);
     ctx.emit_ref(&event);
     if let RunEvent::Finished(record) = event {
-        let _ = done.send((index, Settled::from_record(record)));
+        done.send(index, Settled::from_record(record));
     }
 }

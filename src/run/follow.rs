@@ -49,29 +49,41 @@ pub async fn follow<C: ImsApi>(
     };
     let mut watch = ctx.sweeper.watch(image_id, started);
     loop {
+        // While sweeps cover this image, it waits for them (or the end of bulk mode) without
+        // waking on its own poll schedule.
+        let bulk_ended = ctx.sweeper.bulk_ended();
+        tokio::pin!(bulk_ended);
+        bulk_ended.as_mut().enable();
+        let swept_for_us = watch.receiver.is_some() && ctx.sweeper.is_bulk();
         let swept = async {
             match watch.receiver.as_mut() {
                 Some(receiver) => receiver.await.ok(),
                 None => std::future::pending().await,
             }
         };
+        let wake_at = if swept_for_us {
+            deadline
+        } else {
+            next.min(deadline)
+        };
         tokio::select! {
             biased;
             _ = ctx.stop.cancelled() => return FollowEnd::Stopped,
             status = swept => match status {
                 Some(status) => {
-                    // Boxed while it runs (queries): a waiting task stays small.
                     if let Some(end) = Box::pin(tracking.conclude_from_image(ctx, &status)).await {
                         return end;
                     }
                 }
                 None => watch.receiver = None,
             },
-            _ = tokio::time::sleep_until(next.min(deadline)) => {
+            // Polls resume on the schedule (at once if a poll is overdue).
+            _ = bulk_ended, if swept_for_us => {}
+            _ = tokio::time::sleep_until(wake_at) => {
                 if Instant::now() >= deadline {
                     return FollowEnd::TimedOut;
                 }
-                if !ctx.sweeper.is_bulk()
+                if !(watch.receiver.is_some() && ctx.sweeper.is_bulk())
                     && let Some(end) = Box::pin(tracking.poll(ctx)).await
                 {
                     return end;

@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +58,8 @@ pub struct Sweeper {
     /// The shortest time from submission to delivery seen so far in this run (see
     /// [`Sweeper::first_possible_end`]).
     fastest: Mutex<Option<Duration>>,
+    /// Notified when the watched images drop below [`BULK_THRESHOLD`].
+    bulk_ended: Notify,
 }
 
 struct Watcher {
@@ -90,6 +93,7 @@ impl Sweeper {
             watchers: Mutex::new(HashMap::new()),
             count: AtomicUsize::new(0),
             fastest: Mutex::new(None),
+            bulk_ended: Notify::new(),
         }
     }
 
@@ -115,6 +119,12 @@ impl Sweeper {
         self.count.load(Ordering::Relaxed) >= BULK_THRESHOLD
     }
 
+    /// Resolves when sweeps stop covering the watched images (fewer than [`BULK_THRESHOLD`]
+    /// left); followers then poll on their own again.
+    pub fn bulk_ended(&self) -> Notified<'_> {
+        self.bulk_ended.notified()
+    }
+
     /// The earliest instant a watched registration can be expected to end, judging by the
     /// fastest one seen so far: the oldest watch plus that duration. `None` before any
     /// registration was seen ending (or with nothing watched): no guess, sweep on time.
@@ -126,8 +136,8 @@ impl Sweeper {
 
     fn remove(&self, image_id: &str) -> Option<Watcher> {
         let removed = self.lock().remove(image_id);
-        if removed.is_some() {
-            self.count.fetch_sub(1, Ordering::Relaxed);
+        if removed.is_some() && self.count.fetch_sub(1, Ordering::Relaxed) == BULK_THRESHOLD {
+            self.bulk_ended.notify_waiters();
         }
         removed
     }

@@ -595,6 +595,47 @@ async fn failures_seen_by_a_sweep_carry_the_jobs_code_and_reason() {
     assert_eq!(counters.show_job_progress, 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn followers_wait_for_sweeps_in_bulk_and_poll_again_once_few_are_left() {
+    let n = super::sweep::BULK_THRESHOLD + 1;
+    let fake = Arc::new(FakeIms::new(n, Duration::from_secs(1800)));
+    let mut config = config();
+    config.poll_interval = Duration::from_secs(10);
+    let checks = async {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let in_bulk = fake.counters();
+        assert_eq!(in_bulk.register_calls as usize, n);
+        assert_eq!(
+            in_bulk.show_job + in_bulk.show_job_progress,
+            0,
+            "sweeps alone follow the jobs: {in_bulk:?}"
+        );
+        assert_eq!(
+            in_bulk.get_image as usize, n,
+            "only the check before submitting"
+        );
+        // Two registrations fail: fewer than the bulk threshold are left, and those poll their
+        // jobs themselves from then on (the sweeps stop).
+        fake.set_status(&image_id(0), ImageStatus::Killed);
+        fake.set_status(&image_id(1), ImageStatus::Killed);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let alone = fake.counters();
+        assert_eq!(alone.show_job, 2, "the failure reasons: {alone:?}");
+        assert!(
+            alone.show_job_progress >= n as u32 - 2,
+            "each remaining follower polls: {alone:?}"
+        );
+        let lists_then = alone.list_images;
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(fake.counters().list_images, lists_then, "no more sweeps");
+    };
+    let ((result, _), ()) = tokio::join!(run(&fake, images(n), config), checks);
+    let mut expected = vec![ImageOutcome::Registered; n];
+    expected[0] = ImageOutcome::Failed;
+    expected[1] = ImageOutcome::Failed;
+    assert_eq!(statuses(&result), expected);
+}
+
 /// A sink whose disk is slow: `durable()` waits until the test opens the gate.
 struct SlowDisk {
     events: Events,
