@@ -9,7 +9,8 @@
 //! the same machine). "Engine CPU" is the CPU time (getrusage RUSAGE_THREAD) of the engine
 //! runtime's threads and of the thread that drives it: the client's signing, HTTP and JSON
 //! work included, the simulator's excluded. Peak RSS (RUSAGE_SELF ru_maxrss) is the whole
-//! process's, simulator included, so it is an upper bound for the engine.
+//! process's, simulator included, so it is an upper bound for the engine. The allocator is
+//! the binary's: jemalloc with the same options.
 //!
 //! `cargo run --release --example bench_run [-- IMAGES [a|client]]`
 //!
@@ -53,8 +54,9 @@ fn count(delta: i64) {
     ENGINE_HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
-/// The system allocator, counting the engine's share of the heap (the simulator runs in the
-/// same process, so the process RSS alone would not tell them apart).
+/// The binary's allocator (jemalloc, with its options below), counting the engine's share of
+/// the heap (the simulator runs in the same process, so the process RSS alone would not tell
+/// them apart).
 struct CountingAllocator;
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
@@ -477,3 +479,14 @@ fn main() {
         max_rss_kib as f64 / 1024.0
     );
 }
+
+/// The binary's jemalloc options (see `src/bin/imsreg/main.rs`).
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static ALLOCATOR_OPTIONS: AllocatorOptions =
+    AllocatorOptions(c"narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0".as_ptr());
+
+#[repr(transparent)]
+struct AllocatorOptions(*const std::ffi::c_char);
+
+// SAFETY: the pointer targets an immutable 'static C string literal.
+unsafe impl Sync for AllocatorOptions {}

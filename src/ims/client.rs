@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Method;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
@@ -161,7 +161,69 @@ struct Inner {
     host: String,
     project_id: Option<String>,
     credentials: Credentials,
+    /// Header values that are the same on every request, checked once.
+    fixed: FixedHeaders,
 }
+
+/// The header values every request carries unchanged.
+struct FixedHeaders {
+    host: HeaderValue,
+    project_id: Option<HeaderValue>,
+    /// `X-Security-Token` (AK/SK with a temporary credential) or `X-Auth-Token`, trimmed.
+    token: Option<(HeaderName, HeaderValue)>,
+}
+
+impl FixedHeaders {
+    fn new(
+        host: &str,
+        project_id: Option<&str>,
+        credentials: &Credentials,
+    ) -> Result<Self, ImsError> {
+        let token = match credentials {
+            Credentials::AkSk {
+                security_token: Some(token),
+                ..
+            } => Some((
+                X_SECURITY_TOKEN,
+                header("X-Security-Token", token.expose())?,
+            )),
+            Credentials::AkSk { .. } => None,
+            Credentials::Token(token) => {
+                Some((X_AUTH_TOKEN, header("X-Auth-Token", token.expose())?))
+            }
+        };
+        Ok(FixedHeaders {
+            host: header("Host", host)?,
+            project_id: project_id
+                .map(|project| header("X-Project-Id", project))
+                .transpose()?,
+            token,
+        })
+    }
+}
+
+/// A header value, trimmed as the SDK sends it; secrets are marked sensitive (hyper and reqwest
+/// keep those out of their debug output).
+fn header(name: &str, value: &str) -> Result<HeaderValue, ImsError> {
+    let mut parsed = HeaderValue::from_str(value.trim()).map_err(|_| {
+        // Name the header, never its value: it may be a secret.
+        ImsError::Config(format!(
+            "the {name} header cannot be sent: its value has characters HTTP headers do not \
+             allow (check the project ID and credentials)"
+        ))
+    })?;
+    parsed.set_sensitive(
+        SENSITIVE_HEADERS
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(name)),
+    );
+    Ok(parsed)
+}
+
+const X_PROJECT_ID: HeaderName = HeaderName::from_static("x-project-id");
+const X_SDK_DATE: HeaderName = HeaderName::from_static("x-sdk-date");
+const X_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-security-token");
+const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,9 +236,10 @@ impl std::fmt::Debug for Client {
 }
 
 /// `GET /v2/cloudimages` with the query's filter and paging (full or lean decode).
-fn list_call(query: &ListImagesQuery) -> Call {
+fn list_call(query: &ListImagesQuery) -> Call<'static> {
     Call {
-        operation: "ListImages".to_string(),
+        name: "ListImages",
+        subject: "",
         method: Method::GET,
         path: "/v2/cloudimages".to_string(),
         query: query.to_pairs(),
@@ -185,15 +248,32 @@ fn list_call(query: &ListImagesQuery) -> Call {
 }
 
 /// One API call, before authentication.
-struct Call {
-    /// For messages: e.g. `RegisterImage 4ca4...`.
-    operation: String,
+struct Call<'a> {
+    /// For messages, with `subject`: e.g. `RegisterImage 4ca4...`.
+    name: &'static str,
+    /// The image or job the call is about ("" for none).
+    subject: &'a str,
     method: Method,
     /// Below the endpoint's base path, already percent-encoded, starting with `/`.
     path: String,
     /// Raw pairs; sent as the signer's canonical query string.
     query: Vec<(String, String)>,
     body: Option<Vec<u8>>,
+}
+
+impl Call<'_> {
+    /// What messages call it: e.g. `RegisterImage 4ca4...` (built only when needed).
+    fn operation(&self) -> String {
+        Self::label(self.name, self.subject)
+    }
+
+    fn label(name: &str, subject: &str) -> String {
+        if subject.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name} {subject}")
+        }
+    }
 }
 
 impl Client {
@@ -222,6 +302,7 @@ impl Client {
             .project_id
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty());
+        let fixed = FixedHeaders::new(&host, project_id.as_deref(), &config.credentials)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -230,6 +311,7 @@ impl Client {
                 host,
                 project_id,
                 credentials: config.credentials,
+                fixed,
             }),
         })
     }
@@ -249,7 +331,6 @@ impl Client {
         image_id: &str,
         image_url: &str,
     ) -> Result<String, ImsError> {
-        let operation = format!("RegisterImage {image_id}");
         let body = serde_json::to_vec(&RegisterImageRequest { image_url }).map_err(|err| {
             ImsError::Config(format!("cannot encode the register request: {err}"))
         })?;
@@ -258,7 +339,8 @@ impl Client {
                 "/v1/cloudimages/{}/upload",
                 path_segment("image ID", image_id)?
             ),
-            operation: operation.clone(),
+            name: "RegisterImage",
+            subject: image_id,
             method: Method::PUT,
             query: Vec::new(),
             body: Some(body),
@@ -267,7 +349,7 @@ impl Client {
         let job_id = answer.job_id.trim();
         if job_id.is_empty() {
             return Err(ImsError::Decode {
-                operation,
+                operation: format!("RegisterImage {image_id}"),
                 detail: "the answer has an empty job_id".to_string(),
             });
         }
@@ -284,7 +366,8 @@ impl Client {
             )
         })?;
         let call = Call {
-            operation: format!("ShowJob {job_id}"),
+            name: "ShowJob",
+            subject: job_id,
             method: Method::GET,
             path: format!(
                 "/v1/{}/jobs/{}",
@@ -300,7 +383,8 @@ impl Client {
     /// `GET /v1/cloudimages/job/{job_id}`: the job plus `entities.process_percent`.
     pub async fn show_job_progress(&self, job_id: &str) -> Result<Job, ImsError> {
         let call = Call {
-            operation: format!("ShowJobProgress {job_id}"),
+            name: "ShowJobProgress",
+            subject: job_id,
             method: Method::GET,
             path: format!("/v1/cloudimages/job/{}", path_segment("job ID", job_id)?),
             query: Vec::new(),
@@ -348,10 +432,8 @@ impl Client {
         let body = serde_json::to_vec(request)
             .map_err(|err| ImsError::Config(format!("cannot encode the image metadata: {err}")))?;
         let call = Call {
-            operation: format!(
-                "CreateImageMetadata {}",
-                request.name.as_deref().unwrap_or("(unnamed)")
-            ),
+            name: "CreateImageMetadata",
+            subject: request.name.as_deref().unwrap_or("(unnamed)"),
             method: Method::POST,
             path: "/v2/images".to_string(),
             query: Vec::new(),
@@ -361,11 +443,11 @@ impl Client {
     }
 
     /// Runs a call and decodes a 2xx answer as `T`.
-    async fn call_json<T: DeserializeOwned>(&self, call: Call) -> Result<T, ImsError> {
-        let operation = call.operation.clone();
+    async fn call_json<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, ImsError> {
+        let (name, subject) = (call.name, call.subject);
         let body = self.execute(call).await?;
         serde_json::from_slice(&body).map_err(|err| ImsError::Decode {
-            operation,
+            operation: Call::label(name, subject),
             detail: format!(
                 "{err}; the answer starts with: {}",
                 excerpt(&String::from_utf8_lossy(&body), 120)
@@ -374,23 +456,26 @@ impl Client {
     }
 
     /// Authenticates, sends and reads one call; answers the body of a 2xx response.
-    async fn execute(&self, call: Call) -> Result<Vec<u8>, ImsError> {
-        let request = self.build_request(&call)?;
+    async fn execute(&self, mut call: Call<'_>) -> Result<Vec<u8>, ImsError> {
+        let request = self.build_request(&mut call)?;
         let started = Instant::now();
         let response = self
             .inner
             .http
             .execute(request)
             .await
-            .map_err(|err| self.transport_error(&call.operation, err))?;
+            .map_err(|err| self.transport_error(&call.operation(), err))?;
 
         let status = response.status();
         let request_id = header_text(response.headers(), "x-request-id");
-        let retry_after = header_text(response.headers(), "retry-after")
+        let retry_after = (!status.is_success())
+            .then(|| header_text(response.headers(), "retry-after"))
+            .flatten()
             .and_then(|value| parse_retry_after(&value, SystemTime::now()));
         let body = read_body(response).await;
         tracing::debug!(
-            operation = %call.operation,
+            operation = call.name,
+            subject = call.subject,
             status = status.as_u16(),
             request_id = request_id.as_deref().unwrap_or("-"),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -401,12 +486,12 @@ impl Client {
             return match body {
                 Ok(BodyRead::Complete(bytes)) => Ok(bytes),
                 Ok(BodyRead::TooLarge(_)) => Err(ImsError::Decode {
-                    operation: call.operation,
+                    operation: call.operation(),
                     detail: format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
                 }),
                 // The server acted and said so, but we lost the details.
                 Err(err) => Err(ImsError::Ambiguous {
-                    operation: call.operation,
+                    operation: call.operation(),
                     detail: format!(
                         "HTTP {status}, but reading the answer failed: {}",
                         error_chain(&err)
@@ -429,81 +514,76 @@ impl Client {
         )))
     }
 
-    /// The URL (canonical query as the query), the SDK's headers, and the authentication.
-    fn build_request(&self, call: &Call) -> Result<reqwest::Request, ImsError> {
+    /// The URL (canonical query as the query), the SDK's headers, and the authentication. The
+    /// body moves into the request.
+    fn build_request(&self, call: &mut Call) -> Result<reqwest::Request, ImsError> {
         let inner = &*self.inner;
         let mut url = inner.endpoint.clone();
-        url.set_path(&format!("{}{}", inner.base_path, call.path));
-        let canonical_query = signer::canonical_query(&call.query);
-        url.set_query((!canonical_query.is_empty()).then_some(canonical_query.as_str()));
+        if inner.base_path.is_empty() {
+            url.set_path(&call.path);
+        } else {
+            url.set_path(&format!("{}{}", inner.base_path, call.path));
+        }
+        if !call.query.is_empty() {
+            url.set_query(Some(&signer::canonical_query(&call.query)));
+        }
 
-        let body = call.body.as_deref().unwrap_or_default();
-        let content_type = if call.body.is_some() {
+        let body = call.body.take();
+        let content_type = if body.is_some() {
             CONTENT_TYPE_WITH_BODY
         } else {
             CONTENT_TYPE_NO_BODY
         };
-        let mut headers = vec![("Content-Type".to_string(), content_type.to_string())];
-        if let Some(project) = &inner.project_id {
-            headers.push(("X-Project-Id".to_string(), project.clone()));
+        let fixed = &inner.fixed;
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(project) = &fixed.project_id {
+            headers.insert(X_PROJECT_ID, project.clone());
         }
-        match &inner.credentials {
-            Credentials::AkSk {
-                ak,
-                sk,
-                security_token,
-            } => {
-                if let Some(token) = security_token {
-                    headers.push(("X-Security-Token".to_string(), token.expose().to_string()));
-                }
-                signer::prepare_headers(&mut headers, &inner.host, chrono::Utc::now());
-                let signature = signer::sign(
-                    &SigningInput {
-                        method: call.method.as_str(),
-                        path: url.path(),
-                        query: &call.query,
-                        headers: &headers,
-                        body,
-                    },
-                    sk.expose().as_bytes(),
-                    None,
-                );
-                headers.push(("Authorization".to_string(), signature.authorization(ak)));
+        if let Some((name, token)) = &fixed.token {
+            headers.insert(name.clone(), token.clone());
+        }
+        if let Credentials::AkSk {
+            ak,
+            sk,
+            security_token,
+        } = &inner.credentials
+        {
+            // The SDK's headers, as signed: every one sent above, plus the date and Host.
+            let date = signer::sdk_date(chrono::Utc::now());
+            let mut signed: Vec<(&str, &str)> = Vec::with_capacity(5);
+            signed.push(("Content-Type", content_type));
+            if let Some(project) = &inner.project_id {
+                signed.push(("X-Project-Id", project));
             }
-            Credentials::Token(token) => {
-                headers.push(("X-Auth-Token".to_string(), token.expose().to_string()));
+            if let Some(token) = security_token {
+                signed.push(("X-Security-Token", token.expose().trim()));
             }
+            signed.push((signer::DATE_HEADER, &date));
+            signed.push(("Host", &inner.host));
+            let signature = signer::sign(
+                &SigningInput {
+                    method: call.method.as_str(),
+                    path: url.path(),
+                    query: &call.query,
+                    headers: &signed,
+                    body: body.as_deref().unwrap_or_default(),
+                },
+                sk.expose().as_bytes(),
+                None,
+            );
+            headers.insert(X_SDK_DATE, header(signer::DATE_HEADER, &date)?);
+            headers.insert(HOST, fixed.host.clone());
+            headers.insert(
+                AUTHORIZATION,
+                header("Authorization", &signature.authorization(ak))?,
+            );
         }
 
-        let mut header_map = HeaderMap::with_capacity(headers.len());
-        for (name, value) in &headers {
-            let parsed = HeaderName::from_bytes(name.as_bytes())
-                .ok()
-                .zip(HeaderValue::from_str(value).ok());
-            // Name the header, never its value: it may be a secret.
-            let Some((header_name, mut header_value)) = parsed else {
-                return Err(ImsError::Config(format!(
-                    "the {name} header cannot be sent: its value has characters HTTP headers \
-                     do not allow (check the project ID and credentials)"
-                )));
-            };
-            header_value.set_sensitive(SENSITIVE_HEADERS.contains(&header_name.as_str()));
-            header_map.insert(header_name, header_value);
-        }
-
-        let mut builder = inner
-            .http
-            .request(call.method.clone(), url)
-            .headers(header_map);
-        if let Some(body) = &call.body {
-            builder = builder.body(body.clone());
-        }
-        builder.build().map_err(|err| {
-            ImsError::Config(format!(
-                "cannot build the {} request: {err}",
-                call.operation
-            ))
-        })
+        let mut request = reqwest::Request::new(call.method.clone(), url);
+        *request.headers_mut() = headers;
+        *request.body_mut() = body.map(reqwest::Body::from);
+        Ok(request)
     }
 
     /// Splits transport failures into "never sent" and "may have been processed".

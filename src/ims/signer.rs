@@ -6,6 +6,8 @@
 //! here is pure (no clock, no I/O) so it is tested against the SDK's own vectors in
 //! `../shared/testdata/aksk-vectors.json`.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
@@ -33,15 +35,15 @@ const SDK_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
 /// The parts of an HTTP request that the signature covers.
 ///
 /// `headers` must already hold every header that will be sent and signed, including `Host` and
-/// `X-Sdk-Date` (see [`prepare_headers`]).
+/// `X-Sdk-Date` (see [`prepare_headers`]). They may be owned (`String`) or borrowed (`&str`).
 #[derive(Debug, Clone, Copy)]
-pub struct SigningInput<'a> {
+pub struct SigningInput<'a, H = String> {
     pub method: &'a str,
     /// The path as it goes on the wire (may be percent-encoded).
     pub path: &'a str,
     /// Raw (un-encoded) query pairs, in any order.
     pub query: &'a [(String, String)],
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(H, H)],
     pub body: &'a [u8],
 }
 
@@ -74,29 +76,53 @@ pub fn sdk_escape(raw: &str) -> String {
 
 /// The canonical URI: decode, split on `/`, encode each segment, re-join, ensure a trailing `/`.
 pub fn canonical_uri(path: &str) -> String {
-    let decoded = percent_decode_str(path).decode_utf8_lossy();
-    let mut uri = decoded
-        .split('/')
-        .map(sdk_escape)
-        .collect::<Vec<_>>()
-        .join("/");
-    if !uri.ends_with('/') {
-        uri.push('/');
-    }
+    let mut uri = String::with_capacity(path.len() + 1);
+    push_canonical_uri(&mut uri, path);
     uri
+}
+
+fn push_canonical_uri(out: &mut String, path: &str) {
+    let start = out.len();
+    let plain = path
+        .bytes()
+        .all(|b| b == b'/' || b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+    if plain {
+        // Decoding and re-encoding would give the same text back.
+        out.push_str(path);
+    } else {
+        let decoded = percent_decode_str(path).decode_utf8_lossy();
+        for (i, segment) in decoded.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.extend(utf8_percent_encode(segment, SDK_ESCAPE));
+        }
+    }
+    if !out[start..].ends_with('/') {
+        out.push('/');
+    }
 }
 
 /// The canonical query string: pairs sorted by raw key then raw value, then encoded.
 ///
 /// The SDK sends exactly this string as the URL query, so a client must too.
 pub fn canonical_query(query: &[(String, String)]) -> String {
+    let mut text = String::new();
+    push_canonical_query(&mut text, query);
+    text
+}
+
+fn push_canonical_query(out: &mut String, query: &[(String, String)]) {
     let mut pairs: Vec<&(String, String)> = query.iter().collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", sdk_escape(k), sdk_escape(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    for (i, (key, value)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.extend(utf8_percent_encode(key, SDK_ESCAPE));
+        out.push('=');
+        out.extend(utf8_percent_encode(value, SDK_ESCAPE));
+    }
 }
 
 /// Headers whose names contain `_` are sent but not signed.
@@ -112,30 +138,35 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Lower-case hex, a byte at a time (`hex::encode` goes a char at a time; two digests are
 /// encoded per signed request).
 fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0x0f)] as char);
-    }
+    push_hex(&mut text, bytes);
     text
 }
 
-/// Finds a header by case-insensitive name.
-pub fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
 }
 
-fn payload_hash(headers: &[(String, String)], body: &[u8]) -> String {
+/// Finds a header by case-insensitive name.
+pub fn header_value<'h, H: AsRef<str>>(headers: &'h [(H, H)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
+}
+
+fn push_payload_hash<H: AsRef<str>>(out: &mut String, headers: &[(H, H)], body: &[u8]) {
     if body.is_empty() {
-        return EMPTY_BODY_SHA256.to_string();
+        out.push_str(EMPTY_BODY_SHA256);
+        return;
     }
     match header_value(headers, "X-Sdk-Content-Sha256") {
-        Some(declared) => declared.to_string(),
-        None => sha256_hex(body),
+        Some(declared) => out.push_str(declared),
+        None => push_hex(out, &Sha256::digest(body)),
     }
 }
 
@@ -143,46 +174,56 @@ fn payload_hash(headers: &[(String, String)], body: &[u8]) -> String {
 ///
 /// `signed_header_names`, when given, restricts the signed set to those names (the verifying
 /// side uses the list the client declared); otherwise every eligible header is signed.
-pub fn sign(
-    input: &SigningInput<'_>,
+pub fn sign<H: AsRef<str>>(
+    input: &SigningInput<'_, H>,
     secret_key: &[u8],
     signed_header_names: Option<&[&str]>,
 ) -> Signature {
-    let mut signed: Vec<(String, &str)> = input
+    let mut signed: Vec<(Cow<'_, str>, &str)> = input
         .headers
         .iter()
+        .map(|(name, value)| (name.as_ref(), value.as_ref()))
         .filter(|(name, _)| is_signed_header(name))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.as_str()))
-        .filter(|(name, _)| signed_header_names.is_none_or(|only| only.contains(&name.as_str())))
+        .map(|(name, value)| (lower_case(name), value))
+        .filter(|(name, _)| signed_header_names.is_none_or(|only| only.contains(&name.as_ref())))
         .collect();
     signed.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut canonical_headers = String::new();
+    // METHOD \n URI \n QUERY \n (name:value \n)* \n SIGNED;HEADERS \n PAYLOAD-HASH
+    let mut canonical_request = String::with_capacity(256 + input.path.len());
+    canonical_request.extend(input.method.chars().map(|c| c.to_ascii_uppercase()));
+    canonical_request.push('\n');
+    push_canonical_uri(&mut canonical_request, input.path);
+    canonical_request.push('\n');
+    push_canonical_query(&mut canonical_request, input.query);
+    canonical_request.push('\n');
     for (name, value) in &signed {
-        canonical_headers.push_str(name);
-        canonical_headers.push(':');
-        canonical_headers.push_str(value.trim());
-        canonical_headers.push('\n');
+        canonical_request.push_str(name);
+        canonical_request.push(':');
+        canonical_request.push_str(value.trim());
+        canonical_request.push('\n');
     }
-    let signed_headers = signed
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
+    canonical_request.push('\n');
+    let signed_headers_start = canonical_request.len();
+    for (i, (name, _)) in signed.iter().enumerate() {
+        if i > 0 {
+            canonical_request.push(';');
+        }
+        canonical_request.push_str(name);
+    }
+    let signed_headers = canonical_request[signed_headers_start..].to_string();
+    canonical_request.push('\n');
+    push_payload_hash(&mut canonical_request, input.headers, input.body);
 
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        input.method.to_ascii_uppercase(),
-        canonical_uri(input.path),
-        canonical_query(input.query),
-        canonical_headers,
-        signed_headers,
-        payload_hash(input.headers, input.body),
-    );
     let date = header_value(input.headers, DATE_HEADER).unwrap_or_default();
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{date}\n{}",
-        sha256_hex(canonical_request.as_bytes())
+    let mut string_to_sign = String::with_capacity(ALGORITHM.len() + date.len() + 66);
+    string_to_sign.push_str(ALGORITHM);
+    string_to_sign.push('\n');
+    string_to_sign.push_str(date);
+    string_to_sign.push('\n');
+    push_hex(
+        &mut string_to_sign,
+        &Sha256::digest(canonical_request.as_bytes()),
     );
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret_key).expect("HMAC accepts any key length");
@@ -194,6 +235,15 @@ pub fn sign(
         string_to_sign,
         signed_headers,
         signature,
+    }
+}
+
+/// `name` in lower case, copied only when it has upper-case letters.
+fn lower_case(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
@@ -220,7 +270,7 @@ pub fn prepare_headers(
 
 /// `now` as [`DATE_FORMAT`] writes it, without interpreting the format string on every
 /// request.
-fn sdk_date(now: chrono::DateTime<chrono::Utc>) -> String {
+pub fn sdk_date(now: chrono::DateTime<chrono::Utc>) -> String {
     use chrono::{Datelike, Timelike};
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",

@@ -21,7 +21,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// per-thread arena; freed pages go back to the system at once instead of after 10 s (the
 /// last moment of a large run allocates the records while the plan is being released). Peak
 /// RSS at 20,000 / 100,000 images: 48 / 94 MiB default, 34-39 / 83-86 MiB with a 1 s decay,
-/// 31-32 / 75-77 MiB with these; CPU within the machine's noise.
+/// 31-32 / 75-77 MiB with these. Returning pages at once has a CPU price (an `madvise` per
+/// emptied slab, a page fault when it is used again): about a sixth of the engine's CPU in
+/// `bench_run` (a). A 100 ms delay saves that but lifts the 100,000-image peak to 64.0-64.7 MiB
+/// (1 s: 65-67 MiB) against 61.5 with these, so memory wins.
 #[cfg(not(target_env = "msvc"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static ALLOCATOR_OPTIONS: AllocatorOptions =
