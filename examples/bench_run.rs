@@ -348,12 +348,19 @@ fn client_floor(n: usize) -> Duration {
     let runtime = engine_runtime();
     let client = client_for(&sim);
     let main_before = thread_cpu_ns();
-    runtime.block_on(async {
-        futures::stream::iter(ids.iter())
-            .map(|id| client.register_image(id, "bench-bucket:images/disk.qcow2"))
-            .buffer_unordered(64)
-            .for_each(|_| async {})
-            .await;
+    // On a runtime task, as the engine's calls are (not on the thread that drives it).
+    runtime.block_on(async move {
+        let calls = tokio::spawn(async move {
+            let client = &client;
+            let mut calls = futures::stream::iter(ids.into_iter().map(|id| async move {
+                let _ = client
+                    .register_image(&id, "bench-bucket:images/disk.qcow2")
+                    .await;
+            }))
+            .buffer_unordered(64);
+            while calls.next().await.is_some() {}
+        });
+        let _ = calls.await;
     });
     let main_cpu = thread_cpu_ns() - main_before;
     drop(runtime);

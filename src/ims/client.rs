@@ -722,6 +722,7 @@ impl ImsApi for Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ims::auth::Secret;
 
     #[test]
     fn endpoints() {
@@ -757,6 +758,37 @@ mod tests {
         assert!(
             none.contains("region") && none.contains("endpoint"),
             "{none}"
+        );
+    }
+
+    #[test]
+    fn header_values_http_cannot_carry_are_refused_at_setup_without_echoing_them() {
+        let endpoint: Url = "http://127.0.0.1:9".parse().unwrap();
+        let aksk = |token: Option<&str>| Credentials::AkSk {
+            ak: "AK".into(),
+            sk: Secret::new("sk"),
+            security_token: token.map(Secret::new),
+        };
+        let mut config = ClientConfig::new(endpoint.clone(), aksk(None));
+        config.project_id = Some("zqxj\nzqxj".into());
+        let err = Client::new(config).unwrap_err().to_string();
+        assert!(
+            err.contains("X-Project-Id") && !err.contains("zqxj"),
+            "{err}"
+        );
+
+        let config = ClientConfig::new(endpoint.clone(), aksk(Some("tok\u{7f}secret")));
+        let err = Client::new(config).unwrap_err().to_string();
+        assert!(
+            err.contains("X-Security-Token") && !err.contains("secret"),
+            "{err}"
+        );
+
+        let config = ClientConfig::new(endpoint, Credentials::Token(Secret::new("a\rsecret")));
+        let err = Client::new(config).unwrap_err().to_string();
+        assert!(
+            err.contains("X-Auth-Token") && !err.contains("secret"),
+            "{err}"
         );
     }
 

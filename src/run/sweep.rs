@@ -10,7 +10,8 @@
 //! so a sweep costs about one small page whatever the number of jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
 //! nothing is missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are
 //! seen); if the server refuses the filter (400), every sweep is a full one. Images found `active`, `killed` or `deleted` are handed
-//! to their followers, which then stop querying; meanwhile followers skip their own polls.
+//! to their followers, which then stop querying; meanwhile followers wait for the sweeps (or the
+//! end of bulk mode, [`Sweeper::bulk_ended`]) without waking on their own poll schedule.
 //! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
 //! one `show_job` for the failure reason.
 //!
@@ -114,7 +115,7 @@ impl Sweeper {
         }
     }
 
-    /// Whether sweeps are running (followers skip their own polls).
+    /// Whether sweeps are running (followers do not poll on their own).
     pub fn is_bulk(&self) -> bool {
         self.count.load(Ordering::Relaxed) >= BULK_THRESHOLD
     }
