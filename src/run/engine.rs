@@ -7,10 +7,9 @@
 //! with a running job `pending` (with the job ID when known).
 
 use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

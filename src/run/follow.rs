@@ -71,6 +71,7 @@ pub async fn follow<C: ImsApi>(
             _ = ctx.stop.cancelled() => return FollowEnd::Stopped,
             status = swept => match status {
                 Some(status) => {
+                    // Boxed while it runs (queries): a waiting task stays small.
                     if let Some(end) = Box::pin(tracking.conclude_from_image(ctx, &status)).await {
                         return end;
                     }
