@@ -130,11 +130,6 @@ fn is_signed_header(name: &str) -> bool {
     !name.contains('_') && !name.eq_ignore_ascii_case("authorization")
 }
 
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(data: &[u8]) -> String {
-    lower_hex(&Sha256::digest(data))
-}
-
 /// Lower-case hex, a byte at a time (`hex::encode` goes a char at a time; two digests are
 /// encoded per signed request).
 fn lower_hex(bytes: &[u8]) -> String {

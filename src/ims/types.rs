@@ -40,11 +40,7 @@ impl JobStatus {
             ("FAIL", Self::Fail),
             ("FAILED", Self::Fail),
         ];
-        let trimmed = raw.trim();
-        known
-            .into_iter()
-            .find(|(name, _)| trimmed.eq_ignore_ascii_case(name))
-            .map_or_else(|| Self::Other(raw.to_string()), |(_, status)| status)
+        parse_known(raw, known, Self::Other)
     }
 
     pub fn as_str(&self) -> &str {
@@ -135,11 +131,7 @@ impl ImageStatus {
             ("killed", Self::Killed),
             ("deleted", Self::Deleted),
         ];
-        let trimmed = raw.trim();
-        known
-            .into_iter()
-            .find(|(name, _)| trimmed.eq_ignore_ascii_case(name))
-            .map_or_else(|| Self::Other(raw.to_string()), |(_, status)| status)
+        parse_known(raw, known, Self::Other)
     }
 
     pub fn as_str(&self) -> &str {
@@ -158,6 +150,20 @@ impl<'de> Deserialize<'de> for ImageStatus {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         de.deserialize_str(ParsedStr(ImageStatus::parse))
     }
+}
+
+/// The value whose name matches `raw` (trimmed, any case), else `other(raw)`: statuses the
+/// API may add later are kept, not refused.
+fn parse_known<T, const N: usize>(
+    raw: &str,
+    known: [(&str, T); N],
+    other: impl FnOnce(String) -> T,
+) -> T {
+    let trimmed = raw.trim();
+    known
+        .into_iter()
+        .find(|(name, _)| trimmed.eq_ignore_ascii_case(name))
+        .map_or_else(|| other(raw.to_string()), |(_, value)| value)
 }
 
 /// A string field turned into `T` straight from the decoder's buffer (statuses come by the

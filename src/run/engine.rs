@@ -420,3 +420,38 @@ fn finish<C: ImsApi>(ctx: &Ctx<C>, index: usize, record: ImageRecord, done: &Don
         done.send(index, Settled::from_record(record));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled() -> Settled {
+        Settled {
+            status: ImageOutcome::Registered,
+            attempts: 1,
+            job_id: None,
+            error: None,
+            submitted_at: None,
+            finished_at: None,
+            duration_s: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn results_are_collected_once_every_handle_is_gone() {
+        let done = Done::new(3);
+        let (first, second) = (done.clone(), done.clone());
+        let collecting = tokio::spawn(done.collect());
+        first.send(0, settled());
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!collecting.is_finished(), "a handle is still alive");
+        // A task that ends without a result (e.g. a panic) still lets the run go on.
+        drop(second);
+        let results = collecting.await.unwrap();
+        assert_eq!(
+            results.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+    }
+}

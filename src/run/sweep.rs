@@ -7,11 +7,13 @@
 //! with `updated_at=gte:<since>`, where `since` is the newest `updated_at` listed when the
 //! previous sweep's first page arrived, less [`SINCE_OVERLAP`]; see [`sweep_once`]; the first
 //! sweep looks back [`FIRST_LOOKBACK`], the clock skew the gateway tolerates on signatures),
-//! so a sweep costs about one small page whatever the number of jobs. Every [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so
-//! nothing is missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are
-//! seen); if the server refuses the filter (400), every sweep is a full one. Images found `active`, `killed` or `deleted` are handed
-//! to their followers, which then stop querying; meanwhile followers wait for the sweeps (or the
-//! end of bulk mode, [`Sweeper::bulk_ended`]) without waking on their own poll schedule.
+//! so a sweep costs about one small page whatever the number of jobs. Every
+//! [`FULL_SWEEP_EVERY`] a sweep lists every private image without filters, so nothing is
+//! missed if the server ignores or mis-stamps `updated_at` (and `deleted` images are seen); if
+//! the server refuses the filter (400), every sweep is a full one. Images found `active`,
+//! `killed` or `deleted` are handed to their followers, which then stop querying; meanwhile
+//! followers wait for the sweeps (or the end of bulk mode, [`Sweeper::bulk_ended`]) without
+//! waking on their own poll schedule.
 //! `active` in a listing is itself the confirmation of a registration; a `killed` image costs
 //! one `show_job` for the failure reason.
 //!
