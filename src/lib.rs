@@ -2,10 +2,13 @@
 //! Huawei Cloud IMS, in one unattended run.
 //!
 //! The pipeline, module by module: [`manifest`] (parse, validate) -> [`run`] (plan, check,
-//! submit, poll, confirm) -> [`report`]; [`ims`] is the typed IMS client (signing, errors) and
-//! [`sim`] the built-in simulator that stands in for IMS in the demo, tests and benchmarks.
+//! submit, poll, confirm) -> [`report`]; [`job`] is the whole job as one entry point (what
+//! `imsreg run` does, minus the terminal); [`state`] the journal and run lock; [`ims`] the
+//! typed IMS client (signing, errors) and [`sim`] the built-in simulator that stands in for IMS
+//! in the demo, tests and benchmarks.
 
 pub mod ims;
+pub mod job;
 pub mod manifest;
 pub mod report;
 pub mod run;

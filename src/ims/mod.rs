@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod paging;
 pub mod signer;
 pub mod types;
 

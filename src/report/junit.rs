@@ -26,7 +26,10 @@ fn status_of(record: &ImageRecord) -> TestCaseStatus {
             status.set_message(reason());
             status
         }
-        ImageOutcome::Failed | ImageOutcome::Invalid | ImageOutcome::Pending => {
+        ImageOutcome::Failed
+        | ImageOutcome::Invalid
+        | ImageOutcome::Pending
+        | ImageOutcome::Unreachable => {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             status.set_type(record.status.as_str());
             status.set_message(reason());

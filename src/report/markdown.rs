@@ -34,6 +34,7 @@ pub fn render(report: &Report) -> String {
         ("invalid", s.invalid),
         ("pending", s.pending),
         ("cancelled", s.cancelled),
+        ("unreachable", s.unreachable),
     ] {
         let _ = writeln!(out, "| {label} | {count} |");
     }

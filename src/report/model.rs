@@ -20,6 +20,9 @@ pub enum ImageOutcome {
     Pending,
     /// Never submitted: the run stopped first (interrupt, auth failure).
     Cancelled,
+    /// Not settled: IMS could not be reached, or its answer not understood, so imsreg does not
+    /// know where the image stands. Nothing is recorded as final; the next run tries again.
+    Unreachable,
 }
 
 impl ImageOutcome {
@@ -31,6 +34,7 @@ impl ImageOutcome {
             ImageOutcome::Invalid => "invalid",
             ImageOutcome::Pending => "pending",
             ImageOutcome::Cancelled => "cancelled",
+            ImageOutcome::Unreachable => "unreachable",
         }
     }
 
@@ -99,6 +103,8 @@ pub struct Summary {
     pub invalid: usize,
     pub pending: usize,
     pub cancelled: usize,
+    #[serde(default)]
+    pub unreachable: usize,
 }
 
 impl Summary {
@@ -115,6 +121,7 @@ impl Summary {
                 ImageOutcome::Invalid => &mut summary.invalid,
                 ImageOutcome::Pending => &mut summary.pending,
                 ImageOutcome::Cancelled => &mut summary.cancelled,
+                ImageOutcome::Unreachable => &mut summary.unreachable,
             } += 1;
         }
         summary

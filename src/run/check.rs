@@ -3,7 +3,7 @@
 //!
 //! Up to [`PER_ID_THRESHOLD`] images: one `get_image` per image (concurrently, query lane).
 //! More: page through the account's private images (`__imagetype=private`, `limit`
-//! [`PAGE_LIMIT`], following `page_info.next_marker`, or the last ID of a full page when the
+//! [`PAGE_LIMIT`](crate::ims::paging::PAGE_LIMIT), following `page_info.next_marker`, or the last ID of a full page when the
 //! server sends no marker). An account may hold far more images than the manifest, so the
 //! paging is abandoned for per-ID lookups of the images not seen yet as soon as the pages read
 //! so far outnumber them: the check never costs more than about twice the cheaper of the two
@@ -13,7 +13,8 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
-use crate::ims::{ImageStatusPage, ImsApi, ListImagesQuery};
+use crate::ims::paging::{PAGE_LIMIT, next_marker};
+use crate::ims::{ImsApi, ListImagesQuery};
 
 use super::context::{Ctx, QueryError};
 use super::plan::{CloudStatus, StatusMap};
@@ -21,8 +22,6 @@ use super::{PlannedImage, RunEvent};
 
 /// At most this many images are checked one by one; more are checked through list pages.
 pub const PER_ID_THRESHOLD: usize = 20;
-/// Images per list page (the API's default is 500).
-pub const PAGE_LIMIT: u32 = 1000;
 
 /// Learns the cloud status of every image. Images left out of the map were not checked
 /// because the run stopped (cancel or 401).
@@ -107,24 +106,6 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
     }
 }
 
-/// Where the next page starts: `page_info.next_marker` when the server sends one; without it
-/// (older IMS versions never send `page_info`, and the last page may omit it), after the last
-/// image of a page that looks full, i.e. holds [`PAGE_LIMIT`] images or at least the API's
-/// default page size of 500 (in case the server caps `limit` silently).
-pub fn next_marker(page: &ImageStatusPage) -> Option<String> {
-    if let Some(marker) = page
-        .page_info
-        .as_ref()
-        .and_then(|info| info.next_marker.clone())
-        .filter(|m| !m.is_empty())
-    {
-        return Some(marker);
-    }
-    let full = page.images.len() >= PAGE_LIMIT.min(500) as usize;
-    full.then(|| page.images.last().map(|image| image.id.clone()))
-        .flatten()
-}
-
 async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMap) {
     let lookups = futures::stream::iter(ids)
         .map(|id| async move {
@@ -148,49 +129,5 @@ async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMa
             },
         };
         statuses.insert(id.to_string(), status);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ims::types::PageInfo;
-    use crate::ims::{ImageStatus, ImageStatusEntry};
-
-    fn page(n: usize, marker: Option<&str>, with_page_info: bool) -> ImageStatusPage {
-        let images = (0..n)
-            .map(|i| ImageStatusEntry {
-                id: format!("id-{i:05}"),
-                status: ImageStatus::Queued,
-                updated_at: None,
-            })
-            .collect();
-        ImageStatusPage {
-            images,
-            page_info: with_page_info.then(|| PageInfo {
-                next_marker: marker.map(str::to_string),
-            }),
-        }
-    }
-
-    #[test]
-    fn next_page_from_the_marker_or_a_full_page() {
-        assert_eq!(next_marker(&page(3, Some("m"), true)).as_deref(), Some("m"));
-        assert_eq!(next_marker(&page(3, None, true)), None);
-        assert_eq!(
-            next_marker(&page(3, None, false)),
-            None,
-            "a short last page"
-        );
-        assert_eq!(next_marker(&page(0, None, false)), None);
-        assert_eq!(
-            next_marker(&page(1000, None, false)).as_deref(),
-            Some("id-00999"),
-            "a full page without page_info"
-        );
-        assert_eq!(
-            next_marker(&page(500, Some(""), true)).as_deref(),
-            Some("id-00499")
-        );
     }
 }

@@ -20,7 +20,7 @@ use crate::ims::{ErrorClass, ImsApi, ImsError};
 use super::active::ActiveJobs;
 use super::pacer::{Limiter, Pacer, RATE_MARGIN};
 use super::retry::{RetryDecision, decide_query, jitter};
-use super::sweep::Sweeper;
+use super::watch::Sweeper;
 use super::{EventSink, RunConfig, RunEvent};
 
 pub struct Ctx<C> {

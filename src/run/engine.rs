@@ -22,7 +22,7 @@ use super::active::Slot;
 use super::check::check_statuses;
 use super::context::Ctx;
 use super::follow::{FollowEnd, follow};
-use super::plan::{Action, StatusMap, action_for};
+use super::plan::{self, Action, CloudStatus, StatusMap, action_for};
 use super::submit::{SubmitEnd, submit};
 use super::sweep::run_sweeps;
 use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult};
@@ -147,6 +147,37 @@ pub async fn execute<C: ImsApi>(
         images: images.len(),
     });
     let statuses = check_statuses(&ctx, &images).await;
+    let unreachable = plan::unreachable(&statuses, images.len());
+    if unreachable {
+        // Said once for the whole run: every image would say the same.
+        let message = statuses
+            .values()
+            .find_map(|status| match status {
+                CloudStatus::Unknown { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        ctx.emit(RunEvent::Unreachable {
+            message: message.clone(),
+        });
+        let done = Done::new(images.len());
+        for (index, image) in images.iter().enumerate() {
+            let mut record = new_record(image);
+            record.status = ImageOutcome::Unreachable;
+            record.job_id = image.known_job_id.clone();
+            record.error_message = Some(format!(
+                "IMS could not be reached before anything was submitted; the next run tries again: {message}"
+            ));
+            finish(&ctx, index, record, &done);
+        }
+        let settled = done.collect().await;
+        return RunResult {
+            records: into_records(take_back(images).await, settled),
+            auth_failed: ctx.auth_failed(),
+            interrupted: cancel.is_cancelled(),
+            unreachable: true,
+        };
+    }
 
     let sweeps_done = CancellationToken::new();
     let sweeper = tokio::spawn(run_sweeps(ctx.clone(), sweeps_done.clone()));
@@ -169,6 +200,7 @@ pub async fn execute<C: ImsApi>(
         records,
         auth_failed: ctx.auth_failed(),
         interrupted: cancel.is_cancelled(),
+        unreachable: false,
     }
 }
 
@@ -252,6 +284,14 @@ fn start_followers<C: ImsApi>(
             Action::Fail { code, message } => {
                 let mut record = new_record(image);
                 record.status = ImageOutcome::Failed;
+                record.error_code = code;
+                record.error_message = Some(message);
+                finish(ctx, index, record, done);
+                continue;
+            }
+            Action::Unsettled { code, message } => {
+                let mut record = new_record(image);
+                record.status = ImageOutcome::Unreachable;
                 record.error_code = code;
                 record.error_message = Some(message);
                 finish(ctx, index, record, done);

@@ -29,29 +29,46 @@ pub mod sweep;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod watch;
 
-pub use check::{PAGE_LIMIT, PER_ID_THRESHOLD};
+pub use check::PER_ID_THRESHOLD;
 pub use engine::execute;
-pub use plan::{Action, CloudStatus, PlanSummary, StatusMap, action_for, plan_summary};
+pub use plan::{Action, CloudStatus, StatusMap, action_for};
 pub use submit::AMBIGUITY_GRACE;
 
 /// The read-only status check alone, for `--dry-run`: learns every image's cloud status with
-/// the same few requests as a real run (list pages or per-ID lookups, query lane, retries) and
-/// sends nothing else. Feed the result to [`plan_summary`]. Images missing from the map were
-/// not checked because `cancel` fired or the credentials were rejected (then a
-/// [`RunEvent::AuthFailed`] was emitted).
+/// the engine's own requests and policy (list pages or per-ID lookups, query lane, rate limit,
+/// retries) and sends nothing else. Images missing from the map were not checked because
+/// `cancel` fired or the credentials were rejected (then [`CheckResult::auth_failed`] is set
+/// and a [`RunEvent::AuthFailed`] was emitted).
 pub async fn check_only<C: ImsApi>(
     client: Arc<C>,
     images: &[PlannedImage],
     config: &RunConfig,
     sink: Arc<dyn EventSink>,
     cancel: CancellationToken,
-) -> StatusMap {
+) -> CheckResult {
     let ctx = context::Ctx::new(client, config, sink, cancel.child_token());
     ctx.emit(RunEvent::CheckingStatus {
         images: images.len(),
     });
-    check::check_statuses(&ctx, images).await
+    let statuses = check::check_statuses(&ctx, images).await;
+    CheckResult {
+        unreachable: plan::unreachable(&statuses, images.len()),
+        statuses,
+        auth_failed: ctx.auth_failed(),
+    }
+}
+
+/// What [`check_only`] learned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    pub statuses: StatusMap,
+    /// A 401 stopped the check.
+    pub auth_failed: bool,
+    /// No image's status could be learned: IMS was not reached, or none of its answers could
+    /// be understood.
+    pub unreachable: bool,
 }
 
 /// Defaults for every setting the manifest or the flags may leave out (documented in README).
@@ -155,6 +172,9 @@ pub enum RunEvent {
     Finished(ImageRecord),
     /// Credentials were rejected (401); the run stops.
     AuthFailed { message: String },
+    /// The status check learned nothing from IMS (not reached, or no answer understood): the
+    /// run stops before submitting anything, every image unsettled. Emitted once.
+    Unreachable { message: String },
 }
 
 /// Receives [`RunEvent`]s (progress bars, log lines, the state journal).
@@ -189,4 +209,26 @@ pub struct RunResult {
     pub auth_failed: bool,
     /// Cancellation (SIGINT/SIGTERM) stopped the run early.
     pub interrupted: bool,
+    /// IMS could not be reached (or not understood) for any image's status before anything was
+    /// submitted: the run stopped there, every image unsettled.
+    pub unreachable: bool,
+}
+
+/// Forwards every event to several sinks, in order (journal first, then the display).
+pub struct Tee(pub Vec<Arc<dyn EventSink>>);
+
+impl EventSink for Tee {
+    fn event(&self, event: &RunEvent) {
+        for sink in &self.0 {
+            sink.event(event);
+        }
+    }
+
+    fn durable(&self) -> Durable<'_> {
+        Box::pin(async move {
+            for sink in &self.0 {
+                sink.durable().await;
+            }
+        })
+    }
 }

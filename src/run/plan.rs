@@ -2,8 +2,9 @@
 //! engine and `--dry-run`).
 //!
 //! `active` -> already registered; `saving` -> being registered already: follow it, never
-//! submit; `killed`/`deleted`/absent -> failed with the reason; `queued` -> submit. An image with
-//! a job accepted by an earlier run (`known_job_id`) is followed, never submitted.
+//! submit; `killed`/`deleted`/absent -> failed with the reason; `queued` -> submit; status not
+//! learned -> unsettled (`unreachable`: no verdict, the next run looks again). An image with a
+//! job accepted by an earlier run (`known_job_id`) is followed, never submitted.
 
 use std::collections::HashMap;
 
@@ -48,7 +49,14 @@ pub enum Action {
     /// The image is `saving` with no job ID known: follow the image's status.
     FollowImage,
     AlreadyRegistered,
+    /// IMS's own verdict: the image cannot be registered.
     Fail {
+        code: Option<String>,
+        message: String,
+    },
+    /// IMS could not tell (not reached, answer not understood): report it `unreachable`,
+    /// record nothing final.
+    Unsettled {
         code: Option<String>,
         message: String,
     },
@@ -71,10 +79,13 @@ pub fn action_for(image: &PlannedImage, status: Option<&CloudStatus>) -> Action 
         Some(CloudStatus::Unknown { .. }) if image.known_job_id.is_some() => {
             return Action::FollowJob(image.known_job_id.clone().unwrap_or_default());
         }
+        // Not knowing is no verdict: the image stays unsettled for the next run.
         Some(CloudStatus::Unknown { code, message }) => {
-            return Action::Fail {
+            return Action::Unsettled {
                 code: code.clone(),
-                message: format!("could not check the image's status before submitting: {message}"),
+                message: format!(
+                    "could not learn the image's status from IMS, so nothing was submitted; the next run tries again: {message}"
+                ),
             };
         }
         None => &ImageStatus::Queued,
@@ -104,38 +115,15 @@ pub fn action_for(image: &PlannedImage, status: Option<&CloudStatus>) -> Action 
     }
 }
 
-/// What a run would do, for `--dry-run`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlanSummary {
-    /// Image IDs that would be submitted.
-    pub submit: Vec<String>,
-    /// Image IDs whose running registration would be followed (known job or `saving`).
-    pub follow: Vec<String>,
-    /// Image IDs already `active`: nothing to do.
-    pub already_registered: Vec<String>,
-    /// Image IDs that would be reported failed, with the reason.
-    pub failed: Vec<(String, String)>,
-}
-
-/// Summarises the plan. Pass the status check's result when one was made (`--dry-run` may make
-/// that read-only check); without it every image without a known job counts as to be submitted.
-pub fn plan_summary(images: &[PlannedImage], statuses: Option<&StatusMap>) -> PlanSummary {
-    let mut summary = PlanSummary::default();
-    for image in images {
-        let id = image.entry.image_id.clone();
-        let status = statuses.and_then(|map| map.get(&image.entry.image_id));
-        let status = match (statuses, status) {
-            (Some(_), None) => Some(&CloudStatus::Absent),
-            _ => status,
-        };
-        match action_for(image, status) {
-            Action::Submit => summary.submit.push(id),
-            Action::FollowJob(_) | Action::FollowImage => summary.follow.push(id),
-            Action::AlreadyRegistered => summary.already_registered.push(id),
-            Action::Fail { message, .. } => summary.failed.push((id, message)),
-        }
-    }
-    summary
+/// True when the status check learned nothing at all from IMS: every image's status is
+/// unknown (IMS not reached, or no answer understood). The run then stops before submitting
+/// anything, and says so once.
+pub fn unreachable(statuses: &StatusMap, images: usize) -> bool {
+    images > 0
+        && statuses.len() == images
+        && statuses
+            .values()
+            .all(|status| matches!(status, CloudStatus::Unknown { .. }))
 }
 
 #[cfg(test)]
@@ -169,6 +157,18 @@ mod tests {
             action_for(&fresh, Some(&CloudStatus::Absent)),
             Action::Fail { message, .. } if message.contains("create it first")
         ));
+        let unknown = CloudStatus::Unknown {
+            code: None,
+            message: "could not reach IMS".into(),
+        };
+        assert!(
+            matches!(action_for(&fresh, Some(&unknown)), Action::Unsettled { .. }),
+            "not knowing is no verdict"
+        );
+        assert_eq!(
+            action_for(&known, Some(&unknown)),
+            Action::FollowJob("job-2".into())
+        );
         // A known job is followed, never submitted, even if the image still says queued.
         assert_eq!(
             action_for(&known, Some(&found(ImageStatus::Queued))),
@@ -185,34 +185,18 @@ mod tests {
     }
 
     #[test]
-    fn summary_counts_each_kind() {
-        let images = vec![
-            planned("00000000-0000-0000-0000-000000000001", None),
-            planned("00000000-0000-0000-0000-000000000002", None),
-            planned("00000000-0000-0000-0000-000000000003", Some("j")),
-            planned("00000000-0000-0000-0000-000000000004", None),
-        ];
+    fn unreachable_only_when_nothing_was_learned() {
+        let unknown = || CloudStatus::Unknown {
+            code: None,
+            message: "connection refused".into(),
+        };
         let mut statuses = StatusMap::new();
-        statuses.insert(
-            images[0].entry.image_id.clone(),
-            CloudStatus::Found(ImageStatus::Queued),
-        );
-        statuses.insert(
-            images[1].entry.image_id.clone(),
-            CloudStatus::Found(ImageStatus::Active),
-        );
-        statuses.insert(
-            images[2].entry.image_id.clone(),
-            CloudStatus::Found(ImageStatus::Saving),
-        );
-        let summary = plan_summary(&images, Some(&statuses));
-        assert_eq!(summary.submit, vec![images[0].entry.image_id.clone()]);
-        assert_eq!(summary.already_registered.len(), 1);
-        assert_eq!(summary.follow.len(), 1);
-        assert_eq!(summary.failed.len(), 1, "absent from the listing");
-
-        let offline = plan_summary(&images, None);
-        assert_eq!(offline.submit.len(), 3);
-        assert_eq!(offline.follow.len(), 1);
+        assert!(!unreachable(&statuses, 0));
+        statuses.insert("a".into(), unknown());
+        statuses.insert("b".into(), unknown());
+        assert!(unreachable(&statuses, 2));
+        assert!(!unreachable(&statuses, 3), "an image not checked (stopped)");
+        statuses.insert("c".into(), CloudStatus::Absent);
+        assert!(!unreachable(&statuses, 3), "IMS answered for one");
     }
 }

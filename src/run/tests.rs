@@ -597,7 +597,7 @@ async fn failures_seen_by_a_sweep_carry_the_jobs_code_and_reason() {
 
 #[tokio::test(start_paused = true)]
 async fn followers_wait_for_sweeps_in_bulk_and_poll_again_once_few_are_left() {
-    let n = super::sweep::BULK_THRESHOLD + 1;
+    let n = super::watch::BULK_THRESHOLD + 1;
     let fake = Arc::new(FakeIms::new(n, Duration::from_secs(1800)));
     let mut config = config();
     config.poll_interval = Duration::from_secs(10);

@@ -14,12 +14,52 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::report::ImageOutcome;
-
 use super::StateError;
 
-/// Journal format version, written on every line.
-const FORMAT_VERSION: u32 = 1;
+/// Journal format version, written on every line. Lines of a version this build does not know
+/// are skipped as unreadable (a newer release's journal is never misread).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An image's final status as the journal stores it. The journal's own type, so that renaming
+/// a report status never changes what is on disk; the names are those of every release since
+/// the journal's first version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalStatus {
+    /// The registration succeeded (in the run that wrote the line).
+    Registered,
+    /// The image was active already.
+    AlreadyRegistered,
+    /// IMS's own verdict: refused, job failed, image killed or deleted.
+    Failed,
+    /// Written by releases that journaled invalid entries; replayed as unsettled.
+    Invalid,
+    /// The job was still running when the run ended; the next run follows it.
+    Pending,
+    /// Written by releases that journaled cancelled images; replayed as unsettled.
+    Cancelled,
+}
+
+impl JournalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalStatus::Registered => "registered",
+            JournalStatus::AlreadyRegistered => "already_registered",
+            JournalStatus::Failed => "failed",
+            JournalStatus::Invalid => "invalid",
+            JournalStatus::Pending => "pending",
+            JournalStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the image needs nothing more (a re-run skips it, unless it retries failures).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JournalStatus::Registered | JournalStatus::AlreadyRegistered | JournalStatus::Failed
+        )
+    }
+}
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +80,7 @@ pub enum EntryKind {
     Submitted { image_url: String, job_id: String },
     /// The image reached a final state in a run.
     Finished {
-        status: ImageOutcome,
+        status: JournalStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         image_url: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,7 +100,7 @@ pub struct ImageState {
     pub submitted_url: Option<String>,
     pub submitted_at: Option<DateTime<Utc>>,
     /// The last final outcome recorded (pending is not final: the job is still followed).
-    pub outcome: Option<ImageOutcome>,
+    pub outcome: Option<JournalStatus>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -181,8 +221,8 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             continue;
         }
         match serde_json::from_slice::<Entry>(text) {
-            Ok(entry) => replayed.apply(entry),
-            Err(_) => pending_bad = Some(number),
+            Ok(entry) if entry.v == FORMAT_VERSION => replayed.apply(entry),
+            Ok(_) | Err(_) => pending_bad = Some(number),
         }
     }
     if pending_bad.is_some() {
@@ -237,7 +277,7 @@ impl Journal {
     /// reaches the kernel at once (it survives the process being killed) and the disk with the
     /// next fsync or when the journal is closed; a power cut may lose it, and the next run then
     /// learns the outcome from the cloud again. That halves the fsyncs of a run.
-    /// ([`super::JournalSink`] writes with [`Journal::write`] and fsyncs job IDs in groups.)
+    /// (The run's journal sink writes with [`Journal::write`] and fsyncs job IDs in groups.)
     pub fn append(&mut self, image_id: &str, kind: EntryKind) -> Result<(), StateError> {
         let durable_now = matches!(kind, EntryKind::Submitted { .. });
         self.write(image_id, kind)?;
@@ -297,7 +337,7 @@ mod tests {
         }
     }
 
-    fn finished(status: ImageOutcome) -> EntryKind {
+    fn finished(status: JournalStatus) -> EntryKind {
         EntryKind::Finished {
             status,
             image_url: None,
@@ -316,14 +356,14 @@ mod tests {
         journal.append("img-1", submitted("job-1")).unwrap();
         journal.append("img-2", submitted("job-2")).unwrap();
         journal
-            .append("img-1", finished(ImageOutcome::Registered))
+            .append("img-1", finished(JournalStatus::Registered))
             .unwrap();
         drop(journal);
 
         let replayed = replay(&path).unwrap();
         let one = &replayed.images["img-1"];
         assert_eq!(one.job_id.as_deref(), Some("job-1"));
-        assert_eq!(one.outcome, Some(ImageOutcome::Registered));
+        assert_eq!(one.outcome, Some(JournalStatus::Registered));
         let two = &replayed.images["img-2"];
         assert_eq!(two.job_id.as_deref(), Some("job-2"));
         assert_eq!(two.outcome, None, "still in flight");
@@ -372,7 +412,7 @@ mod tests {
         assert_eq!(replayed.unreadable_lines, vec![2]);
         assert!(!replayed.torn_tail);
         let a = &replayed.images["a"];
-        assert_eq!(a.outcome, Some(ImageOutcome::Failed));
+        assert_eq!(a.outcome, Some(JournalStatus::Failed));
         assert_eq!(a.error_code.as_deref(), Some("IMG.0057"));
         assert_eq!(a.job_id.as_deref(), Some("j1"));
     }
@@ -387,7 +427,7 @@ mod tests {
                 .append("img-1", submitted(&format!("job-{round}")))
                 .unwrap();
             journal
-                .append("img-1", finished(ImageOutcome::Failed))
+                .append("img-1", finished(JournalStatus::Failed))
                 .unwrap();
         }
         journal.append("img-2", submitted("job-x")).unwrap();
@@ -400,7 +440,7 @@ mod tests {
         assert_eq!(replayed.images, before.images);
         let after = replay(&path).unwrap();
         assert_eq!(after.images["img-1"].job_id.as_deref(), Some("job-4"));
-        assert_eq!(after.images["img-1"].outcome, Some(ImageOutcome::Failed));
+        assert_eq!(after.images["img-1"].outcome, Some(JournalStatus::Failed));
         assert_eq!(after.images["img-2"].job_id.as_deref(), Some("job-x"));
     }
 
@@ -412,7 +452,7 @@ mod tests {
             v: 1,
             at,
             image_id: "a".into(),
-            kind: finished(ImageOutcome::Failed),
+            kind: finished(JournalStatus::Failed),
         });
         replayed.apply(Entry {
             v: 1,

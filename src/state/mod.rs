@@ -1,18 +1,16 @@
 //! Run state that outlives a process: the state journal (job IDs and outcomes, replayed on
-//! the next run) and the run lock (one run per journal at a time).
+//! the next run) and the run lock (one run per journal at a time). Storage only: this module
+//! knows nothing of the engine or the report; what a replayed journal means for a run is
+//! decided in [`crate::job`].
 
 pub mod commit;
 pub mod journal;
 pub mod lock;
-pub mod resume;
-pub mod sink;
 
 use std::path::{Path, PathBuf};
 
-pub use journal::{EntryKind, ImageState, Journal, Replayed, replay};
+pub use journal::{EntryKind, ImageState, Journal, JournalStatus, Replayed, replay};
 pub use lock::{LockHolder, LockState, RunLock};
-pub use resume::{Resumed, Slot, resume};
-pub use sink::{JournalSink, Tee};
 
 /// The journal's default location: next to the manifest, `<stem>.imsreg-state.jsonl`, so re-runs
 /// of the same manifest (cron) find it without a flag.

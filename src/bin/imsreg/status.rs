@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use imsreg::report::ImageOutcome;
 use imsreg::state;
+use imsreg::state::JournalStatus;
 
 use crate::exit;
 
@@ -49,7 +49,7 @@ pub fn main(args: Args) -> u8 {
     let mut in_flight = Vec::new();
     for (id, image) in &replayed.images {
         match image.outcome {
-            Some(outcome) if outcome != ImageOutcome::Pending => {
+            Some(outcome) if outcome != JournalStatus::Pending => {
                 *counts.entry(outcome.as_str()).or_default() += 1
             }
             _ => {

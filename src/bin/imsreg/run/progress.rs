@@ -7,11 +7,16 @@
 //! log line at info level. The engine never touches the terminal itself.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::io::Write as _;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use imsreg::job::JobObserver;
+use imsreg::manifest::{self, Manifest};
 use imsreg::report::{ImageOutcome, ImageRecord};
-use imsreg::run::{EventSink, PlannedImage, RunEvent};
+use imsreg::run::{EventSink, PlannedImage, RunConfig, RunEvent};
+
+use super::LogFormat;
 
 use super::stages::ByImageId;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -192,25 +197,41 @@ struct Inner {
     bars: Option<Bars>,
 }
 
-/// The [`EventSink`] of the binary: progress bars and/or log lines.
+/// The binary's [`JobObserver`]: manifest diagnostics, then progress bars and/or log lines.
 pub struct UiSink {
     inner: Mutex<Inner>,
+    multi: MultiProgress,
     /// Labels (name, else the image ID) for per-image bars; empty without bars.
-    labels: HashMap<String, String>,
+    labels: OnceLock<HashMap<String, String>>,
     /// True when bars are drawn: routine state changes then go to debug level.
     quiet: bool,
+    log_format: LogFormat,
 }
 
 impl UiSink {
     /// `multi` is the display the logger also writes through; pass `show_bars = false` to get
-    /// log lines only.
-    pub fn new(images: &[PlannedImage], multi: &MultiProgress, show_bars: bool) -> Self {
+    /// log lines only. The bars appear when the engine starts.
+    pub fn new(multi: &MultiProgress, show_bars: bool, log_format: LogFormat) -> Self {
+        UiSink {
+            inner: Mutex::new(Inner {
+                tally: Tally::new(Vec::new(), Instant::now()),
+                bars: None,
+            }),
+            multi: multi.clone(),
+            labels: OnceLock::new(),
+            quiet: show_bars,
+            log_format,
+        }
+    }
+
+    fn start_display(&self, images: &[PlannedImage]) {
         let tally = Tally::new(
             images.iter().map(|i| i.entry.image_id.clone()),
             Instant::now(),
         );
+        let show_bars = self.quiet;
         let bars = show_bars.then(|| {
-            let overall = multi.add(ProgressBar::new(tally.total() as u64));
+            let overall = self.multi.add(ProgressBar::new(tally.total() as u64));
             overall.set_style(
                 ProgressStyle::with_template(
                     "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} done, ETA {eta}\n  {msg}",
@@ -220,7 +241,7 @@ impl UiSink {
             );
             overall.enable_steady_tick(Duration::from_millis(120));
             Bars {
-                multi: multi.clone(),
+                multi: self.multi.clone(),
                 overall,
                 jobs: HashMap::new(),
             }
@@ -238,10 +259,9 @@ impl UiSink {
                 (i.entry.image_id.clone(), label)
             })
             .collect();
-        UiSink {
-            inner: Mutex::new(Inner { tally, bars }),
-            labels,
-            quiet: show_bars,
+        let _ = self.labels.set(labels);
+        if let Ok(mut inner) = self.inner.lock() {
+            *inner = Inner { tally, bars };
         }
     }
 
@@ -276,7 +296,12 @@ impl UiSink {
                     .set_message(format!("checking the status of {images} images in IMS"));
             }
             RunEvent::Progress { image_id, percent } => {
-                let label = self.labels.get(image_id).cloned().unwrap_or_default();
+                let label = self
+                    .labels
+                    .get()
+                    .and_then(|labels| labels.get(image_id))
+                    .cloned()
+                    .unwrap_or_default();
                 if !bars.jobs.contains_key(image_id) && bars.jobs.len() < MAX_JOB_BARS {
                     let bar = bars.multi.add(ProgressBar::new(100));
                     bar.set_style(
@@ -309,6 +334,43 @@ impl EventSink for UiSink {
         if let Ok(mut inner) = self.inner.lock() {
             self.update_display(&mut inner, event);
         }
+    }
+}
+
+impl JobObserver for UiSink {
+    fn manifest_checked(&self, manifest: &Manifest) {
+        print_diagnostics(manifest, self.log_format);
+    }
+
+    fn engine_starting(&self, images: &[PlannedImage], _config: &RunConfig) {
+        self.start_display(images);
+    }
+}
+
+/// The manifest's diagnostics on stderr (as log events in JSON mode, so every stderr line
+/// stays JSON).
+fn print_diagnostics(manifest: &Manifest, format: LogFormat) {
+    let mut stderr = anstream::stderr().lock();
+    for diagnostic in &manifest.diagnostics {
+        match format {
+            LogFormat::Text => {
+                let _ = writeln!(stderr, "{}", manifest::render::Styled(diagnostic));
+            }
+            LogFormat::Json => log_diagnostic(diagnostic),
+        }
+    }
+}
+
+fn log_diagnostic(d: &manifest::Diagnostic) {
+    match d.severity {
+        manifest::Severity::Error => tracing::error!(
+            file = %d.file, line = d.line, column = d.column, field = %d.field,
+            "manifest: {}", d.message
+        ),
+        manifest::Severity::Warning => tracing::warn!(
+            file = %d.file, line = d.line, column = d.column, field = %d.field,
+            "manifest: {}", d.message
+        ),
     }
 }
 
@@ -372,6 +434,11 @@ fn log_event(event: &RunEvent, quiet: bool) {
                 "IMS rejected the credentials; stopping the run without sending more requests: {message}"
             );
         }
+        RunEvent::Unreachable { message } => {
+            tracing::error!(
+                "could not reach IMS (or understand its answers) before anything was submitted; nothing was recorded, the next run tries again: {message}"
+            );
+        }
     }
 }
 
@@ -389,6 +456,10 @@ fn log_finished(record: &ImageRecord, quiet: bool) {
         }
         ImageOutcome::Pending => {
             tracing::warn!(image_id = %id, job_id = %job, status = %record.status, "image left pending: its job is still running in IMS (job ID in the report)");
+        }
+        // Said once for the run when IMS was not reached at all (RunEvent::Unreachable).
+        ImageOutcome::Unreachable => {
+            tracing::debug!(image_id = %id, job_id = %job, status = %record.status, "image not settled: {reason}");
         }
     }
 }

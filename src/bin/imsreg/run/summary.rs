@@ -44,6 +44,11 @@ pub fn render(
         ("invalid", s.invalid, RED),
         ("pending", s.pending, YELLOW),
         ("cancelled", s.cancelled, YELLOW),
+        (
+            "unreachable (not settled: run again)",
+            s.unreachable,
+            YELLOW,
+        ),
     ];
     for (label, count, style) in rows.into_iter().filter(|(_, count, _)| *count > 0) {
         out.push_str(&format!("  {style}{count:>7}{style:#} {label}\n"));

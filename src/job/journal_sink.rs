@@ -2,13 +2,25 @@
 //! appended as the engine reports it. Job IDs are fsynced in groups (see [`super::commit`]):
 //! the engine awaits [`EventSink::durable`] before it counts an image as submitted.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crate::report::ImageOutcome;
 use crate::run::{Durable, EventSink, RunEvent};
+use crate::state::commit::GroupCommit;
+use crate::state::{EntryKind, Journal, JournalStatus, StateError};
 
-use super::commit::GroupCommit;
-use super::{EntryKind, Journal, StateError};
+/// What the journal remembers of a report status: only the cloud's verdicts and running jobs.
+/// Images that are not settled (never submitted, or whose status could not be learned) leave
+/// nothing, so the next run looks at them afresh.
+fn journaled(status: ImageOutcome) -> Option<JournalStatus> {
+    match status {
+        ImageOutcome::Registered => Some(JournalStatus::Registered),
+        ImageOutcome::AlreadyRegistered => Some(JournalStatus::AlreadyRegistered),
+        ImageOutcome::Failed => Some(JournalStatus::Failed),
+        ImageOutcome::Pending => Some(JournalStatus::Pending),
+        ImageOutcome::Invalid | ImageOutcome::Cancelled | ImageOutcome::Unreachable => None,
+    }
+}
 
 /// Writes engine events into the state journal.
 pub struct JournalSink {
@@ -69,15 +81,14 @@ impl EventSink for JournalSink {
                 },
             ),
             RunEvent::Finished(record) => {
-                // Cancelled images were never submitted: nothing to remember.
-                if record.status == ImageOutcome::Cancelled {
+                let Some(status) = journaled(record.status) else {
                     return;
-                }
+                };
                 if let Some(image_id) = &record.image_id {
                     self.append(
                         image_id,
                         EntryKind::Finished {
-                            status: record.status,
+                            status,
                             image_url: record.image_url.clone(),
                             job_id: record.job_id.clone(),
                             error_code: record.error_code.clone(),
@@ -98,29 +109,12 @@ impl EventSink for JournalSink {
     }
 }
 
-/// Forwards every event to several sinks, in order (journal first, then the display).
-pub struct Tee(pub Vec<Arc<dyn EventSink>>);
-
-impl EventSink for Tee {
-    fn event(&self, event: &RunEvent) {
-        for sink in &self.0 {
-            sink.event(event);
-        }
-    }
-
-    fn durable(&self) -> Durable<'_> {
-        Box::pin(async move {
-            for sink in &self.0 {
-                sink.durable().await;
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::ImageRecord;
+    use crate::run::Tee;
+    use std::sync::Arc;
 
     #[test]
     fn journals_submissions_and_outcomes() {
@@ -133,7 +127,7 @@ mod tests {
             job_id: "job-1".into(),
             image_url: "bkt:a.raw".into(),
         });
-        let after_submit = super::super::replay(&path).unwrap();
+        let after_submit = crate::state::replay(&path).unwrap();
         assert_eq!(after_submit.images["img"].job_id.as_deref(), Some("job-1"));
         assert_eq!(
             after_submit.images["img"].submitted_url.as_deref(),
@@ -153,10 +147,10 @@ mod tests {
             finished_at: None,
             duration_s: None,
         }));
-        let replayed = super::super::replay(&path).unwrap();
+        let replayed = crate::state::replay(&path).unwrap();
         assert_eq!(
             replayed.images["img"].outcome,
-            Some(ImageOutcome::Registered)
+            Some(JournalStatus::Registered)
         );
         assert!(sink.error().is_none());
     }
@@ -177,7 +171,7 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(10), sink.durable())
             .await
             .expect("the job IDs never became durable");
-        let replayed = super::super::replay(&path).unwrap();
+        let replayed = crate::state::replay(&path).unwrap();
         assert_eq!(replayed.images.len(), 50);
         assert_eq!(replayed.images["img-49"].job_id.as_deref(), Some("job-49"));
     }

@@ -7,8 +7,7 @@
 use crate::manifest::{ImageEntry, ImageUrl};
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::PlannedImage;
-
-use super::Replayed;
+use crate::state::{JournalStatus, Replayed};
 
 /// What to do with one manifest entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +60,7 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
             continue;
         };
         let url = entry.image_url.to_string();
-        let retrying = retry_failed && state.outcome == Some(ImageOutcome::Failed);
+        let retrying = retry_failed && state.outcome == Some(JournalStatus::Failed);
         if let (Some(old), Some(job)) = (&state.submitted_url, &state.job_id)
             && *old != url
         {
@@ -95,18 +94,18 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
             Slot::Settled(Box::new(record))
         };
         let known_job_id = match state.outcome {
-            Some(ImageOutcome::Registered | ImageOutcome::AlreadyRegistered) => {
+            Some(JournalStatus::Registered | JournalStatus::AlreadyRegistered) => {
                 resumed.slots.push(settled(ImageOutcome::AlreadyRegistered));
                 continue;
             }
-            Some(ImageOutcome::Failed) if !retry_failed => {
+            Some(JournalStatus::Failed) if !retry_failed => {
                 resumed.slots.push(settled(ImageOutcome::Failed));
                 continue;
             }
             // A retry goes through the cloud check: submitted only if the image is queued again.
-            Some(ImageOutcome::Failed) => None,
+            Some(JournalStatus::Failed) => None,
             // Submitted and not finished (or left pending): follow that job.
-            None | Some(ImageOutcome::Pending) if state.job_id.is_some() => state.job_id.clone(),
+            None | Some(JournalStatus::Pending) if state.job_id.is_some() => state.job_id.clone(),
             _ => None,
         };
         let slot = Slot::Run(PlannedImage {
@@ -137,7 +136,7 @@ mod tests {
         }
     }
 
-    fn known(job: Option<&str>, outcome: Option<ImageOutcome>, url: &str) -> ImageState {
+    fn known(job: Option<&str>, outcome: Option<JournalStatus>, url: &str) -> ImageState {
         ImageState {
             job_id: job.map(String::from),
             submitted_url: job.map(|_| url.to_string()),
@@ -160,20 +159,24 @@ mod tests {
         let images = &mut journal.images;
         images.insert(
             "done".into(),
-            known(Some("j1"), Some(ImageOutcome::Registered), "bucket:b.qcow2"),
+            known(
+                Some("j1"),
+                Some(JournalStatus::Registered),
+                "bucket:b.qcow2",
+            ),
         );
         images.insert("inflight".into(), known(Some("j2"), None, "bucket:c.qcow2"));
         images.insert(
             "failed".into(),
-            known(Some("j3"), Some(ImageOutcome::Failed), "bucket:d.qcow2"),
+            known(Some("j3"), Some(JournalStatus::Failed), "bucket:d.qcow2"),
         );
         images.insert(
             "cancelled".into(),
-            known(None, Some(ImageOutcome::Cancelled), ""),
+            known(None, Some(JournalStatus::Cancelled), ""),
         );
         images.insert(
             "pending".into(),
-            known(Some("j5"), Some(ImageOutcome::Pending), "bucket:f.qcow2"),
+            known(Some("j5"), Some(JournalStatus::Pending), "bucket:f.qcow2"),
         );
         images.insert(
             "removed".into(),
@@ -245,7 +248,7 @@ mod tests {
             "x".into(),
             known(
                 Some("j1"),
-                Some(ImageOutcome::Failed),
+                Some(JournalStatus::Failed),
                 "bucket:broken.qcow2",
             ),
         );

@@ -5,9 +5,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use imsreg::ims::auth::{self, Credentials, Secret};
-use imsreg::ims::client::{self, Client, ClientConfig};
-use imsreg::sim::{DurationDist, SimConfig, SimHandle, Simulator};
+use crate::ims::auth::{self, Credentials, Secret};
+use crate::ims::client::{self, Client, ClientConfig};
+use crate::sim::{DurationDist, SimConfig, SimHandle, Simulator};
 
 /// Why the run cannot start; each is exit code 2 (nothing attempted).
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +15,7 @@ pub enum TargetError {
     #[error("{0}")]
     Credentials(#[from] auth::AuthError),
     #[error("{0}")]
-    Endpoint(imsreg::ims::ImsError),
+    Endpoint(crate::ims::ImsError),
     #[error(
         "no project ID: set --project-id, `project_id:` in the manifest settings, or {}",
         auth::ENV_PROJECT_ID

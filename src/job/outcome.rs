@@ -1,13 +1,13 @@
 //! The end of a run: the report assembled from the engine's records and the manifest's invalid
-//! entries (in manifest order), and the exit code that sums it up.
+//! entries (in manifest order), and the [`Verdict`] that sums it up (the binary maps it to an
+//! exit code).
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use imsreg::manifest::InvalidEntry;
-use imsreg::report::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
 
-use crate::exit;
+use crate::manifest::InvalidEntry;
+use crate::report::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
 
 /// How the engine's run ended, beyond the per-image records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -16,27 +16,47 @@ pub struct Ending {
     pub interrupted: bool,
     /// A 401 stopped it.
     pub auth_failed: bool,
+    /// IMS could not be reached before anything was submitted.
+    pub unreachable: bool,
 }
 
-/// The exit code of a run that got as far as the engine.
-///
-/// - 130 when interrupted (the report is written first);
-/// - 2 when a 401 stopped the run before IMS accepted any registration: nothing was changed
-///   in the cloud, and the fix is the credentials (a configuration error);
-/// - 0 when every image is registered or already registered;
-/// - 1 otherwise (failed, invalid, pending, cancelled after a later 401).
-pub fn exit_code(records: &[ImageRecord], ending: Ending) -> u8 {
+/// What a job that got past preparation amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every image is registered or was already registered (or, for a dry run: the plan was
+    /// made).
+    AllRegistered,
+    /// The run finished, but some image failed, is invalid, pending, cancelled or unsettled,
+    /// or a report could not be written.
+    NotAllRegistered,
+    /// IMS could not be reached (or understood) before anything was submitted: nothing
+    /// changed, nothing was recorded as final; the next run tries again.
+    Unreachable,
+    /// A 401 stopped the job before IMS accepted any registration: nothing changed in the
+    /// cloud, and the fix is the credentials (a configuration error).
+    CredentialsRejected,
+    /// SIGINT/SIGTERM stopped it (the report is written first).
+    Interrupted,
+}
+
+/// The verdict of a run that got as far as the engine: interrupted wins; a 401 before any
+/// accepted registration is a credentials problem; success only when every image is
+/// (already) registered.
+pub fn verdict(records: &[ImageRecord], ending: Ending) -> Verdict {
     if ending.interrupted {
-        return exit::INTERRUPTED;
+        return Verdict::Interrupted;
     }
     if ending.auth_failed && !records.iter().any(registration_accepted) {
-        return exit::USAGE;
+        return Verdict::CredentialsRejected;
+    }
+    if ending.unreachable {
+        return Verdict::Unreachable;
     }
     let summary = Summary::from_records(records);
     if summary.total > 0 && summary.all_succeeded() && !ending.auth_failed {
-        exit::OK
+        Verdict::AllRegistered
     } else {
-        exit::SOME_FAILED
+        Verdict::NotAllRegistered
     }
 }
 
@@ -133,7 +153,7 @@ pub fn build_report(
     images: Vec<ImageRecord>,
 ) -> Report {
     Report {
-        imsreg_version: imsreg::VERSION.to_string(),
+        imsreg_version: crate::VERSION.to_string(),
         manifest: manifest.display().to_string(),
         started_at,
         finished_at,
@@ -146,8 +166,7 @@ pub fn build_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imsreg::manifest::ImageEntry;
-    use imsreg::manifest::{ImageFormat, ImageUrl};
+    use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
 
     fn record(id: &str, status: ImageOutcome, job: Option<&str>) -> ImageRecord {
         ImageRecord {
@@ -185,7 +204,7 @@ mod tests {
             record("a", ImageOutcome::Registered, Some("j")),
             record("b", ImageOutcome::AlreadyRegistered, None),
         ];
-        assert_eq!(exit_code(&records, Ending::default()), exit::OK);
+        assert_eq!(verdict(&records, Ending::default()), Verdict::AllRegistered);
     }
 
     #[test]
@@ -195,14 +214,15 @@ mod tests {
             ImageOutcome::Pending,
             ImageOutcome::Invalid,
             ImageOutcome::Cancelled,
+            ImageOutcome::Unreachable,
         ] {
             let records = [
                 record("a", ImageOutcome::Registered, Some("j")),
                 record("b", bad, None),
             ];
             assert_eq!(
-                exit_code(&records, Ending::default()),
-                exit::SOME_FAILED,
+                verdict(&records, Ending::default()),
+                Verdict::NotAllRegistered,
                 "{bad}"
             );
         }
@@ -214,8 +234,9 @@ mod tests {
         let ending = Ending {
             interrupted: true,
             auth_failed: true,
+            unreachable: true,
         };
-        assert_eq!(exit_code(&records, ending), exit::INTERRUPTED);
+        assert_eq!(verdict(&records, ending), Verdict::Interrupted);
     }
 
     #[test]
@@ -228,12 +249,15 @@ mod tests {
             record("a", ImageOutcome::Cancelled, None),
             record("b", ImageOutcome::AlreadyRegistered, None),
         ];
-        assert_eq!(exit_code(&nothing_accepted, ending), exit::USAGE);
+        assert_eq!(
+            verdict(&nothing_accepted, ending),
+            Verdict::CredentialsRejected
+        );
         let one_accepted = [
             record("a", ImageOutcome::Pending, Some("j")),
             record("b", ImageOutcome::Cancelled, None),
         ];
-        assert_eq!(exit_code(&one_accepted, ending), exit::SOME_FAILED);
+        assert_eq!(verdict(&one_accepted, ending), Verdict::NotAllRegistered);
     }
 
     #[test]

@@ -1,119 +1,85 @@
 //! `imsreg run --dry-run`: what a run would do, without registering anything.
 //!
 //! The plan depends on the cloud (an `active` image is skipped, a `saving` one is polled), so a
-//! dry run reads the current status of the images with read-only calls, paced at `query_rate`
-//! — the same credentials check a real run starts with — and asks the engine's own decision
-//! ([`action_for`]) what it would do with each. It never sends a registration.
+//! dry run reads the current status of the images with the engine's own status check
+//! ([`crate::run::check_only`]: the same list pages or lookups, query lane, rate limit and
+//! retries as a real run) and asks the engine's own decision ([`action_for`]) what it would
+//! do with each. It never sends a registration and writes no report.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
 
-use imsreg::ims::{ErrorClass, ImsApi, ImsError, ListImagesQuery};
-use imsreg::manifest::InvalidEntry;
-use imsreg::run::{Action, CloudStatus, PlannedImage, RunConfig, StatusMap, action_for};
+use tokio_util::sync::CancellationToken;
 
-/// Up to this many images are looked up one by one; more are learned from list pages.
-const SINGLE_LOOKUP_MAX: usize = 5;
-/// Page size of `GET /v2/cloudimages` (the API's default and documented size).
-const PAGE_SIZE: u32 = 500;
-/// Attempts per status call before the dry run gives up on retryable errors.
-const MAX_ATTEMPTS: u32 = 5;
+use crate::manifest::InvalidEntry;
+use crate::run::{
+    Action, CloudStatus, EventSink, PlannedImage, RunConfig, StatusMap, action_for, check_only,
+};
 
-/// Reads the IMS status of every image; images not visible in IMS are `Absent`.
-pub async fn cloud_statuses<C: ImsApi>(
-    client: &C,
-    images: &[PlannedImage],
-    query_rate: f64,
-) -> Result<StatusMap, ImsError> {
-    let pause = Duration::from_secs_f64(1.0 / query_rate.max(0.001));
-    let mut pace = tokio::time::interval(pause);
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut statuses = StatusMap::new();
+use super::outcome::Verdict;
+use super::prepare::Job;
 
-    if images.len() <= SINGLE_LOOKUP_MAX {
-        for entry in images.iter().map(|i| &i.entry) {
-            pace.tick().await;
-            let status = match with_retries(|| client.get_image(&entry.image_id)).await? {
-                Some(info) => CloudStatus::Found(info.status),
-                None => CloudStatus::Absent,
-            };
-            statuses.insert(entry.image_id.clone(), status);
-        }
-        return Ok(statuses);
-    }
-
-    let wanted: std::collections::HashSet<&str> =
-        images.iter().map(|i| i.entry.image_id.as_str()).collect();
-    let mut marker: Option<String> = None;
-    loop {
-        pace.tick().await;
-        let query = ListImagesQuery {
-            imagetype: Some("private".to_string()),
-            marker: marker.clone(),
-            limit: Some(PAGE_SIZE),
-            ..ListImagesQuery::default()
-        };
-        let page = with_retries(|| client.list_images(&query)).await?;
-        let full_page = page.images.len() >= PAGE_SIZE as usize;
-        let next = page
-            .page_info
-            .as_ref()
-            .and_then(|p| p.next_marker.clone())
-            .or_else(|| page.images.last().map(|i| i.id.clone()));
-        for info in page.images {
-            if wanted.contains(info.id.as_str()) {
-                statuses.insert(info.id, CloudStatus::Found(info.status));
-            }
-        }
-        match next {
-            Some(next) if full_page && marker.as_deref() != Some(next.as_str()) => {
-                marker = Some(next)
-            }
-            _ => break,
-        }
-        if statuses.len() == wanted.len() {
-            break;
-        }
-    }
-    for image in images {
-        statuses
-            .entry(image.entry.image_id.clone())
-            .or_insert(CloudStatus::Absent);
-    }
-    Ok(statuses)
+/// A dry run's result: the plan, and whether it could be made.
+#[derive(Debug)]
+pub struct DryRunPlan {
+    /// The images the engine would get (after the state journal), in manifest order.
+    pub images: Vec<PlannedImage>,
+    /// Their cloud status, by image ID.
+    pub statuses: StatusMap,
+    /// Entries the state journal settled (not checked again).
+    pub settled: usize,
+    /// Invalid entries (with `--skip-invalid`).
+    pub invalid: Vec<InvalidEntry>,
+    pub config: RunConfig,
+    pub endpoint: String,
+    /// `AllRegistered` when the plan was made; `Unreachable` or `CredentialsRejected` when IMS
+    /// could not tell.
+    pub verdict: Verdict,
 }
 
-/// Repeats a read-only call on retryable errors (429, 5xx, network) with a doubling pause.
-async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, ImsError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ImsError>>,
-{
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Ok(value) => return Ok(value),
-            Err(err) => {
-                let hint = match err.class() {
-                    ErrorClass::Retryable { retry_after, .. } if attempt < MAX_ATTEMPTS => {
-                        retry_after
-                    }
-                    ErrorClass::Ambiguous | ErrorClass::FlowControl if attempt < MAX_ATTEMPTS => {
-                        None
-                    }
-                    _ => return Err(err),
-                };
-                let delay = hint.unwrap_or(Duration::from_millis(500 * (1 << attempt)));
-                tracing::info!(attempt, "status query failed, retrying: {err}");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-        }
+impl DryRunPlan {
+    /// The plan as text for stdout.
+    pub fn render(&self) -> String {
+        render(
+            &self.images,
+            self.settled,
+            &self.invalid,
+            &self.statuses,
+            &self.config,
+            &self.endpoint,
+        )
+    }
+}
+
+/// Reads the cloud status of the job's images and plans.
+pub async fn plan(
+    job: &mut Job,
+    sink: Arc<dyn EventSink>,
+    cancel: CancellationToken,
+) -> DryRunPlan {
+    let images = job.journal.take_images();
+    let client = Arc::new(job.target.client.clone());
+    let check = check_only(client, &images, &job.config, sink, cancel).await;
+    let verdict = if check.auth_failed {
+        Verdict::CredentialsRejected
+    } else if check.unreachable {
+        Verdict::Unreachable
+    } else {
+        Verdict::AllRegistered
+    };
+    DryRunPlan {
+        settled: job.journal.settled(),
+        images,
+        statuses: check.statuses,
+        invalid: std::mem::take(&mut job.invalid),
+        config: job.config.clone(),
+        endpoint: job.target.endpoint.clone(),
+        verdict,
     }
 }
 
 /// The plan as text for stdout.
-pub fn render(
+fn render(
     images: &[PlannedImage],
     settled: usize,
     invalid: &[InvalidEntry],
@@ -143,6 +109,7 @@ pub fn render(
     let skip = count(|a| matches!(a, Action::AlreadyRegistered));
     let poll = count(|a| matches!(a, Action::FollowJob(_) | Action::FollowImage));
     let fail = count(|a| matches!(a, Action::Fail { .. }));
+    let unsettled = count(|a| matches!(a, Action::Unsettled { .. }));
     let _ = writeln!(out, "  would submit    {submit}");
     let _ = writeln!(out, "  would skip      {skip} (already active)");
     let _ = writeln!(out, "  would poll      {poll} (already saving)");
@@ -150,6 +117,12 @@ pub fn render(
         out,
         "  would fail      {fail} (killed, deleted or not found in IMS)"
     );
+    if unsettled > 0 {
+        let _ = writeln!(
+            out,
+            "  unknown         {unsettled} (IMS could not tell; a run would not submit them)"
+        );
+    }
     if settled > 0 {
         let _ = writeln!(
             out,
@@ -180,6 +153,7 @@ pub fn render(
             Action::FollowJob(job) => ("poll", format!(": job {job}")),
             Action::FollowImage => ("poll", String::new()),
             Action::Fail { message, .. } => ("fail", format!(": {message}")),
+            Action::Unsettled { message, .. } => ("unknown", format!(": {message}")),
         };
         let _ = writeln!(
             out,
@@ -203,8 +177,8 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imsreg::ims::ImageStatus;
-    use imsreg::manifest::{ImageEntry, ImageFormat, ImageUrl};
+    use crate::ims::ImageStatus;
+    use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
 
     fn planned(id: &str) -> PlannedImage {
         PlannedImage {

@@ -1,21 +1,34 @@
-//! The state journal of `imsreg run` (on by default, next to the manifest): what earlier runs
-//! of the same manifest settled is not redone, jobs they started are followed instead of
-//! re-submitted, and every job ID this run gets is on disk before the image counts as
-//! submitted. A run lock keeps two runs off the same journal. `--dry-run` only reads the
-//! journal; `--simulate` and `--no-state` run without one (a simulated cloud forgets
-//! everything when the process ends, so its journal would lie to the next run).
+//! The state journal of a job (on by default, next to the manifest): what earlier runs of the
+//! same manifest settled is not redone, jobs they started are followed instead of re-submitted,
+//! and every job ID this run gets is on disk before the image counts as submitted. A run lock
+//! keeps two runs off the same journal. `--dry-run` only reads the journal; `--simulate` and
+//! `--no-state` run without one (a simulated cloud forgets everything when the process ends,
+//! so its journal would lie to the next run).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use imsreg::manifest::ImageEntry;
-use imsreg::report::{ImageOutcome, ImageRecord};
-use imsreg::run::PlannedImage;
-use imsreg::state::{self, Journal, JournalSink, Replayed, RunLock, Slot, StateError};
+use crate::manifest::ImageEntry;
+use crate::report::{ImageOutcome, ImageRecord};
+use crate::run::{EventSink, PlannedImage};
+use crate::state::{self, Journal, Replayed, RunLock, StateError};
 
-use crate::exit;
+use super::journal_sink::JournalSink;
+use super::resume::{self, Slot};
 
-/// Where the journal lives, if anywhere.
+/// Which journal the user asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum JournalChoice {
+    /// `<manifest stem>.imsreg-state.jsonl` next to the manifest.
+    #[default]
+    NextToManifest,
+    /// `--state PATH`.
+    At(PathBuf),
+    /// `--no-state`.
+    Off,
+}
+
+/// Where the journal lives for this job, if anywhere.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
     Off,
@@ -25,18 +38,14 @@ pub enum Mode {
     ReadWrite(PathBuf),
 }
 
-impl Mode {
-    pub fn choose(
-        manifest: &Path,
-        state: Option<&Path>,
-        no_state: bool,
-        simulate: bool,
-        dry_run: bool,
-    ) -> Mode {
-        if no_state || simulate {
-            return Mode::Off;
-        }
-        let path = state.map_or_else(|| state::default_path(manifest), Path::to_path_buf);
+impl JournalChoice {
+    pub fn mode(&self, manifest: &Path, simulate: bool, dry_run: bool) -> Mode {
+        let path = match self {
+            _ if simulate => return Mode::Off,
+            JournalChoice::Off => return Mode::Off,
+            JournalChoice::NextToManifest => state::default_path(manifest),
+            JournalChoice::At(path) => path.clone(),
+        };
         if dry_run {
             Mode::ReadOnly(path)
         } else {
@@ -57,6 +66,23 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The images for the engine (moved out: one copy only).
+    pub fn take_images(&mut self) -> Vec<PlannedImage> {
+        std::mem::take(&mut self.images)
+    }
+
+    /// The journal writer as an engine event sink, if a journal is kept.
+    pub fn sink(&self) -> Option<Arc<dyn EventSink>> {
+        self.journal
+            .as_ref()
+            .map(|(sink, _lock)| sink.clone() as Arc<dyn EventSink>)
+    }
+
+    /// The first journal write failure, if any.
+    pub fn error(&self) -> Option<String> {
+        self.journal.as_ref().and_then(|(sink, _)| sink.error())
+    }
+
     pub fn settled(&self) -> usize {
         self.settled.iter().filter(|slot| slot.is_some()).count()
     }
@@ -98,39 +124,25 @@ fn missing() -> ImageRecord {
     }
 }
 
-/// Why the journal cannot be used, with the exit code that says so.
-#[derive(Debug)]
-pub struct Refused {
-    pub message: String,
-    pub code: u8,
-}
-
 /// Applies the journal (if any) to the manifest's valid entries.
 pub fn prepare(
     mode: &Mode,
     entries: Vec<ImageEntry>,
     retry_failed: bool,
-) -> Result<Prepared, Refused> {
-    let refused = |err: StateError| Refused {
-        code: match err {
-            StateError::Locked { .. } => exit::LOCKED,
-            _ => exit::USAGE,
-        },
-        message: err.to_string(),
-    };
+) -> Result<Prepared, StateError> {
     let (replayed, journal) = match mode {
         Mode::Off => (Replayed::default(), None),
-        Mode::ReadOnly(path) => (state::replay(path).map_err(refused)?, None),
+        Mode::ReadOnly(path) => (state::replay(path)?, None),
         Mode::ReadWrite(path) => {
-            let lock = RunLock::acquire(path).map_err(refused)?;
-            let (journal, replayed) = Journal::open(path).map_err(refused)?;
+            let lock = RunLock::acquire(path)?;
+            let (journal, replayed) = Journal::open(path)?;
             (replayed, Some((journal, lock)))
         }
     };
     if let Mode::ReadOnly(path) | Mode::ReadWrite(path) = mode {
         report_replay(path, &replayed);
     }
-    let resumed = state::resume(entries, &replayed, retry_failed);
+    let resumed = resume::resume(entries, &replayed, retry_failed);
     for warning in &resumed.warnings {
         tracing::warn!("{warning}");
     }
@@ -178,19 +190,17 @@ mod tests {
     fn simulate_and_no_state_turn_the_journal_off() {
         let manifest = Path::new("waves/w1.yaml");
         let default = PathBuf::from("waves/w1.imsreg-state.jsonl");
+        let next_to = JournalChoice::NextToManifest;
         assert_eq!(
-            Mode::choose(manifest, None, false, false, false),
+            next_to.mode(manifest, false, false),
             Mode::ReadWrite(default.clone())
         );
+        assert_eq!(next_to.mode(manifest, false, true), Mode::ReadOnly(default));
         assert_eq!(
-            Mode::choose(manifest, None, false, false, true),
-            Mode::ReadOnly(default)
-        );
-        assert_eq!(
-            Mode::choose(manifest, Some(Path::new("s.jsonl")), false, false, false),
+            JournalChoice::At("s.jsonl".into()).mode(manifest, false, false),
             Mode::ReadWrite(PathBuf::from("s.jsonl"))
         );
-        assert_eq!(Mode::choose(manifest, None, true, false, false), Mode::Off);
-        assert_eq!(Mode::choose(manifest, None, false, true, false), Mode::Off);
+        assert_eq!(JournalChoice::Off.mode(manifest, false, false), Mode::Off);
+        assert_eq!(next_to.mode(manifest, true, false), Mode::Off);
     }
 }

@@ -1,0 +1,201 @@
+//! The whole registration job, as one entry point: [`run`] takes the options of an `imsreg run`
+//! (manifest, flag settings, reports, journal choice), an observer and a cancellation token,
+//! and answers an [`Outcome`]. Everything between the command line and the engine lives here:
+//! loading and checking the manifest, resolving settings and the target (the cloud or the
+//! in-process simulator), applying the state journal, running the engine or the dry run,
+//! merging the records back into manifest order, writing the reports, and the verdict that
+//! the binary turns into an exit code. The binary keeps only the terminal: flags, logging,
+//! progress display, summary, signals and the verdict -> exit code mapping.
+//!
+//! The steps, in order: [`prepare`] (manifest, settings, target, journal), then either
+//! [`dry_run`] or the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest
+//! order, report, verdict).
+
+pub mod dry_run;
+mod journal;
+mod journal_sink;
+pub mod outcome;
+pub mod prepare;
+pub mod resume;
+pub mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::manifest::{Manifest, Settings};
+use crate::report::Report;
+use crate::run::{EventSink, PlannedImage, RunConfig, Tee};
+
+pub use dry_run::DryRunPlan;
+pub use journal::JournalChoice;
+pub use journal_sink::JournalSink;
+pub use outcome::Verdict;
+pub use prepare::{DEFAULT_REPORT, JobError, SIMULATE_POLL_INTERVAL};
+
+/// What `imsreg run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    pub manifest: PathBuf,
+    /// Settings given as flags; they win over the manifest's `settings:`.
+    pub flags: Settings,
+    /// Report paths (the extension picks the format); empty means [`DEFAULT_REPORT`].
+    pub reports: Vec<PathBuf>,
+    /// Run the valid entries of a manifest with invalid ones.
+    pub skip_invalid: bool,
+    /// Read the cloud status and plan; register nothing, write no report.
+    pub dry_run: bool,
+    /// Run against the built-in simulator, started in this process.
+    pub simulate: bool,
+    pub journal: JournalChoice,
+    /// Try again images an earlier run reported failed.
+    pub retry_failed: bool,
+}
+
+/// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and
+/// the job's own milestones. Implementations are the terminal's (progress bars, log lines) or
+/// a test's.
+pub trait JobObserver: EventSink {
+    /// The manifest was read and checked; its diagnostics are to be shown. Called once, also
+    /// when the manifest is unusable (then [`run`] answers [`JobError::Manifest`]).
+    fn manifest_checked(&self, _manifest: &Manifest) {}
+
+    /// The engine is about to run these images (after the state journal) with this config.
+    fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}
+}
+
+/// An observer that ignores everything (tests, benchmarks).
+pub struct Unobserved;
+
+impl EventSink for Unobserved {
+    fn event(&self, _event: &crate::run::RunEvent) {}
+}
+
+impl JobObserver for Unobserved {}
+
+/// How the job ended (when it got past preparation).
+#[derive(Debug)]
+pub enum Outcome {
+    /// The engine ran: the report, where it was written, and the verdict.
+    Ran(Box<Finished>),
+    /// `--dry-run`: the plan, nothing registered, no report written.
+    Planned(Box<DryRunPlan>),
+}
+
+impl Outcome {
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Outcome::Ran(finished) => finished.verdict,
+            Outcome::Planned(plan) => plan.verdict,
+        }
+    }
+}
+
+/// The end of a run that reached the engine.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: Report,
+    /// The report paths written (empty when writing failed).
+    pub written: Vec<PathBuf>,
+    /// Why the reports could not be written (the verdict then is not a success).
+    pub report_error: Option<String>,
+    /// Why the state journal could not be written (the report still has every job ID).
+    pub journal_error: Option<String>,
+    pub verdict: Verdict,
+    /// Wall time of the whole job.
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs the job: prepare, then the engine (or the dry run), then the report. Errors are the
+/// cases in which nothing was attempted.
+pub async fn run(
+    options: JobOptions,
+    observer: Arc<dyn JobObserver>,
+    cancel: CancellationToken,
+) -> Result<Outcome, JobError> {
+    let clock = Instant::now();
+    let started_at = Utc::now();
+    let mut job = prepare::prepare(&options, observer.as_ref())?;
+
+    if options.dry_run {
+        let sink: Arc<dyn EventSink> = observer.clone();
+        let plan = dry_run::plan(&mut job, sink, cancel).await;
+        job.shutdown().await;
+        return Ok(Outcome::Planned(Box::new(plan)));
+    }
+
+    let images = job.journal.take_images();
+    observer.engine_starting(&images, &job.config);
+    let sink: Arc<dyn EventSink> = match job.journal.sink() {
+        Some(journal) => Arc::new(Tee(vec![journal, observer.clone()])),
+        None => observer.clone(),
+    };
+    tracing::info!(
+        images = images.len(),
+        concurrency = job.config.concurrency,
+        max_active_jobs = job.config.max_active_jobs,
+        submit_rate = job.config.submit_rate,
+        query_rate = job.config.query_rate,
+        poll_interval = %humantime::format_duration(job.config.poll_interval),
+        job_timeout = %humantime::format_duration(job.config.job_timeout),
+        "starting the run"
+    );
+    let client = Arc::new(job.target.client.clone());
+    let result = crate::run::execute(client, images, &job.config, sink, cancel).await;
+    let journal_error = job.journal.error();
+    if let Some(err) = &journal_error {
+        tracing::error!(
+            "the state journal could not be written ({err}); the report still has every job ID"
+        );
+    }
+
+    let ending = outcome::Ending {
+        interrupted: result.interrupted,
+        auth_failed: result.auth_failed,
+        unreachable: result.unreachable,
+    };
+    let records = job.journal.records(result.records);
+    let records = outcome::records_in_manifest_order(&job.valid_lines, records, &job.invalid);
+    let report = outcome::build_report(
+        &options.manifest,
+        started_at,
+        Utc::now(),
+        job.report_settings(false),
+        records,
+    );
+    let mut verdict = outcome::verdict(&report.images, ending);
+    let (written, report_error) = match crate::report::write_reports(&report, &job.reports) {
+        Ok(()) => (job.reports.clone(), None),
+        Err(err) => {
+            tracing::error!("cannot write the report: {err}");
+            if verdict == Verdict::AllRegistered {
+                verdict = Verdict::NotAllRegistered;
+            }
+            (Vec::new(), Some(err.to_string()))
+        }
+    };
+    let summary = &report.summary;
+    tracing::info!(
+        total = summary.total,
+        registered = summary.registered,
+        already_registered = summary.already_registered,
+        failed = summary.failed,
+        invalid = summary.invalid,
+        pending = summary.pending,
+        cancelled = summary.cancelled,
+        verdict = ?verdict,
+        "run finished"
+    );
+    job.shutdown().await;
+    Ok(Outcome::Ran(Box::new(Finished {
+        report,
+        written,
+        report_error,
+        journal_error,
+        verdict,
+        elapsed: clock.elapsed(),
+    })))
+}

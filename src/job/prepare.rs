@@ -1,0 +1,188 @@
+//! Everything checked and resolved before the first request: the manifest (nothing is sent
+//! unless it is valid, or `--skip-invalid`), the report paths, the settings (flags > manifest
+//! `settings:` > defaults), the target (credentials and endpoint, or the simulator), and the
+//! state journal. Every failure here is a [`JobError`]: nothing has been sent yet.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::manifest::{self, InvalidEntry};
+use crate::report::ReportSettings;
+use crate::run::RunConfig;
+use crate::state::StateError;
+
+use super::journal::{self, Prepared};
+use super::target::{self, Target, TargetError};
+use super::{JobObserver, JobOptions};
+
+/// The report written when no `--report` is given.
+pub const DEFAULT_REPORT: &str = "imsreg-report.json";
+
+/// First poll delay under `--simulate` unless `--poll-interval` says otherwise: simulated jobs
+/// take 1-3 s, so the manifest's (real-cloud) interval would only make the demo wait.
+pub const SIMULATE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why the job did not start. Nothing was sent to the cloud in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    ManifestUnreadable(#[from] manifest::ManifestError),
+    /// The manifest has errors; its diagnostics went to [`JobObserver::manifest_checked`].
+    #[error("{path} has {errors} error(s); nothing was submitted{hint}", hint = if *.fatal { "" } else { " (--skip-invalid runs the valid entries and reports the others)" })]
+    Manifest {
+        path: String,
+        errors: usize,
+        /// Problems outside the entries: `--skip-invalid` cannot help.
+        fatal: bool,
+    },
+    #[error("--report: {0}")]
+    Reports(String),
+    #[error("{0}")]
+    Target(#[from] TargetError),
+    #[error("{0}")]
+    State(#[from] StateError),
+}
+
+impl JobError {
+    /// Another run holds the state journal's lock: try again later (exit 75), not a mistake.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, JobError::State(StateError::Locked { .. }))
+    }
+}
+
+/// A job ready to run.
+pub struct Job {
+    /// The manifest line of each valid entry (the entries themselves move to the engine).
+    pub valid_lines: Vec<usize>,
+    /// Reported as `invalid` (only with `--skip-invalid`).
+    pub invalid: Vec<InvalidEntry>,
+    pub reports: Vec<PathBuf>,
+    pub config: RunConfig,
+    pub target: Target,
+    /// The valid entries after the state journal.
+    pub journal: Prepared,
+}
+
+impl Job {
+    /// The effective settings, for the report (never credentials).
+    pub fn report_settings(&self, dry_run: bool) -> ReportSettings {
+        let config = &self.config;
+        ReportSettings {
+            endpoint: self.target.endpoint.clone(),
+            region: self.target.region.clone(),
+            project_id: self.target.project_id.clone(),
+            concurrency: config.concurrency,
+            max_active_jobs: config.max_active_jobs,
+            submit_rate: config.submit_rate,
+            query_rate: config.query_rate,
+            poll_interval_s: config.poll_interval.as_secs_f64(),
+            job_timeout_s: config.job_timeout.as_secs_f64(),
+            dry_run,
+        }
+    }
+
+    /// Stops the in-process simulator, if any.
+    pub async fn shutdown(&mut self) {
+        if let Some(simulator) = self.target.simulator.take() {
+            simulator.shutdown().await;
+        }
+    }
+}
+
+/// Steps 1-3 of the job.
+pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, JobError> {
+    // 1. The manifest: nothing is sent unless it is valid (or --skip-invalid).
+    let mut manifest = manifest::load(&options.manifest)?;
+    observer.manifest_checked(&manifest);
+    let errors = manifest.error_count();
+    let skipping = options.skip_invalid && !manifest.fatal;
+    if errors > 0 && !skipping {
+        return Err(JobError::Manifest {
+            path: manifest.path.display().to_string(),
+            errors,
+            fatal: manifest.fatal,
+        });
+    }
+    if errors > 0 {
+        tracing::warn!(
+            invalid = manifest.invalid.len(),
+            valid = manifest.images.len(),
+            "--skip-invalid: the invalid entries will be reported as `invalid`; running the others"
+        );
+    }
+    let reports = report_paths(&options.reports)?;
+
+    // 2. Settings, then where to send requests and as whom.
+    let flags = &options.flags;
+    let mut config = RunConfig::resolve(flags, &manifest.settings);
+    let target = if options.simulate {
+        if flags.poll_interval.is_none() {
+            config.poll_interval = SIMULATE_POLL_INTERVAL;
+        }
+        target::simulated(manifest.images.iter().map(|e| e.image_id.clone()).collect())?
+    } else {
+        target::real(target::Location {
+            endpoint: flags
+                .endpoint
+                .clone()
+                .or(manifest.settings.endpoint.clone()),
+            region: flags.region.clone().or(manifest.settings.region.clone()),
+            project_id: flags
+                .project_id
+                .clone()
+                .or(manifest.settings.project_id.clone()),
+        })?
+    };
+
+    // 3. What earlier runs settled (state journal); the rest goes to the engine.
+    let mode = options
+        .journal
+        .mode(&options.manifest, options.simulate, options.dry_run);
+    let valid_lines = manifest.images.iter().map(|entry| entry.line).collect();
+    let entries = std::mem::take(&mut manifest.images);
+    let journal = journal::prepare(&mode, entries, options.retry_failed)?;
+    let invalid = if options.skip_invalid {
+        std::mem::take(&mut manifest.invalid)
+    } else {
+        Vec::new()
+    };
+    Ok(Job {
+        valid_lines,
+        invalid,
+        reports,
+        config,
+        target,
+        journal,
+    })
+}
+
+/// The report paths, each with a known extension (checked before anything is sent; the
+/// writer creates missing folders).
+pub fn report_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>, JobError> {
+    let paths = if given.is_empty() {
+        vec![PathBuf::from(DEFAULT_REPORT)]
+    } else {
+        given.to_vec()
+    };
+    crate::report::check_paths(&paths).map_err(|err| JobError::Reports(err.to_string()))?;
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_paths_default_and_check_the_extension() {
+        assert_eq!(report_paths(&[]).unwrap(), [PathBuf::from(DEFAULT_REPORT)]);
+        let good: Vec<PathBuf> = ["r.json", "r.YAML", "r.yml", "r.csv", "r.xml", "r.md"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(report_paths(&good).unwrap(), good);
+        let err = report_paths(&[PathBuf::from("r.txt")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("r.txt") && err.contains(".md"), "{err}");
+    }
+}
