@@ -35,6 +35,7 @@ pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
 pub use outcome::Verdict;
 pub use prepare::{DEFAULT_REPORT, JobError, SIMULATE_POLL_INTERVAL};
+pub use target::Environment;
 
 /// What `imsreg run` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +54,8 @@ pub struct JobOptions {
     pub journal: JournalChoice,
     /// Try again images an earlier run reported failed.
     pub retry_failed: bool,
+    /// Where credentials are looked up (the process environment for `imsreg run`).
+    pub environment: Environment,
 }
 
 /// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and

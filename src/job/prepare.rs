@@ -121,17 +121,20 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         }
         target::simulated(manifest.images.iter().map(|e| e.image_id.clone()).collect())?
     } else {
-        target::real(target::Location {
-            endpoint: flags
-                .endpoint
-                .clone()
-                .or(manifest.settings.endpoint.clone()),
-            region: flags.region.clone().or(manifest.settings.region.clone()),
-            project_id: flags
-                .project_id
-                .clone()
-                .or(manifest.settings.project_id.clone()),
-        })?
+        target::real(
+            target::Location {
+                endpoint: flags
+                    .endpoint
+                    .clone()
+                    .or(manifest.settings.endpoint.clone()),
+                region: flags.region.clone().or(manifest.settings.region.clone()),
+                project_id: flags
+                    .project_id
+                    .clone()
+                    .or(manifest.settings.project_id.clone()),
+            },
+            &options.environment,
+        )?
     };
 
     // 3. What earlier runs settled (state journal); the rest goes to the engine.

@@ -2,6 +2,7 @@
 //! credentials from the environment) or, with `--simulate`, the built-in simulator started in
 //! this process with its own credentials.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -43,13 +44,45 @@ pub struct Target {
     pub simulator: Option<SimHandle>,
 }
 
+/// Where credentials are looked up: the process environment, or (tests, benchmarks, embedders)
+/// a given set of variables read the same way.
+#[derive(Clone, Default)]
+pub enum Environment {
+    #[default]
+    Process,
+    Vars(HashMap<String, String>),
+}
+
+impl Environment {
+    fn discover(&self) -> Result<auth::Discovered, auth::AuthError> {
+        match self {
+            Environment::Process => auth::discover_from_process_env(),
+            Environment::Vars(vars) => auth::discover(|name| vars.get(name).cloned()),
+        }
+    }
+}
+
+/// Names only: the values are secrets.
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Environment::Process => f.write_str("Process"),
+            Environment::Vars(vars) => {
+                let mut names: Vec<&String> = vars.keys().collect();
+                names.sort();
+                f.debug_tuple("Vars").field(&names).finish()
+            }
+        }
+    }
+}
+
 /// The real cloud: credentials from the environment (or the credentials file), checked before
 /// any request is sent.
-pub fn real(location: Location) -> Result<Target, TargetError> {
+pub fn real(location: Location, environment: &Environment) -> Result<Target, TargetError> {
     let endpoint =
         client::resolve_endpoint(location.region.as_deref(), location.endpoint.as_deref())
             .map_err(TargetError::Endpoint)?;
-    let found = auth::discover_from_process_env()?;
+    let found = environment.discover()?;
     // The flag or manifest setting wins over the variable, as for every other setting.
     let project_id = location.project_id.or(found.project_id);
     if project_id.is_none() {
@@ -87,16 +120,16 @@ pub fn simulated(image_ids: Vec<String>) -> Result<Target, TargetError> {
         images: image_ids,
         ..SimConfig::default()
     };
+    tracing::info!(
+        "--simulate: running against the built-in IMS simulator; credentials in the environment are ignored"
+    );
     let creds = config.credentials.clone();
     let handle = Simulator::start(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .map_err(TargetError::Simulator)?;
     let url = handle.url();
     let endpoint = url::Url::parse(&url)
         .map_err(|e| TargetError::Simulator(std::io::Error::other(e.to_string())))?;
-    tracing::info!(
-        endpoint = %endpoint,
-        "--simulate: running against the built-in IMS simulator; credentials in the environment are ignored"
-    );
+    tracing::info!(endpoint = %endpoint, "simulator listening");
     let mut client_config = ClientConfig::new(
         endpoint.clone(),
         Credentials::AkSk {

@@ -124,6 +124,7 @@ impl Args {
                 (None, false) => JournalChoice::NextToManifest,
             },
             retry_failed: self.retry_failed,
+            environment: job::Environment::Process,
         }
     }
 
