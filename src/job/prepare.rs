@@ -3,7 +3,7 @@
 //! `settings:` > defaults), the target (credentials and endpoint, or the simulator), and the
 //! state journal. Every failure here is a [`JobError`]: nothing has been sent yet.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::manifest::{self, InvalidEntry};
@@ -37,6 +37,12 @@ pub enum JobError {
     },
     #[error("--report: {0}")]
     Reports(String),
+    /// A report or the state journal would overwrite the manifest itself.
+    #[error(
+        "{flag} {} is the manifest itself; refusing to overwrite it (nothing was attempted). Give {flag} another path",
+        path.display()
+    )]
+    WouldOverwriteManifest { flag: &'static str, path: PathBuf },
     #[error("{0}")]
     Target(#[from] TargetError),
     #[error("{0}")]
@@ -111,6 +117,9 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         );
     }
     let reports = report_paths(&options.reports)?;
+    for report in &reports {
+        refuse_the_manifest(&options.manifest, report, "--report")?;
+    }
 
     // 2. Settings, then where to send requests and as whom.
     let flags = &options.flags;
@@ -157,6 +166,23 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         target,
         journal,
     })
+}
+
+/// A path that names the manifest's own file (the same file, through any link) is refused: a
+/// typo must never destroy the user's manifest.
+fn refuse_the_manifest(manifest: &Path, path: &Path, flag: &'static str) -> Result<(), JobError> {
+    use std::os::unix::fs::MetadataExt;
+    let same = match (std::fs::metadata(manifest), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    if same {
+        return Err(JobError::WouldOverwriteManifest {
+            flag,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// The report paths, each with a known extension (checked before anything is sent; the

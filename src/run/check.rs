@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use futures::StreamExt;
 
 use crate::ims::paging::{PAGE_LIMIT, next_marker};
-use crate::ims::{ImsApi, ListImagesQuery};
+use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
 
 use super::context::{Ctx, QueryError};
 use super::plan::{CloudStatus, StatusMap};
@@ -44,10 +44,24 @@ pub async fn check_statuses<C: ImsApi>(ctx: &Ctx<C>, images: &[PlannedImage]) ->
                 .into_iter()
                 .filter(|id| !statuses.contains_key(*id))
                 .collect(),
+            // IMS is not answering: one lookup per image would only say so once per image,
+            // each after its own retries.
+            Paging::Unanswered(error) => {
+                for id in ids {
+                    statuses
+                        .entry(id.to_string())
+                        .or_insert_with(|| CloudStatus::Unknown {
+                            code: error.code().map(str::to_string),
+                            message: error.message_without_code(),
+                        });
+                }
+                Vec::new()
+            }
             Paging::Stopped => return statuses,
         }
     };
     per_id(ctx, unseen, &mut statuses).await;
+    find_stale_jobs(ctx, images, &mut statuses).await;
     for image in images {
         if let Some(status) = statuses.get(&image.entry.image_id) {
             ctx.emit(RunEvent::StatusKnown {
@@ -62,8 +76,11 @@ pub async fn check_statuses<C: ImsApi>(ctx: &Ctx<C>, images: &[PlannedImage]) ->
 enum Paging {
     /// Every page was read: images not seen are absent.
     Complete,
-    /// Reading on would cost more than looking the rest up one by one (or a page failed).
+    /// Reading on would cost more than looking the rest up one by one (or IMS refused a page).
     Abandoned,
+    /// A page got no usable answer after the retries (IMS not reached, a server error, an
+    /// answer that cannot be read).
+    Unanswered(crate::ims::ImsError),
     Stopped,
 }
 
@@ -87,6 +104,9 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
         {
             Ok(page) => page,
             Err(QueryError::Stopped) => return Paging::Stopped,
+            Err(QueryError::Failed(error)) if !ims_answered(&error) => {
+                return Paging::Unanswered(error);
+            }
             Err(QueryError::Failed(_)) => return Paging::Abandoned,
         };
         pages += 1;
@@ -104,6 +124,12 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
             Some(next) => marker = Some(next),
         }
     }
+}
+
+/// Whether an error is an answer from IMS itself (a refusal with a client-error status), as
+/// opposed to not reaching it, a server error or an unreadable answer.
+fn ims_answered(error: &crate::ims::ImsError) -> bool {
+    matches!(error.http_status(), Some(400..=499))
 }
 
 async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMap) {
@@ -129,5 +155,49 @@ async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMa
             },
         };
         statuses.insert(id.to_string(), status);
+    }
+}
+
+/// Images that IMS shows `queued` although the journal knows a job for them: if IMS does not
+/// know that job (a journal carried across accounts, regions or CI caches, or a job record IMS
+/// expired), nothing is running for the image and it is to be submitted, in this run. A job IMS
+/// still knows is followed as usual (it may have been accepted a moment ago). One `show_job`
+/// per such image; there are none in a normal run.
+async fn find_stale_jobs<C: ImsApi>(
+    ctx: &Ctx<C>,
+    images: &[PlannedImage],
+    statuses: &mut StatusMap,
+) {
+    let suspects: Vec<(&str, &str)> = images
+        .iter()
+        .filter_map(|image| {
+            let job = image.known_job_id.as_deref()?;
+            let id = image.entry.image_id.as_str();
+            matches!(
+                statuses.get(id),
+                Some(CloudStatus::Found(ImageStatus::Queued))
+            )
+            .then_some((id, job))
+        })
+        .collect();
+    let lookups = futures::stream::iter(suspects)
+        .map(|(id, job)| async move {
+            let answer = ctx
+                .query(
+                    Some(id),
+                    "checking a job known from the state journal",
+                    || ctx.client.show_job(job),
+                )
+                .await;
+            (id, answer)
+        })
+        .buffer_unordered(ctx.config.concurrency.max(1) as usize);
+    futures::pin_mut!(lookups);
+    while let Some((id, answer)) = lookups.next().await {
+        if let Err(QueryError::Failed(error)) = answer
+            && error.http_status() == Some(404)
+        {
+            statuses.insert(id.to_string(), CloudStatus::QueuedWithoutJob);
+        }
     }
 }

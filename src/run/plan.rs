@@ -19,6 +19,9 @@ pub enum CloudStatus {
     Found(ImageStatus),
     /// The image is not among the account's private images.
     Absent,
+    /// The image is `queued` and IMS does not know the job the state journal recorded for it:
+    /// nothing is running, so it is submitted like any queued image.
+    QueuedWithoutJob,
     /// The status could not be learned (the check gave up on an error).
     Unknown {
         code: Option<String>,
@@ -32,6 +35,7 @@ impl CloudStatus {
         match self {
             CloudStatus::Found(status) => status.as_str(),
             CloudStatus::Absent => "absent",
+            CloudStatus::QueuedWithoutJob => "queued",
             CloudStatus::Unknown { .. } => "unknown",
         }
     }
@@ -67,6 +71,7 @@ pub enum Action {
 pub fn action_for(image: &PlannedImage, status: Option<&CloudStatus>) -> Action {
     let status = match status {
         Some(CloudStatus::Found(status)) => status,
+        Some(CloudStatus::QueuedWithoutJob) => return Action::Submit,
         Some(CloudStatus::Absent) => {
             return Action::Fail {
                 code: None,
@@ -168,6 +173,11 @@ mod tests {
         assert_eq!(
             action_for(&known, Some(&unknown)),
             Action::FollowJob("job-2".into())
+        );
+        assert_eq!(
+            action_for(&known, Some(&CloudStatus::QueuedWithoutJob)),
+            Action::Submit,
+            "a journaled job IMS does not know, with the image queued"
         );
         // A known job is followed, never submitted, even if the image still says queued.
         assert_eq!(

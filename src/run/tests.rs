@@ -564,6 +564,46 @@ async fn a_job_ims_no_longer_knows_falls_back_to_the_image_status() {
     assert!(fake.counters().get_image >= 2);
 }
 
+/// Issue 13, case 4: a journal job IMS does not know, with the image `queued` (a journal
+/// carried across accounts or regions, or an expired job record): submitted in the same run,
+/// whether the status check uses per-ID lookups (few images) or list pages (many), with bulk
+/// sweeps following the new jobs.
+#[tokio::test(start_paused = true)]
+async fn a_journaled_job_ims_does_not_know_with_the_image_queued_is_submitted() {
+    for n in [1, 3, 30] {
+        let fake = Arc::new(FakeIms::new(n, Duration::from_secs(5)));
+        let plan: Vec<PlannedImage> = (0..n)
+            .map(|i| planned(&image_id(i), Some(&format!("{:032x}", 0xdead_0000 + i))))
+            .collect();
+        let (result, _) = run(&fake, plan, config()).await;
+        assert_eq!(
+            statuses(&result),
+            vec![ImageOutcome::Registered; n],
+            "{n} images"
+        );
+        let counters = fake.counters();
+        assert_eq!(counters.register_calls as usize, n, "{n} images");
+        assert_submitted_once(&counters);
+        for record in &result.records {
+            assert_ne!(
+                record.job_id.as_deref().map(|j| j.starts_with("0000")),
+                Some(true),
+                "the new job is reported, not the stale one"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journaled_job_ims_still_knows_is_followed_not_resubmitted() {
+    let fake = Arc::new(FakeIms::new(1, Duration::from_secs(5)));
+    let job = fake.start_job(&image_id(0));
+    fake.set_status(&image_id(0), ImageStatus::Queued);
+    let (result, _) = run(&fake, vec![planned(&image_id(0), Some(&job))], config()).await;
+    assert_eq!(fake.counters().register_calls, 0);
+    assert_eq!(result.records[0].job_id.as_deref(), Some(job.as_str()));
+}
+
 #[tokio::test(start_paused = true)]
 async fn failures_seen_by_a_sweep_carry_the_jobs_code_and_reason() {
     let n = 30;

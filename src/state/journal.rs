@@ -116,6 +116,8 @@ pub struct Replayed {
     pub unreadable_lines: Vec<usize>,
     /// Time of the newest line.
     pub last_update: Option<DateTime<Utc>>,
+    /// Lines read as journal lines.
+    pub lines: usize,
 }
 
 impl Replayed {
@@ -221,14 +223,39 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             continue;
         }
         match serde_json::from_slice::<Entry>(text) {
-            Ok(entry) if entry.v == FORMAT_VERSION => replayed.apply(entry),
-            Ok(_) | Err(_) => pending_bad = Some(number),
+            Ok(entry) if entry.v == FORMAT_VERSION => {
+                replayed.lines += 1;
+                replayed.apply(entry);
+            }
+            Ok(_) | Err(_) => {
+                if replayed.lines == 0 && !looks_like_a_journal_line(text) {
+                    // Another kind of file (a manifest given as --state, say): refuse it
+                    // before anything rewrites it.
+                    return Err(StateError::NotAJournal {
+                        path: path.to_path_buf(),
+                    });
+                }
+                pending_bad = Some(number);
+            }
         }
     }
     if pending_bad.is_some() {
         replayed.torn_tail = true;
     }
+    if replayed.lines == 0 && !replayed.unreadable_lines.is_empty() {
+        return Err(StateError::NotAJournal {
+            path: path.to_path_buf(),
+        });
+    }
     Ok(replayed)
+}
+
+/// Whether a line that is not a readable journal line could be one cut short (a first line torn
+/// by a crash): every journal line starts with its version.
+fn looks_like_a_journal_line(text: &[u8]) -> bool {
+    let start = br#"{"v":"#;
+    let n = text.len().min(start.len());
+    text[..n] == start[..n]
 }
 
 /// An open journal, ready for appends. Dropping it closes the file (every append is already
@@ -243,21 +270,36 @@ pub struct Journal {
 
 impl Journal {
     /// Replays the journal at `path`, rewrites it compacted (temp file, fsync, rename), and
-    /// opens it for appending. The caller holds the run lock.
+    /// opens it for appending. The caller holds the run lock. A symlinked journal is
+    /// compacted where it points (the link stays a link); a journal with several hard links is
+    /// not compacted (a rename would part it from its other names).
     pub fn open(path: &Path) -> Result<(Journal, Replayed), StateError> {
+        let real = super::resolve(path);
+        let path = real.as_path();
         let replayed = replay(path)?;
-        let mut bytes = Vec::new();
-        for entry in replayed.compacted_entries() {
-            serde_json::to_writer(&mut bytes, &entry)
-                .map_err(|e| StateError::Encode(e.to_string()))?;
-            bytes.push(b'\n');
+        let hard_linked = std::fs::metadata(path)
+            .map(|meta| std::os::unix::fs::MetadataExt::nlink(&meta) > 1)
+            .unwrap_or(false);
+        if !hard_linked {
+            let mut bytes = Vec::new();
+            for entry in replayed.compacted_entries() {
+                serde_json::to_writer(&mut bytes, &entry)
+                    .map_err(|e| StateError::Encode(e.to_string()))?;
+                bytes.push(b'\n');
+            }
+            crate::report::write_atomically(path, &bytes)
+                .map_err(|e| StateError::Compact(e.to_string()))?;
         }
-        crate::report::write_atomically(path, &bytes)
-            .map_err(|e| StateError::Compact(e.to_string()))?;
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .append(true)
+            .create(true)
             .open(path)
             .map_err(|source| StateError::io(path, source))?;
+        if hard_linked && replayed.torn_tail {
+            // Not compacted away: end the torn line so the next one starts clean.
+            file.write_all(b"\n")
+                .map_err(|source| StateError::io(path, source))?;
+        }
         Ok((
             Journal {
                 path: path.to_path_buf(),

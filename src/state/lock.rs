@@ -38,6 +38,9 @@ impl std::fmt::Display for LockHolder {
 pub struct RunLock {
     path: PathBuf,
     _file: File,
+    /// The journal file itself, locked too: hard links give one journal several names (and so
+    /// several lock files), but one inode.
+    _journal: Option<File>,
 }
 
 /// The lock file that guards `state_path`.
@@ -49,8 +52,11 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
 
 impl RunLock {
     /// Takes the lock for `state_path` without waiting; `StateError::Locked` names the holder.
+    /// The lock is that of the file the path resolves to, whatever name it is reached by
+    /// (symlinks, hard links).
     pub fn acquire(state_path: &Path) -> Result<RunLock, StateError> {
-        let path = lock_path(state_path);
+        let real = super::resolve(state_path);
+        let path = lock_path(&real);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -72,6 +78,22 @@ impl RunLock {
                 return Err(StateError::io(&path, source));
             }
         }
+        let journal = match File::open(&real) {
+            Ok(journal) => match journal.try_lock() {
+                Ok(()) => Some(journal),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StateError::Locked {
+                        state: state_path.to_path_buf(),
+                        holder: None,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(StateError::io(&real, source));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(StateError::io(&real, source)),
+        };
         let holder = LockHolder {
             pid: std::process::id(),
             started_at: Utc::now(),
@@ -82,7 +104,11 @@ impl RunLock {
             .and_then(|()| file.write_all(text.as_bytes()))
             .and_then(|()| file.sync_data())
             .map_err(|source| StateError::io(&path, source))?;
-        Ok(RunLock { path, _file: file })
+        Ok(RunLock {
+            path,
+            _file: file,
+            _journal: journal,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -102,7 +128,7 @@ pub enum LockState {
 /// writing anything (for `imsreg status`, which may only have read access). A missing lock
 /// file means no run ever started on this journal.
 pub fn probe(state_path: &Path) -> Result<LockState, StateError> {
-    let path = lock_path(state_path);
+    let path = lock_path(&super::resolve(state_path));
     let mut file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Free),

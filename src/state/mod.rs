@@ -12,6 +12,27 @@ use std::path::{Path, PathBuf};
 pub use journal::{EntryKind, ImageState, Journal, JournalStatus, Replayed, replay};
 pub use lock::{LockHolder, LockState, RunLock};
 
+/// The file a journal path stands for, symlinks resolved: every name of one journal (a
+/// symlink, a path through a linked folder) shares one lock, and compaction rewrites the file
+/// the link points to, keeping the link a link. A journal that does not exist yet resolves
+/// through its folder.
+pub fn resolve(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            std::fs::canonicalize(parent).map_or_else(|_| path.to_path_buf(), |p| p.join(name))
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
 /// The journal's default location: next to the manifest, `<stem>.imsreg-state.jsonl`, so re-runs
 /// of the same manifest (cron) find it without a flag.
 pub fn default_path(manifest: &Path) -> PathBuf {
@@ -39,6 +60,11 @@ pub enum StateError {
         state: PathBuf,
         holder: Option<LockHolder>,
     },
+    #[error(
+        "{} is not an imsreg state journal (it is not empty, and no line of it is a journal line); nothing was changed. Give --state a new file, or the journal of this manifest",
+        path.display()
+    )]
+    NotAJournal { path: PathBuf },
     #[error("cannot encode a state journal line: {0}")]
     Encode(String),
     #[error("cannot compact the state journal: {0}")]
