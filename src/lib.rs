@@ -7,6 +7,7 @@
 
 pub mod ims;
 pub mod manifest;
+pub mod obs;
 pub mod report;
 pub mod run;
 pub mod sim;
