@@ -8,6 +8,7 @@
 pub mod ims;
 pub mod manifest;
 pub mod obs;
+pub mod preflight;
 pub mod report;
 pub mod run;
 pub mod sim;
