@@ -16,6 +16,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha1::Sha1;
 
+use crate::ims::auth::Secret;
 use crate::ims::signer::signatures_match;
 
 /// Python's `urllib.parse.quote(s, safe='/~')`: everything but `A-Z a-z 0-9 - . _ ~ /` is
@@ -341,7 +342,7 @@ pub struct Verified {
     /// Decoded object key.
     pub key: Option<String>,
     /// The security token sent (signed), for the server to check against its credentials.
-    pub security_token: Option<String>,
+    pub security_token: Option<Secret>,
 }
 
 /// Why a received request is refused; [`VerifyError::code`] gives OBS's error code.
@@ -359,7 +360,8 @@ pub enum VerifyError {
     TooSkewed,
     #[error("the access key {0} is not known")]
     UnknownAccessKey(String),
-    /// Carries the string the server signed, as OBS's error body does.
+    /// Carries the string the server signed, as OBS's error body does, with the security
+    /// token's value replaced by `***`.
     #[error("the signature does not match (the server signed {string_to_sign:?})")]
     SignatureMismatch { string_to_sign: String },
 }
@@ -472,7 +474,7 @@ pub fn verify<H: AsRef<str>>(
     let expected_text = string_to_sign(dialect, addressing, &input);
     if !signatures_match(&signature(&secret, &expected_text), received) {
         return Err(VerifyError::SignatureMismatch {
-            string_to_sign: expected_text,
+            string_to_sign: redact_token(dialect, &expected_text),
         });
     }
     Ok(Verified {
@@ -481,8 +483,23 @@ pub fn verify<H: AsRef<str>>(
         access_key: access_key.to_string(),
         bucket,
         key,
-        security_token: header(dialect.security_token_header()).map(str::to_string),
+        security_token: header(dialect.security_token_header()).map(Secret::new),
     })
+}
+
+/// The string to sign with the security token's value hidden (it is a secret).
+fn redact_token(dialect: Dialect, text: &str) -> String {
+    let prefix = format!("{}:", dialect.security_token_header());
+    text.split('\n')
+        .map(|line| {
+            if line.starts_with(&prefix) {
+                format!("{prefix}***")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// An HTTP date. A weekday that does not fit the date is tolerated (OBS's own documentation
@@ -710,7 +727,8 @@ mod tests {
         assert_eq!(ok.addressing, Addressing::VirtualHosted);
         assert_eq!(ok.bucket.as_deref(), Some("b1"));
         assert_eq!(ok.key.as_deref(), Some("d/a b.qcow2"));
-        assert_eq!(ok.security_token.as_deref(), Some("tok"));
+        assert_eq!(ok.security_token.as_ref().map(Secret::expose), Some("tok"));
+        assert!(!format!("{ok:?}").contains("tok\""));
 
         let sent = signed_request(Addressing::PathStyle, "127.0.0.1:9000", "/b1", "b1", None);
         let request = ReceivedRequest {
@@ -755,6 +773,11 @@ mod tests {
         tampered[2].1 = "other-token".into();
         let err = verify(&at("/b1/k", &tampered), None, at_date(), secret).unwrap_err();
         assert_eq!(err.code(), "SignatureDoesNotMatch");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("x-obs-security-token:***") && !shown.contains("other-token"),
+            "{shown}"
+        );
 
         let late = at_date() + Duration::from_secs(16 * 60);
         let err = verify(&at("/b1/k", &sent), None, late, secret).unwrap_err();
