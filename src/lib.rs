@@ -10,6 +10,8 @@
 pub mod ims;
 pub mod job;
 pub mod manifest;
+pub mod obs;
+pub mod preflight;
 pub mod report;
 pub mod run;
 pub mod sim;

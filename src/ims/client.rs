@@ -137,7 +137,7 @@ pub fn check_endpoint(url: &Url) -> Result<(), ImsError> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
@@ -611,7 +611,7 @@ impl Client {
 
 /// hyper reports `Canceled` only for a request it never started writing (e.g. the pooled
 /// connection closed first); everything else after connecting may have reached the server.
-fn request_never_started(err: &reqwest::Error) -> bool {
+pub(crate) fn request_never_started(err: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
         if let Some(hyper_err) = current.downcast_ref::<hyper::Error>()
@@ -625,7 +625,7 @@ fn request_never_started(err: &reqwest::Error) -> bool {
 }
 
 /// `err: cause: cause`, without repeating a message its source already printed.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
