@@ -66,7 +66,7 @@ pub async fn check_statuses<C: ImsApi>(ctx: &Ctx<C>, images: &[PlannedImage]) ->
         if let Some(status) = statuses.get(&image.entry.image_id) {
             ctx.emit(RunEvent::StatusKnown {
                 image_id: image.entry.image_id.clone(),
-                status: status.label().to_string(),
+                status: status.clone(),
             });
         }
     }

@@ -148,7 +148,10 @@ pub enum RunEvent {
     /// The cloud-status check is starting for this many images.
     CheckingStatus { images: usize },
     /// The cloud told us an image's status before any submission.
-    StatusKnown { image_id: String, status: String },
+    StatusKnown {
+        image_id: String,
+        status: CloudStatus,
+    },
     /// A register call is about to be sent (attempt starts at 1).
     Submitting { image_id: String, attempt: u32 },
     /// IMS accepted the registration of `image_url` (normalized `bucket:object`). Observers

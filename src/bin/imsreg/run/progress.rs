@@ -11,10 +11,11 @@ use std::io::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use imsreg::ims::ImageStatus;
 use imsreg::job::JobObserver;
 use imsreg::manifest::{self, Manifest};
 use imsreg::report::{ImageOutcome, ImageRecord};
-use imsreg::run::{EventSink, PlannedImage, RunConfig, RunEvent};
+use imsreg::run::{CloudStatus, EventSink, PlannedImage, RunConfig, RunEvent};
 
 use super::LogFormat;
 
@@ -89,7 +90,10 @@ impl Tally {
     /// Applies one event. Unknown image IDs and repeated events change nothing twice.
     pub fn apply(&mut self, event: &RunEvent, now: Instant) {
         match event {
-            RunEvent::StatusKnown { image_id, status } if status.eq_ignore_ascii_case("saving") => {
+            RunEvent::StatusKnown {
+                image_id,
+                status: CloudStatus::Found(ImageStatus::Saving),
+            } => {
                 self.advance(image_id, Stage::InCloud);
             }
             RunEvent::Submitted { image_id, .. } => {
@@ -391,10 +395,21 @@ fn log_event(event: &RunEvent, quiet: bool) {
                 "checking the current status of the images in IMS"
             );
         }
-        RunEvent::StatusKnown { image_id, status } if status.eq_ignore_ascii_case("queued") => {
-            tracing::debug!(image_id = %image_id, status = %status, "image is queued in IMS");
+        RunEvent::StatusKnown {
+            image_id,
+            status:
+                status @ (CloudStatus::Found(ImageStatus::Queued) | CloudStatus::QueuedWithoutJob),
+        } => {
+            tracing::debug!(image_id = %image_id, status = %status.label(), "image is queued in IMS");
+        }
+        RunEvent::StatusKnown {
+            image_id,
+            status: CloudStatus::Unknown { message, .. },
+        } => {
+            tracing::debug!(image_id = %image_id, "image status unknown: {message}");
         }
         RunEvent::StatusKnown { image_id, status } => {
+            let status = status.label();
             state_change!(quiet, image_id = %image_id, status = %status, "image is already {status} in IMS");
         }
         RunEvent::Submitting { image_id, attempt } if *attempt <= 1 => {
@@ -496,7 +511,7 @@ mod tests {
         tally.apply(
             &RunEvent::StatusKnown {
                 image_id: "d".into(),
-                status: "saving".into(),
+                status: CloudStatus::Found(ImageStatus::Saving),
             },
             t0,
         );
