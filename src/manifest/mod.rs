@@ -5,6 +5,7 @@
 //! refuses alias bombs) -> [`raw`] (the values, from serde_yaml) -> [`check`] (walks both
 //! together and applies [`rules`]) -> [`Manifest`]. [`render`] prints the diagnostics.
 
+pub mod bounds;
 mod check;
 mod fasthash;
 mod index;

@@ -1,0 +1,78 @@
+//! Regression tests of issue 13, each named after the case it covers: odd answers from IMS,
+//! absurd settings, endless files, malformed credentials, YAML tags, forged output lines and
+//! signals. The real binary runs as a child process; where IMS is needed, against the built-in
+//! simulator over HTTP on 127.0.0.1.
+
+mod common;
+
+use common::e2e::*;
+
+use std::process::Output;
+
+/// `imsreg ARGS...` with a clean environment in the world's folder (no network needed).
+async fn imsreg(world: &World, args: &[&str]) -> Output {
+    let output = tokio::process::Command::new(BIN)
+        .env_clear()
+        .env("HOME", world.dir.path())
+        .env("NO_COLOR", "1")
+        .current_dir(world.dir.path())
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
+        .await
+        .expect("imsreg did not finish within 60 s")
+        .unwrap();
+    eprintln!(
+        "--- imsreg {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        stdout(&output),
+        stderr(&output)
+    );
+    output
+}
+
+// --- Case 5: absurd rates and durations ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_query_rate_is_a_usage_error() {
+    let world = World::start(quick_jobs());
+    let (manifest, _) = world.manifest("m.yaml", &["a.qcow2"], FAST);
+    for (flag, value, expect) in [
+        ("--query-rate", "1e-300", "0.01 to 1000000"),
+        ("--query-rate", "0.0000000001", "0.01 to 1000000"),
+        ("--submit-rate", "1e300", "0.01 to 1000000"),
+        ("--job-timeout", "500000000000y", "1ms to 30days"),
+        ("--poll-interval", "30d", "1ms to 7days"),
+        ("--concurrency", "4294967295", "1 to 1024"),
+        ("--max-active-jobs", "4294967295", "1 to 1000000"),
+    ] {
+        let output = world.run(&manifest, &["--no-progress", flag, value]).await;
+        assert_eq!(code(&output), 2, "{flag} {value}");
+        assert!(stderr(&output).contains(expect), "{flag} {value}");
+    }
+    assert_eq!(total_requests(&world.stats()), 0, "nothing was sent");
+    assert!(!world.path("imsreg-report.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_manifest_rates_and_durations_are_refused_by_validate_and_run() {
+    let world = World::start(quick_jobs());
+    for (setting, expect) in [
+        ("submit_rate: 1e-300", "settings.submit_rate"),
+        ("query_rate: 0.0000000001", "settings.query_rate"),
+        ("job_timeout: 500000000000y", "settings.job_timeout"),
+        ("poll_interval: 8d", "settings.poll_interval"),
+        ("concurrency: 100000", "settings.concurrency"),
+        ("max_active_jobs: 99999999999", "settings.max_active_jobs"),
+    ] {
+        let (manifest, _) = world.manifest("m.yaml", &["a.qcow2"], &format!("  {setting}"));
+        let validated = imsreg(&world, &["validate", manifest.to_str().unwrap()]).await;
+        assert_eq!(code(&validated), 2, "validate with {setting}");
+        assert!(stdout(&validated).contains(expect), "{setting}");
+        let output = world.run(&manifest, &["--no-progress"]).await;
+        assert_eq!(code(&output), 2, "run with {setting}");
+        assert!(stderr(&output).contains(expect), "{setting}");
+    }
+    assert_eq!(total_requests(&world.stats()), 0, "nothing was sent");
+}
