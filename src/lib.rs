@@ -6,6 +6,7 @@
 //! [`sim`] the built-in simulator that stands in for IMS in the demo, tests and benchmarks.
 
 pub mod ims;
+pub mod input;
 pub mod manifest;
 pub mod report;
 pub mod run;

@@ -76,3 +76,112 @@ async fn absurd_manifest_rates_and_durations_are_refused_by_validate_and_run() {
     }
     assert_eq!(total_requests(&world.stats()), 0, "nothing was sent");
 }
+
+// --- Case 6: endless files ------------------------------------------------------------------
+
+/// A FIFO nobody writes to: opening it the ordinary way blocks forever.
+fn fifo(world: &World, name: &str) -> std::path::PathBuf {
+    let path = world.path(name);
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    path
+}
+
+/// A sparse file one byte larger than the most imsreg reads.
+fn oversized(world: &World, name: &str) -> std::path::PathBuf {
+    let path = world.path(name);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(imsreg::input::MAX_INPUT_BYTES + 1).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_dev_zero_is_refused() {
+    let world = World::start(quick_jobs());
+    let output = imsreg(&world, &["validate", "/dev/zero"]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("/dev/zero is a device, not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    let pipe = fifo(&world, "m.yaml");
+    let output = imsreg(
+        &world,
+        &["validate", pipe.to_str().unwrap(), "--format", "json"],
+    )
+    .await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stdout(&output).contains("named pipe"),
+        "{}",
+        stdout(&output)
+    );
+    let folder = world.path("folder.yaml");
+    std::fs::create_dir(&folder).unwrap();
+    let output = imsreg(&world, &["validate", folder.to_str().unwrap()]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("is a folder"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_manifest_is_refused_naming_file_and_limit() {
+    let world = World::start(quick_jobs());
+    let big = oversized(&world, "big.yaml");
+    let output = imsreg(&world, &["validate", big.to_str().unwrap()]).await;
+    assert_eq!(code(&output), 2);
+    let text = stderr(&output);
+    assert!(
+        text.contains("big.yaml") && text.contains("larger than 256 MiB"),
+        "{text}"
+    );
+    let output = world.run(&big, &["--no-progress"]).await;
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("larger than 256 MiB"));
+    assert_eq!(total_requests(&world.stats()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_dev_zero_is_refused() {
+    let world = World::start(quick_jobs());
+    let output = imsreg(&world, &["status", "--state", "/dev/zero"]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("state journal /dev/zero is a device"),
+        "{}",
+        stderr(&output)
+    );
+    let big = oversized(&world, "big.jsonl");
+    let output = imsreg(&world, &["status", "--state", big.to_str().unwrap()]).await;
+    assert_eq!(code(&output), 2);
+    let text = stderr(&output);
+    assert!(
+        text.contains("big.jsonl") && text.contains("larger than 256 MiB"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_a_fifo_as_state_is_refused_without_blocking() {
+    let world = World::start(quick_jobs());
+    let (manifest, _) = world.manifest("m.yaml", &["a.qcow2"], FAST);
+    let pipe = fifo(&world, "state.jsonl");
+    let output = world
+        .run(
+            &manifest,
+            &["--no-progress", "--state", pipe.to_str().unwrap()],
+        )
+        .await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("named pipe"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(total_requests(&world.stats()), 0);
+}

@@ -27,6 +27,8 @@ pub const ENV_AUTH_TOKEN: &str = "OS_AUTH_TOKEN";
 pub const ENV_OS_PROJECT_ID: &str = "OS_PROJECT_ID";
 /// The default credentials file, relative to the home directory.
 pub const DEFAULT_CREDENTIALS_FILE: &str = ".huaweicloud/credentials";
+/// A credentials file is a few lines; anything larger is not one.
+pub const MAX_CREDENTIALS_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A secret string (SK, security token, IAM token). Formatting it prints `***`; the value is
 /// only reachable through [`Secret::expose`], at the point where it goes on the wire.
@@ -215,17 +217,23 @@ pub fn discover(lookup: impl Fn(&str) -> Option<String>) -> Result<Discovered, A
         (None, Some(path)) => (path, false),
         (None, None) => return Err(not_configured(None)),
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+    let bytes = match crate::input::read("credentials file", &path, MAX_CREDENTIALS_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(err) if err.is_not_found() && !must_exist => {
             return Err(not_configured(Some(&path)));
         }
         Err(err) => {
             return Err(AuthError::FileUnreadable {
                 path,
-                detail: err.to_string(),
+                detail: err.detail(),
             });
         }
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Err(AuthError::FileUnreadable {
+            path,
+            detail: "it is not UTF-8 text".to_string(),
+        });
     };
     let mut found = parse_credentials_file(&path, &text)?;
     if env_project.is_some() {

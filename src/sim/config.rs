@@ -102,9 +102,17 @@ pub enum ConfigError {
 impl SimConfig {
     /// Reads a YAML file; every key is optional.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.display().to_string(),
             source,
+        };
+        let bytes = crate::input::read("simulator config", path, crate::input::MAX_INPUT_BYTES)
+            .map_err(|err| read_error(std::io::Error::other(err.detail())))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it is not UTF-8 text",
+            ))
         })?;
         Self::from_yaml(&text).map_err(|message| ConfigError::Invalid {
             path: path.display().to_string(),
