@@ -185,3 +185,94 @@ async fn run_with_a_fifo_as_state_is_refused_without_blocking() {
     );
     assert_eq!(total_requests(&world.stats()), 0);
 }
+
+// --- Case 8: credentials HTTP cannot carry --------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_ak_is_a_configuration_error_at_start() {
+    let world = World::start(quick_jobs());
+    let (manifest, _) = world.manifest("m.yaml", &refs(&objects(3)), FAST);
+    let creds = world.sim.config().credentials.clone();
+    let (ak, sk, project) = (
+        creds.ak.as_str(),
+        creds.sk.as_str(),
+        creds.project_id.as_str(),
+    );
+    let bad_ak = format!("{ak}\u{1}zqxj");
+    let bad_sk = format!("zqxj\u{7f}{sk}");
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![
+                ("HUAWEICLOUD_SDK_AK", &bad_ak),
+                ("HUAWEICLOUD_SDK_SK", sk),
+                ("HUAWEICLOUD_SDK_PROJECT_ID", project),
+            ],
+            "HUAWEICLOUD_SDK_AK contains a control character",
+        ),
+        (
+            vec![
+                ("HUAWEICLOUD_SDK_AK", ak),
+                ("HUAWEICLOUD_SDK_SK", &bad_sk),
+                ("HUAWEICLOUD_SDK_PROJECT_ID", project),
+            ],
+            "HUAWEICLOUD_SDK_SK contains a control character",
+        ),
+        (
+            vec![
+                ("HUAWEICLOUD_SDK_AK", ak),
+                ("HUAWEICLOUD_SDK_SK", sk),
+                ("HUAWEICLOUD_SDK_SECURITY_TOKEN", "zqxj zqxj"),
+                ("HUAWEICLOUD_SDK_PROJECT_ID", project),
+            ],
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN contains a space",
+        ),
+        (
+            vec![
+                ("OS_AUTH_TOKEN", "zqxj\u{1b}[2J"),
+                ("OS_PROJECT_ID", project),
+            ],
+            "OS_AUTH_TOKEN contains a control character",
+        ),
+        (
+            vec![
+                ("HUAWEICLOUD_SDK_AK", ak),
+                ("HUAWEICLOUD_SDK_SK", sk),
+                ("HUAWEICLOUD_SDK_PROJECT_ID", "0123456789abcdéf"),
+            ],
+            "HUAWEICLOUD_SDK_PROJECT_ID contains a character outside printable ASCII",
+        ),
+    ];
+    for (env, expect) in cases {
+        let output = world
+            .run_with_env(&manifest, &["--no-progress"], &env)
+            .await;
+        assert_eq!(code(&output), 2, "{expect}");
+        let text = stderr(&output);
+        assert!(text.contains(expect), "{expect}: {text}");
+        assert!(!text.contains("zqxj"), "a secret leaked: {text}");
+    }
+    // The project ID given as a flag or in the manifest is checked the same way.
+    let output = world
+        .run(&manifest, &["--no-progress", "--project-id", "p\u{1}1"])
+        .await;
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("control character"));
+    let (bad_settings, _) = world.manifest(
+        "bad.yaml",
+        &["a.qcow2"],
+        &format!("{FAST}\n  project_id: \"p\\x01q\""),
+    );
+    let output = world.run(&bad_settings, &["--no-progress"]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("settings.project_id: contains a control character"),
+        "{}",
+        stderr(&output)
+    );
+
+    assert_eq!(total_requests(&world.stats()), 0, "nothing was sent");
+    let journal = world.path("m.imsreg-state.jsonl");
+    let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(journaled.trim().is_empty(), "journaled: {journaled}");
+    assert!(!world.path("imsreg-report.json").exists(), "no report");
+}

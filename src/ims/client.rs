@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
 use super::ImsApi;
-use super::auth::Credentials;
+use super::auth::{self, Credentials};
 use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
 use super::signer::{self, SigningInput};
 use super::types::{
@@ -179,6 +179,7 @@ impl FixedHeaders {
         project_id: Option<&str>,
         credentials: &Credentials,
     ) -> Result<Self, ImsError> {
+        check_credential_text(project_id, credentials)?;
         let token = match credentials {
             Credentials::AkSk {
                 security_token: Some(token),
@@ -200,6 +201,45 @@ impl FixedHeaders {
             token,
         })
     }
+}
+
+/// Every credential and the project ID must be text HTTP can carry ([`auth::malformation`]):
+/// checked once here, so that a bad value is a configuration error at start, not a failure of
+/// every request. Names the value, never shows it.
+fn check_credential_text(
+    project_id: Option<&str>,
+    credentials: &Credentials,
+) -> Result<(), ImsError> {
+    let mut values: Vec<(&str, &str)> = Vec::with_capacity(4);
+    match credentials {
+        Credentials::AkSk {
+            ak,
+            sk,
+            security_token,
+        } => {
+            values.push(("access key (AK)", ak));
+            values.push(("secret key (SK)", sk.expose()));
+            if let Some(token) = security_token {
+                values.push(("security token", token.expose()));
+            }
+        }
+        Credentials::Token(token) => values.push(("IAM token", token.expose())),
+    }
+    if let Some(project) = project_id {
+        values.push(("project ID", project));
+    }
+    for (what, value) in values {
+        if let Some(problem) = auth::malformation(value.trim()) {
+            return Err(ImsError::Config(
+                auth::AuthError::Malformed {
+                    what: format!("the {what}"),
+                    problem,
+                }
+                .to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A header value, trimmed as the SDK sends it; secrets are marked sensitive (hyper and reqwest
@@ -772,24 +812,39 @@ mod tests {
         let mut config = ClientConfig::new(endpoint.clone(), aksk(None));
         config.project_id = Some("zqxj\nzqxj".into());
         let err = Client::new(config).unwrap_err().to_string();
+        assert!(err.contains("project ID") && !err.contains("zqxj"), "{err}");
+
+        let config = ClientConfig::new(endpoint.clone(), aksk(Some("zqxj\u{7f}zqxj")));
+        let err = Client::new(config).unwrap_err().to_string();
         assert!(
-            err.contains("X-Project-Id") && !err.contains("zqxj"),
+            err.contains("security token") && !err.contains("zqxj"),
             "{err}"
         );
 
-        let config = ClientConfig::new(endpoint.clone(), aksk(Some("tok\u{7f}secret")));
+        let config =
+            ClientConfig::new(endpoint.clone(), Credentials::Token(Secret::new("a\rzqxj")));
         let err = Client::new(config).unwrap_err().to_string();
-        assert!(
-            err.contains("X-Security-Token") && !err.contains("secret"),
-            "{err}"
-        );
+        assert!(err.contains("IAM token") && !err.contains("zqxj"), "{err}");
 
-        let config = ClientConfig::new(endpoint, Credentials::Token(Secret::new("a\rsecret")));
-        let err = Client::new(config).unwrap_err().to_string();
-        assert!(
-            err.contains("X-Auth-Token") && !err.contains("secret"),
-            "{err}"
-        );
+        for (ak, sk, problem) in [
+            (
+                "AK\u{1}zqxj",
+                "sk",
+                "access key (AK) contains a control character",
+            ),
+            ("AK", "zqxj s", "secret key (SK) contains a space"),
+            ("AKé", "sk", "outside printable ASCII"),
+        ] {
+            let credentials = Credentials::AkSk {
+                ak: ak.into(),
+                sk: Secret::new(sk),
+                security_token: None,
+            };
+            let err = Client::new(ClientConfig::new(endpoint.clone(), credentials))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(problem) && !err.contains("zqxj"), "{err}");
+        }
     }
 
     #[test]

@@ -393,6 +393,14 @@ pub fn region(raw: &Raw) -> RuleResult<String> {
 /// `project_id`: the IAM project ID. Returns the value and a warning when it does not look like
 /// the usual 32 hexadecimal digits.
 pub fn project_id(raw: &Raw) -> RuleResult<(String, Option<String>)> {
+    if let Raw::Str(s) = raw
+        && let Some(problem) = crate::ims::auth::malformation(s)
+    {
+        return Err(format!(
+            "contains {problem}, which HTTP cannot carry (project IDs are printable ASCII \
+             without spaces; copy it from the console's My Credentials page)"
+        ));
+    }
     match raw {
         Raw::Str(s) if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '/') => {
             let usual = s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
@@ -641,6 +649,16 @@ mod tests {
                 .is_none()
         );
         assert!(project_id(&s("proj")).unwrap().1.is_some());
+        assert!(
+            project_id(&s("0123\u{1}"))
+                .unwrap_err()
+                .contains("control character")
+        );
+        assert!(
+            project_id(&s("projé"))
+                .unwrap_err()
+                .contains("printable ASCII")
+        );
         assert!(region(&s("ap-southeast-1")).is_ok());
         assert!(region(&s("AP South")).is_err());
     }

@@ -57,7 +57,7 @@ pub struct Args {
     pub region: Option<String>,
 
     /// Project ID (default HUAWEICLOUD_SDK_PROJECT_ID).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = imsreg::ims::auth::parse_project_id)]
     pub project_id: Option<String>,
 
     /// API calls in flight at once, 1 to 1024 [default: 8].
