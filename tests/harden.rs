@@ -9,6 +9,8 @@ use common::e2e::*;
 
 use std::process::Output;
 
+use imsreg::sim::GarbledBody;
+
 /// `imsreg ARGS...` with a clean environment in the world's folder (no network needed).
 async fn imsreg(world: &World, args: &[&str]) -> Output {
     let output = tokio::process::Command::new(BIN)
@@ -275,4 +277,59 @@ async fn malformed_ak_is_a_configuration_error_at_start() {
     let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
     assert!(journaled.trim().is_empty(), "journaled: {journaled}");
     assert!(!world.path("imsreg-report.json").exists(), "no report");
+}
+
+// --- Cases 2 and 9: a 2xx register answer that cannot be used --------------------------------
+
+/// Runs two images against a simulator that accepts every registration but answers it with
+/// `body`; returns the run, its report and its journal.
+async fn run_with_garbled_answers(body: GarbledBody) -> (Output, serde_json::Value, String) {
+    let mut config = quick_jobs();
+    config.faults.garble_register_response = 1.0;
+    config.faults.garbled_body = body;
+    let world = World::start(config);
+    let (manifest, ids) = world.manifest("m.yaml", &refs(&objects(2)), FAST);
+    let output = world.run(&manifest, &["--no-progress"]).await;
+    let report = world.report("imsreg-report.json");
+    let journal = std::fs::read_to_string(world.path("m.imsreg-state.jsonl")).unwrap();
+    let stats = world.stats();
+    assert_no_double_submission(&stats);
+    let sent = stats.requests.get("register").copied().unwrap_or(0);
+    assert_eq!(sent, ids.len() as u64, "{body:?}: never re-sent");
+    (output, report, journal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_register_answer_is_not_a_refusal() {
+    for body in [
+        GarbledBody::Html,
+        GarbledBody::Empty,
+        GarbledBody::Null,
+        GarbledBody::EmptyObject,
+        GarbledBody::EmptyJobId,
+        GarbledBody::Oversized,
+    ] {
+        let (output, report, journal) = run_with_garbled_answers(body).await;
+        assert_eq!(code(&output), 0, "{body:?}");
+        assert_all(&report, "registered");
+        assert!(!journal.contains("\"failed\""), "{body:?}: {journal}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_job_id_is_never_journaled() {
+    for body in [GarbledBody::HugeJobId, GarbledBody::BadJobId] {
+        let (output, report, journal) = run_with_garbled_answers(body).await;
+        assert_eq!(code(&output), 0, "{body:?}");
+        assert_all(&report, "registered");
+        for image in report["images"].as_array().unwrap() {
+            assert!(image["job_id"].is_null(), "{body:?}: {image}");
+        }
+        assert!(
+            journal.len() < 4096,
+            "{body:?}: a {} byte journal",
+            journal.len()
+        );
+        assert!(!journal.contains("etc"), "{body:?}: {journal}");
+    }
 }

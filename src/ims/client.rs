@@ -23,7 +23,7 @@ use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
 use super::signer::{self, SigningInput};
 use super::types::{
     CreateImageMetadataRequest, ImageInfo, ImageStatusPage, Job, ListImagesQuery,
-    ListImagesResponse, RegisterImageRequest, RegisterImageResponse,
+    ListImagesResponse, RegisterImageRequest, RegisterImageResponse, check_job_id,
 };
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -366,6 +366,10 @@ impl Client {
 
     /// `PUT /v1/cloudimages/{image_id}/upload` with `{"image_url": "bucket:object"}`; answers
     /// the job ID, trimmed (the documented example has a leading space).
+    ///
+    /// A 2xx whose body cannot be used (not JSON, no `job_id`, an empty or oversized answer, a
+    /// job ID of the wrong shape, see [`check_job_id`]) means IMS probably accepted the call:
+    /// it is [`ImsError::Ambiguous`], like an answer that never arrived, never a refusal.
     pub async fn register_image(
         &self,
         image_id: &str,
@@ -385,15 +389,21 @@ impl Client {
             query: Vec::new(),
             body: Some(body),
         };
-        let answer: RegisterImageResponse = self.call_json(call).await?;
-        let job_id = answer.job_id.trim();
-        if job_id.is_empty() {
-            return Err(ImsError::Decode {
-                operation: format!("RegisterImage {image_id}"),
-                detail: "the answer has an empty job_id".to_string(),
-            });
-        }
-        Ok(job_id.to_string())
+        let unusable = |detail: String| ImsError::Ambiguous {
+            operation: format!("RegisterImage {image_id}"),
+            detail: format!(
+                "IMS answered with success, but the answer cannot be used ({detail}); the \
+                 registration was probably accepted"
+            ),
+        };
+        let answer: RegisterImageResponse = match self.call_json(call).await {
+            Ok(answer) => answer,
+            Err(ImsError::Decode { detail, .. }) => return Err(unusable(detail)),
+            Err(other) => return Err(other),
+        };
+        check_job_id(&answer.job_id)
+            .map(str::to_string)
+            .map_err(unusable)
     }
 
     /// `GET /v1/{project_id}/jobs/{job_id}`; needs a project ID.

@@ -353,13 +353,9 @@ async fn run_image<C: ImsApi>(
                     drop(slot);
                     return finish(&ctx, index, record, &done);
                 }
-                SubmitEnd::Unknown => {
+                SubmitEnd::Unsettled(message) => {
                     record.status = ImageOutcome::Pending;
-                    record.error_message = Some(
-                        "the run stopped before IMS answered the register call; the next run \
-                         checks the image status before submitting again"
-                            .into(),
-                    );
+                    record.error_message = Some(message);
                     drop(slot);
                     return finish(&ctx, index, record, &done);
                 }

@@ -50,6 +50,8 @@ pub enum Fault {
     Final(&'static str),
     /// Answer this call normally (lets a test place later faults on exact calls).
     Pass,
+    /// The job is created, but the answer carries this instead of its job ID.
+    AcceptedWithJobId(String),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -330,7 +332,8 @@ impl ImsApi for FakeIms {
                 return Err(api(401, "APIG.0301", "verify aksk signature fail"));
             }
             Some(Fault::Final(code)) => return Err(api(400, code, "refused")),
-            Some(Fault::AcceptedThenDropped | Fault::Pass) | None => {}
+            Some(Fault::AcceptedThenDropped | Fault::AcceptedWithJobId(_) | Fault::Pass) | None => {
+            }
         }
         match state.images.get(image_id).map(|i| i.status.clone()) {
             None => return Err(api(404, "IMG.0027", "image does not exist")),
@@ -352,6 +355,9 @@ impl ImsApi for FakeIms {
         state.counters.max_running = state.counters.max_running.max(running);
         if matches!(fault, Some(Fault::AcceptedThenDropped)) {
             return Err(dropped("register"));
+        }
+        if let Some(Fault::AcceptedWithJobId(answer)) = fault {
+            return Ok(answer);
         }
         Ok(job_id)
     }

@@ -64,10 +64,12 @@ pub fn render(
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default();
             let detail = match record.status {
-                ImageOutcome::Pending => format!(
-                    "still running in IMS, job {}",
-                    record.job_id.as_deref().unwrap_or("unknown")
-                ),
+                ImageOutcome::Pending => match (&record.job_id, &record.error_message) {
+                    (Some(job), _) => format!("still running in IMS, job {job}"),
+                    // Unsettled: IMS may have taken it; the message says why it is not known.
+                    (None, Some(message)) => message.clone(),
+                    (None, None) => "still running in IMS, job unknown".to_string(),
+                },
                 _ => {
                     let code = record.error_code.as_deref().unwrap_or("");
                     let message = record.error_message.as_deref().unwrap_or("no reason given");
