@@ -333,3 +333,32 @@ async fn huge_job_id_is_never_journaled() {
         assert!(!journal.contains("etc"), "{body:?}: {journal}");
     }
 }
+
+// --- YAML tags --------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_tags_are_refused_with_line_and_column() {
+    let world = World::start(quick_jobs());
+    for (value, tag) in [
+        ("!!binary YnVja2V0LWUyZTphLnFjb3cy", "!!binary"),
+        ("!!str bucket-e2e:a.qcow2", "!!str"),
+        ("!url bucket-e2e:a.qcow2", "!url"),
+    ] {
+        let path = world.path("tagged.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "images:\n  - image_id: 0f3c1a2e-2222-4a2b-9c3d-000000000000\n    image_url: {value}\n"
+            ),
+        )
+        .unwrap();
+        let output = imsreg(&world, &["validate", path.to_str().unwrap()]).await;
+        assert_eq!(code(&output), 2, "{tag}");
+        let expect = format!("tagged.yaml:3:16: error: yaml: YAML tags such as `{tag}`");
+        assert!(
+            stdout(&output).contains(&expect),
+            "{tag}: {}",
+            stdout(&output)
+        );
+    }
+}
