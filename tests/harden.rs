@@ -362,3 +362,94 @@ async fn yaml_tags_are_refused_with_line_and_column() {
         );
     }
 }
+
+// --- Output injection -----------------------------------------------------------------------
+
+/// Lines of `text` that mention `marker`.
+fn forged_lines<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    text.lines().filter(|line| line.contains(marker)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newlines_in_names_cannot_forge_summary_or_log_lines() {
+    let world = World::start(quick_jobs());
+    let ids: Vec<String> = (0..2).map(image_id).collect();
+    world.sim.add_images(ids.clone());
+    // A file name, a label and an invalid value, each trying to start a line of its own.
+    let manifest = world.path("m\nFORGED-1 forged.yaml");
+    let text = format!(
+        "settings:\n{FAST}\nimages:\n\
+         \x20 - image_id: {}\n    image_url: bucket-e2e:a.qcow2\n    name: \"=HYPERLINK(1)\\nFORGED-2 registered\"\n\
+         \x20 - image_id: \"nope\\nFORGED-3 registered\"\n    image_url: bucket-e2e:b.qcow2\n    name: \"\\e[2Jweb\\nFORGED-4\"\n",
+        ids[0]
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let output = world
+        .run(
+            &manifest,
+            &[
+                "--no-progress",
+                "--skip-invalid",
+                "--report",
+                "r.json",
+                "--report",
+                "r.csv",
+                "--report",
+                "r.md",
+            ],
+        )
+        .await;
+    assert_eq!(code(&output), 1, "an invalid entry");
+    let (out, err) = (stdout(&output), stderr(&output));
+    for marker in ["FORGED-1", "FORGED-2", "FORGED-3", "FORGED-4"] {
+        for line in forged_lines(&out, marker)
+            .into_iter()
+            .chain(forged_lines(&err, marker))
+        {
+            assert!(!line.starts_with(marker), "forged line: {line:?}");
+        }
+    }
+    assert!(
+        !out.contains('\u{1b}') && !err.contains('\u{1b}'),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("invalid nope\\nFORGED-3 registered (\\u{1b}[2Jweb\\nFORGED-4)"),
+        "{out}"
+    );
+    // Log lines (text format) quote the file name escaped; so does the resumed journal's.
+    let again = world.run(&manifest, &["--no-progress"]).await;
+    assert_eq!(code(&again), 2);
+    let err = stderr(&again);
+    assert!(
+        err.contains("m\\nFORGED-1 forged.yaml has 1 error(s)"),
+        "{err}"
+    );
+    let resumed = world
+        .run(&manifest, &["--no-progress", "--skip-invalid"])
+        .await;
+    let err = stderr(&resumed);
+    assert!(
+        err.contains("state=/") && err.contains("m\\nFORGED-1 forged.imsreg-state.jsonl"),
+        "{err}"
+    );
+    for output in [&again, &resumed] {
+        let err = stderr(output);
+        assert!(
+            forged_lines(&err, "FORGED")
+                .iter()
+                .all(|line| !line.starts_with("FORGED")),
+            "{err}"
+        );
+    }
+
+    let csv = std::fs::read_to_string(world.path("r.csv")).unwrap();
+    assert!(csv.contains("'=HYPERLINK(1)"), "{csv}");
+    let md = std::fs::read_to_string(world.path("r.md")).unwrap();
+    assert!(
+        forged_lines(&md, "FORGED")
+            .iter()
+            .all(|line| !line.starts_with("FORGED")),
+        "{md}"
+    );
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use imsreg::ims::{ErrorClass, ImsApi, ImsError, ListImagesQuery};
 use imsreg::manifest::InvalidEntry;
+use imsreg::report::escape::printable;
 use imsreg::run::{Action, CloudStatus, PlannedImage, RunConfig, StatusMap, action_for};
 
 /// Up to this many images are looked up one by one; more are learned from list pages.
@@ -181,21 +182,22 @@ pub fn render(
             Action::FollowImage => ("poll", String::new()),
             Action::Fail { message, .. } => ("fail", format!(": {message}")),
         };
-        let _ = writeln!(
-            out,
-            "  {label:<7} {}  {}  [{status}]{name}{why}",
+        // One line per image, whatever the name, the journal or IMS says.
+        let line = format!(
+            "{label:<7} {}  {}  [{status}]{name}{why}",
             entry.image_id, entry.image_url
         );
+        let _ = writeln!(out, "  {}", printable(&line));
     }
     for entry in invalid {
-        let _ = writeln!(
-            out,
-            "  {:<7} {}  line {}: {}",
+        let line = format!(
+            "{:<7} {}  line {}: {}",
             "invalid",
             entry.image_id.as_deref().unwrap_or("(no image_id)"),
             entry.line,
             entry.problems.join("; ")
         );
+        let _ = writeln!(out, "  {}", printable(&line));
     }
     out
 }
@@ -245,6 +247,21 @@ mod tests {
             text.contains("fail    d  bucket:d.qcow2  [absent]: "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn names_and_messages_cannot_forge_plan_lines() {
+        let mut image = planned("a");
+        image.entry.name = Some("web\n  skip    b  bucket:b.qcow2  [active]".into());
+        let statuses = StatusMap::from([(
+            "a".to_string(),
+            CloudStatus::Found(ImageStatus::Other("queued\u{1b}[2J".into())),
+        )]);
+        let config = RunConfig::resolve(&Default::default(), &Default::default());
+        let text = render(&[image], 0, &[], &statuses, &config, "x");
+        assert!(!text.contains("\n  skip"), "{text}");
+        assert!(text.contains("(web\\n  skip    b"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 
     #[test]
