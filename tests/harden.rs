@@ -453,3 +453,43 @@ async fn newlines_in_names_cannot_forge_summary_or_log_lines() {
         "{md}"
     );
 }
+
+// --- Signals ----------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_a_graceful_stop_with_a_report() {
+    let config = imsreg::sim::SimConfig {
+        job_duration: imsreg::sim::DurationDist::Fixed(std::time::Duration::from_secs(30)),
+        ..imsreg::sim::SimConfig::default()
+    };
+    let world = World::start(config);
+    let (manifest, _) = world.manifest("m.yaml", &refs(&objects(4)), FAST);
+    let mut command = world.command(&manifest, &["--no-progress", "--submit-rate", "2"]);
+    command.envs(world.credentials_env());
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while world.stats().accepted_registers() < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no submission");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = i32::try_from(child.id().unwrap()).unwrap();
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the run ends soon after SIGHUP")
+        .unwrap();
+    eprintln!("{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(130), "not killed by the signal");
+    assert!(stderr(&output).contains("SIGHUP received"));
+    let report = world.report("imsreg-report.json");
+    assert_eq!(report["summary"]["total"], 4);
+    assert!(
+        report["summary"]["pending"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+}

@@ -269,7 +269,7 @@ fn prepare(args: &Args) -> Result<Job, u8> {
     })
 }
 
-/// Step 4: the engine, cancellable by SIGINT/SIGTERM. The journal hears of every job ID before
+/// Step 4: the engine, cancellable by SIGINT/SIGTERM/SIGHUP. The journal hears of every job ID before
 /// the display does.
 async fn register(job: &mut Job, ui: Arc<progress::UiSink>) -> Result<RunResult, u8> {
     let sink: Arc<dyn EventSink> = match &job.journal.journal {
@@ -278,7 +278,7 @@ async fn register(job: &mut Job, ui: Arc<progress::UiSink>) -> Result<RunResult,
     };
     let cancel = CancellationToken::new();
     if let Err(err) = signals::install(cancel.clone(), Arc::new(move || ui.clear())) {
-        tracing::error!("cannot install the SIGINT/SIGTERM handlers: {err}");
+        tracing::error!("cannot install the SIGINT/SIGTERM/SIGHUP handlers: {err}");
         return Err(exit::USAGE);
     }
     let config = &job.config;
