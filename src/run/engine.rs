@@ -3,8 +3,9 @@
 //! its end, with one task per image in flight; the records come back in plan order.
 //!
 //! Stopping: on cancellation or a 401 no new request starts; register calls already on the
-//! wire finish (their `Submitted` is emitted); images never submitted end `cancelled`, those
-//! with a running job `pending` (with the job ID when known).
+//! wire finish (their `Submitted` is emitted), for at most [`super::submit::DRAIN_LIMIT`];
+//! images never submitted end `cancelled`, those with a running job `pending` (with the job ID
+//! when known).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -33,7 +33,7 @@ mod tests;
 pub use check::{PAGE_LIMIT, PER_ID_THRESHOLD};
 pub use engine::execute;
 pub use plan::{Action, CloudStatus, PlanSummary, StatusMap, action_for, plan_summary};
-pub use submit::AMBIGUITY_GRACE;
+pub use submit::{AMBIGUITY_GRACE, DRAIN_LIMIT};
 
 /// The read-only status check alone, for `--dry-run`: learns every image's cloud status with
 /// the same few requests as a real run (list pages or per-ID lookups, query lane, retries) and

@@ -47,6 +47,23 @@ pub enum SubmitEnd {
     Unsettled(String),
 }
 
+/// How long register calls already on the wire may still run once the run is told to stop (and
+/// how long an accepted job ID may take to reach the disk). Well below the 60 s a Kubernetes pod
+/// gets between SIGTERM and SIGKILL (examples/k8s-cronjob.yaml), and below the HTTP client's own
+/// 60 s request timeout. A call still unanswered then is given up: its image is reported
+/// `pending` without a job ID, and the next run checks the image status before submitting.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Why an image is [`SubmitEnd::Unsettled`] when its register call outlived [`DRAIN_LIMIT`].
+const DRAIN_EXPIRED: &str = "the run stopped and IMS had not answered the register call 20 s \
+                             later; the next run checks the image status before submitting again";
+
+/// Resolves [`DRAIN_LIMIT`] after the run is told to stop (never, while it runs).
+async fn drain_expired<C: ImsApi>(ctx: &Ctx<C>) {
+    ctx.stop.cancelled().await;
+    tokio::time::sleep(DRAIN_LIMIT).await;
+}
+
 /// Why an image is [`SubmitEnd::Unsettled`] when the run stops while a call's fate is unknown.
 const STOPPED_UNANSWERED: &str = "the run stopped before IMS answered the register call; the \
                                   next run checks the image status before submitting again";
@@ -72,8 +89,14 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             image_id: image_id.to_string(),
             attempt: *attempts,
         });
-        // Boxed while on the wire only (see `Ctx::query_once`).
-        let answer = Box::pin(ctx.client.register_image(image_id, &image_url)).await;
+        // Boxed while on the wire only (see `Ctx::query_once`). A call on the wire is let
+        // finish when the run stops, up to the drain limit.
+        let call = Box::pin(ctx.client.register_image(image_id, &image_url));
+        let answer = tokio::select! {
+            biased;
+            answer = call => answer,
+            () = drain_expired(ctx) => return SubmitEnd::Unsettled(DRAIN_EXPIRED.to_string()),
+        };
         drop(permit);
         let error = match answer.and_then(usable_job_id) {
             Ok(job_id) => {
@@ -82,8 +105,14 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                     image_url: image_url.clone(),
                     job_id: job_id.clone(),
                 });
-                // The job ID is on disk (state journal) before the image counts as submitted.
-                ctx.events_durable().await;
+                // The job ID is on disk (state journal) before the image counts as submitted;
+                // a stopping run waits for the disk only up to the drain limit (the job ID is
+                // written, and in the report).
+                tokio::select! {
+                    biased;
+                    () = ctx.events_durable() => {}
+                    () = drain_expired(ctx) => {}
+                }
                 return SubmitEnd::Accepted {
                     job_id: Some(job_id),
                     active: false,
@@ -320,6 +349,59 @@ mod tests {
             assert_eq!(counters.register_calls, 1, "never re-sent blindly");
             assert_eq!(counters.accepted.values().sum::<u32>(), 1);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_after_cancellation_is_bounded_and_loses_nothing() {
+        let fake = Arc::new(FakeIms::new(3, Duration::from_secs(600)));
+        fake.fault(Fault::Pass);
+        fake.fault(Fault::Hang);
+        let images: Vec<_> = (0..3).map(|n| planned(&image_id(n), None)).collect();
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        let cancelled_at = Arc::new(Mutex::new(None));
+        let mark = cancelled_at.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            *mark.lock().unwrap() = Some(tokio::time::Instant::now());
+            trigger.cancel();
+        });
+        let mut config = config();
+        config.max_active_jobs = 2;
+        let sink = Arc::new(Submitted::default());
+        // Without the bound, the hanging call holds the run forever; on the paused clock the
+        // timeout below would then fire.
+        let result = tokio::time::timeout(
+            DRAIN_LIMIT * 3,
+            execute(fake.clone(), images, &config, sink.clone(), cancel),
+        )
+        .await
+        .expect("the drain after cancellation is bounded");
+        let drained = cancelled_at.lock().unwrap().unwrap().elapsed();
+        assert!(drained >= DRAIN_LIMIT, "{drained:?}");
+        assert!(
+            drained < DRAIN_LIMIT + Duration::from_secs(1),
+            "{drained:?}"
+        );
+        assert!(result.interrupted);
+        let statuses: Vec<_> = result.records.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                ImageOutcome::Pending,
+                ImageOutcome::Pending,
+                ImageOutcome::Cancelled
+            ]
+        );
+        // The accepted job keeps its ID; the unanswered call is unsettled, not lost.
+        assert!(result.records[0].job_id.is_some());
+        assert_eq!(result.records[1].job_id, None);
+        let message = result.records[1]
+            .error_message
+            .as_deref()
+            .unwrap_or_default();
+        assert!(message.contains("next run checks"), "{message}");
+        assert_eq!(sink.0.lock().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -52,6 +52,8 @@ pub enum Fault {
     Pass,
     /// The job is created, but the answer carries this instead of its job ID.
     AcceptedWithJobId(String),
+    /// The call is never answered (a server that hangs after reading the request).
+    Hang,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -205,6 +207,17 @@ impl FakeIms {
         state.images.get(image_id).map(|i| i.status.clone())
     }
 
+    /// Whether the next register call hangs ([`Fault::Hang`]); counts it if so.
+    fn takes_hang_fault(&self) -> bool {
+        let mut state = self.lock();
+        if !matches!(state.register_faults.front(), Some(Fault::Hang)) {
+            return false;
+        }
+        state.register_faults.pop_front();
+        state.counters.register_calls += 1;
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
@@ -306,6 +319,9 @@ fn dropped(operation: &str) -> ImsError {
 
 impl ImsApi for FakeIms {
     async fn register_image(&self, image_id: &str, _image_url: &str) -> Result<String, ImsError> {
+        if self.takes_hang_fault() {
+            return std::future::pending().await;
+        }
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.register_calls += 1;
@@ -332,8 +348,13 @@ impl ImsApi for FakeIms {
                 return Err(api(401, "APIG.0301", "verify aksk signature fail"));
             }
             Some(Fault::Final(code)) => return Err(api(400, code, "refused")),
-            Some(Fault::AcceptedThenDropped | Fault::AcceptedWithJobId(_) | Fault::Pass) | None => {
-            }
+            Some(
+                Fault::AcceptedThenDropped
+                | Fault::AcceptedWithJobId(_)
+                | Fault::Pass
+                | Fault::Hang,
+            )
+            | None => {}
         }
         match state.images.get(image_id).map(|i| i.status.clone()) {
             None => return Err(api(404, "IMG.0027", "image does not exist")),
