@@ -4,9 +4,9 @@
 //! is an error naming the file and the bound, instead of a read that grows without end.
 //!
 //! The file is opened without blocking (a FIFO with no writer would otherwise hang the open),
-//! its type is checked on the open descriptor (no race with a rename), and the read itself is
-//! bounded (`take(limit + 1)`), so a file that grows while it is read cannot slip past a size
-//! checked beforehand.
+//! its type and size are checked on the open descriptor (no race with a rename), and the read
+//! itself is bounded (`take(limit + 1)`), so a file that grows while it is read, or whose size
+//! `stat` does not tell (`/proc`), cannot slip past the size checked first.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
@@ -91,7 +91,8 @@ pub fn open(what: &'static str, path: &Path, limit: u64) -> Result<Bounded, Inpu
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(io)?;
-    let file_type = file.metadata().map_err(io)?.file_type();
+    let metadata = file.metadata().map_err(io)?;
+    let file_type = metadata.file_type();
     let kind = if file_type.is_file() {
         None
     } else if file_type.is_dir() {
@@ -112,10 +113,20 @@ pub fn open(what: &'static str, path: &Path, limit: u64) -> Result<Bounded, Inpu
             kind,
         });
     }
+    // Saves reading what is too large already; the bounded read below still guards files
+    // whose size is not what `stat` says (`/proc`, a file growing while it is read).
+    if metadata.len() > limit {
+        return Err(InputError::TooLarge {
+            what,
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
     Ok(Bounded {
         what,
         path: path.to_path_buf(),
         limit,
+        announced: metadata.len(),
         reader: BufReader::new(file).take(limit.saturating_add(1)),
     })
 }
@@ -123,7 +134,7 @@ pub fn open(what: &'static str, path: &Path, limit: u64) -> Result<Bounded, Inpu
 /// The whole file, if it is a regular file of at most `limit` bytes.
 pub fn read(what: &'static str, path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
     let mut file = open(what, path, limit)?;
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(file.announced.saturating_add(1) as usize);
     file.read_to_end(&mut bytes)
         .map_err(|source| file.error(source))?;
     Ok(bytes)
@@ -136,6 +147,8 @@ pub struct Bounded {
     what: &'static str,
     path: PathBuf,
     limit: u64,
+    /// The size `stat` gave (at most `limit`), to size the buffer once.
+    announced: u64,
     reader: std::io::Take<BufReader<File>>,
 }
 
@@ -240,6 +253,20 @@ mod tests {
     }
 
     #[test]
+    fn the_read_is_bounded_even_when_stat_says_the_file_is_empty() {
+        // A regular file whose size `stat` reports as 0 (as a file growing while read would
+        // slip past a size checked first).
+        let path = Path::new("/proc/self/status");
+        assert_eq!(std::fs::metadata(path).unwrap().len(), 0);
+        let err = read("manifest", path, 16).unwrap_err();
+        assert!(
+            matches!(err, InputError::TooLarge { limit: 16, .. }),
+            "{err}"
+        );
+        assert!(!read("manifest", path, 1 << 20).unwrap().is_empty());
+    }
+
+    #[test]
     fn line_reads_stop_at_the_bound() {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
@@ -253,7 +280,8 @@ mod tests {
         line.clear();
         assert_eq!(file.read_until(b'\n', &mut line).unwrap(), 0);
 
-        let mut file = open("state journal", &path, 7).unwrap();
+        // Lines of a file larger than `stat` says: the line reader meets the bound.
+        let mut file = open("state journal", Path::new("/proc/self/status"), 40).unwrap();
         let mut all = Vec::new();
         let err = loop {
             match file.read_until(b'\n', &mut all) {
