@@ -8,6 +8,7 @@
 //! in the demo, tests and benchmarks.
 
 pub mod ims;
+pub mod input;
 pub mod job;
 pub mod manifest;
 pub mod obs;

@@ -252,3 +252,31 @@ fn bad_paths_are_reported_but_do_not_stop_the_others() {
     assert!(created.exists(), "missing report folders are created");
     assert!(good.exists(), "the writable report is still written");
 }
+
+#[test]
+fn hostile_text_cannot_forge_lines_run_formulas_or_break_xml() {
+    let mut report = sample();
+    let image = &mut report.images[2];
+    image.name = Some("=HYPERLINK(\"http://evil\",\"x\")\u{1}".into());
+    image.image_url = Some("+bucket:a.qcow2".into());
+    image.error_message = Some("-2+3\n| forged | row |\u{1b}[2J\u{0}".into());
+    image.error_code = Some("@SUM(A1)".into());
+
+    let csv_bytes = report::render(&report, ReportFormat::Csv).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    let row = reader.records().nth(2).unwrap().unwrap();
+    assert!(row[2].starts_with("'=HYPERLINK"), "{:?}", &row[2]);
+    assert!(row[1].starts_with("'+bucket"), "{:?}", &row[1]);
+    assert!(row[6].starts_with("'@SUM"), "{:?}", &row[6]);
+    assert!(row[7].starts_with("'-2+3"), "{:?}", &row[7]);
+    assert_eq!(&row[0], report.images[2].image_id.as_deref().unwrap());
+
+    let md = String::from_utf8(report::render(&report, ReportFormat::Markdown).unwrap()).unwrap();
+    assert!(!md.contains("\n| forged"), "{md}");
+    assert!(!md.contains('\u{1b}') && !md.contains('\u{0}'), "{md}");
+
+    let xml = String::from_utf8(report::render(&report, ReportFormat::Junit).unwrap()).unwrap();
+    let parsed = quick_junit::Report::deserialize_from_str(&xml);
+    assert!(parsed.is_ok(), "{parsed:?}\n{xml}");
+    assert!(!xml.contains('\u{1b}') && !xml.contains('\u{1}'), "{xml}");
+}

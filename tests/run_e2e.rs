@@ -199,6 +199,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
             error_503: 0.1,
             drop_connection: 0.1,
             drop_register_response: 0.0,
+            ..Faults::default()
         },
         ..quick_jobs()
     };

@@ -27,6 +27,8 @@ pub const ENV_AUTH_TOKEN: &str = "OS_AUTH_TOKEN";
 pub const ENV_OS_PROJECT_ID: &str = "OS_PROJECT_ID";
 /// The default credentials file, relative to the home directory.
 pub const DEFAULT_CREDENTIALS_FILE: &str = ".huaweicloud/credentials";
+/// A credentials file is a few lines; anything larger is not one.
+pub const MAX_CREDENTIALS_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A secret string (SK, security token, IAM token). Formatting it prints `***`; the value is
 /// only reachable through [`Secret::expose`], at the point where it goes on the wire.
@@ -144,6 +146,12 @@ pub enum AuthError {
     },
     #[error("the credentials file {path} has no usable [basic] section: {detail}")]
     FileIncomplete { path: PathBuf, detail: String },
+    /// A value HTTP cannot carry (named, never shown: it may be a secret).
+    #[error(
+        "{what} contains {problem}, which HTTP cannot carry: credentials and project IDs are \
+         printable ASCII without spaces (copy the value again; it is not shown here)"
+    )]
+    Malformed { what: String, problem: &'static str },
 }
 
 impl From<AuthError> for super::ImsError {
@@ -153,9 +161,92 @@ impl From<AuthError> for super::ImsError {
     }
 }
 
+/// What makes `value` unusable as a credential or project ID, if anything: these travel in
+/// HTTP headers (the AK inside `Authorization`, tokens and the project ID in headers of their
+/// own) or key the signature (the SK), and the ones IMS issues are printable ASCII without
+/// spaces. Callers trim the value first.
+pub fn malformation(value: &str) -> Option<&'static str> {
+    value.chars().find_map(|c| match c {
+        '!'..='~' => None,
+        ' ' | '\t' => Some("a space"),
+        c if c.is_control() => Some("a control character"),
+        _ => Some("a character outside printable ASCII"),
+    })
+}
+
+/// A project ID (from a flag, a manifest or a variable), trimmed; `what` names where it came
+/// from in the error.
+pub fn check_project_id(value: &str, what: &str) -> Result<String, AuthError> {
+    let value = value.trim();
+    match malformation(value) {
+        None => Ok(value.to_string()),
+        Some(problem) => Err(AuthError::Malformed {
+            what: what.to_string(),
+            problem,
+        }),
+    }
+}
+
+/// `--project-id`: a project ID HTTP can carry.
+pub fn parse_project_id(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("the project ID is empty".to_string());
+    }
+    check_project_id(value, "the project ID").map_err(|err| err.to_string())
+}
+
+/// Refuses a discovered value HTTP cannot carry, naming where it came from.
+fn well_formed(found: Discovered, project_from_env: bool) -> Result<Discovered, AuthError> {
+    let file_key = |key: &str| match &found.source {
+        CredentialSource::File(path) => Some(format!(
+            "`{key}` in the [basic] section of {}",
+            path.display()
+        )),
+        _ => None,
+    };
+    let name = |env: &str, key: &str| file_key(key).unwrap_or_else(|| env.to_string());
+    let mut values: Vec<(String, &str)> = Vec::with_capacity(4);
+    match &found.credentials {
+        Credentials::AkSk {
+            ak,
+            sk,
+            security_token,
+        } => {
+            values.push((name(ENV_AK, "ak"), ak));
+            values.push((name(ENV_SK, "sk"), sk.expose()));
+            if let Some(token) = security_token {
+                values.push((name(ENV_SECURITY_TOKEN, "security_token"), token.expose()));
+            }
+        }
+        Credentials::Token(token) => values.push((ENV_AUTH_TOKEN.to_string(), token.expose())),
+    }
+    if let Some(project) = &found.project_id {
+        let what = match &found.source {
+            _ if project_from_env => ENV_PROJECT_ID.to_string(),
+            CredentialSource::AuthToken => ENV_OS_PROJECT_ID.to_string(),
+            _ => name(ENV_PROJECT_ID, "project_id"),
+        };
+        values.push((what, project));
+    }
+    for (what, value) in values {
+        if let Some(problem) = malformation(value.trim()) {
+            return Err(AuthError::Malformed { what, problem });
+        }
+    }
+    Ok(found)
+}
+
 /// Finds credentials through `lookup` (a variable name -> value function), in the order given
 /// in the module documentation.
+/// Every value found must be one HTTP can carry ([`malformation`]); a malformed one is an
+/// [`AuthError::Malformed`] naming the variable or file key, never the value.
 pub fn discover(lookup: impl Fn(&str) -> Option<String>) -> Result<Discovered, AuthError> {
+    let project_from_env = lookup(ENV_PROJECT_ID).is_some_and(|v| !v.trim().is_empty());
+    let found = find(&lookup)?;
+    well_formed(found, project_from_env)
+}
+
+fn find(lookup: impl Fn(&str) -> Option<String>) -> Result<Discovered, AuthError> {
     // Empty or blank values count as unset, as in the SDKs (`if not ak`).
     let var = |name: &str| {
         lookup(name)
@@ -215,17 +306,23 @@ pub fn discover(lookup: impl Fn(&str) -> Option<String>) -> Result<Discovered, A
         (None, Some(path)) => (path, false),
         (None, None) => return Err(not_configured(None)),
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+    let bytes = match crate::input::read("credentials file", &path, MAX_CREDENTIALS_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(err) if err.is_not_found() && !must_exist => {
             return Err(not_configured(Some(&path)));
         }
         Err(err) => {
             return Err(AuthError::FileUnreadable {
                 path,
-                detail: err.to_string(),
+                detail: err.detail(),
             });
         }
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Err(AuthError::FileUnreadable {
+            path,
+            detail: "it is not UTF-8 text".to_string(),
+        });
     };
     let mut found = parse_credentials_file(&path, &text)?;
     if env_project.is_some() {
@@ -302,6 +399,61 @@ mod tests {
         let dbg = format!("{c:?} {}", c.describe());
         assert!(!dbg.contains("very-secret") && !dbg.contains("tok-value"));
         assert!(dbg.contains("AKID"));
+    }
+
+    #[test]
+    fn malformed_credentials_name_the_variable_not_the_value() {
+        let lookup = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[(ENV_AK, "AK\u{1}zq"), (ENV_SK, "sk")], ENV_AK),
+            (&[(ENV_AK, "AK"), (ENV_SK, "zq\u{7f}zq")], ENV_SK),
+            (
+                &[
+                    (ENV_AK, "AK"),
+                    (ENV_SK, "sk"),
+                    (ENV_SECURITY_TOKEN, "zq zq"),
+                ],
+                ENV_SECURITY_TOKEN,
+            ),
+            (&[(ENV_AUTH_TOKEN, "zq\u{1b}[2Jzq")], ENV_AUTH_TOKEN),
+            (
+                &[(ENV_AK, "AK"), (ENV_SK, "sk"), (ENV_PROJECT_ID, "zqé")],
+                ENV_PROJECT_ID,
+            ),
+            (
+                &[(ENV_AUTH_TOKEN, "tok"), (ENV_OS_PROJECT_ID, "z\nq")],
+                ENV_OS_PROJECT_ID,
+            ),
+        ];
+        for (pairs, variable) in cases {
+            let err = discover(lookup(pairs)).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, AuthError::Malformed { .. }), "{message}");
+            assert!(message.starts_with(variable), "{message}");
+            assert!(!message.contains("zq"), "the value leaked: {message}");
+        }
+        // Surrounding white space is trimmed, as the SDKs do; only what is left counts.
+        assert!(discover(lookup(&[(ENV_AK, " AK\r\n"), (ENV_SK, "\tsk ")])).is_ok());
+        let file = parse_credentials_file(Path::new("c"), "[basic]\nak=A\u{1}K\nsk=s\n")
+            .and_then(|found| well_formed(found, false));
+        let message = file.unwrap_err().to_string();
+        assert!(
+            message.starts_with("`ak` in the [basic] section of c"),
+            "{message}"
+        );
+        assert!(parse_project_id("0123456789abcdef0123456789abcdef").is_ok());
+        assert!(
+            parse_project_id("p\n1")
+                .unwrap_err()
+                .contains("control character")
+        );
     }
 
     #[test]

@@ -18,12 +18,12 @@ use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
 use super::ImsApi;
-use super::auth::Credentials;
+use super::auth::{self, Credentials};
 use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
 use super::signer::{self, SigningInput};
 use super::types::{
     CreateImageMetadataRequest, ImageInfo, ImageStatusPage, Job, ListImagesQuery,
-    ListImagesResponse, RegisterImageRequest, RegisterImageResponse,
+    ListImagesResponse, RegisterImageRequest, RegisterImageResponse, check_job_id,
 };
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -179,6 +179,7 @@ impl FixedHeaders {
         project_id: Option<&str>,
         credentials: &Credentials,
     ) -> Result<Self, ImsError> {
+        check_credential_text(project_id, credentials)?;
         let token = match credentials {
             Credentials::AkSk {
                 security_token: Some(token),
@@ -200,6 +201,45 @@ impl FixedHeaders {
             token,
         })
     }
+}
+
+/// Every credential and the project ID must be text HTTP can carry ([`auth::malformation`]):
+/// checked once here, so that a bad value is a configuration error at start, not a failure of
+/// every request. Names the value, never shows it.
+fn check_credential_text(
+    project_id: Option<&str>,
+    credentials: &Credentials,
+) -> Result<(), ImsError> {
+    let mut values: Vec<(&str, &str)> = Vec::with_capacity(4);
+    match credentials {
+        Credentials::AkSk {
+            ak,
+            sk,
+            security_token,
+        } => {
+            values.push(("access key (AK)", ak));
+            values.push(("secret key (SK)", sk.expose()));
+            if let Some(token) = security_token {
+                values.push(("security token", token.expose()));
+            }
+        }
+        Credentials::Token(token) => values.push(("IAM token", token.expose())),
+    }
+    if let Some(project) = project_id {
+        values.push(("project ID", project));
+    }
+    for (what, value) in values {
+        if let Some(problem) = auth::malformation(value.trim()) {
+            return Err(ImsError::Config(
+                auth::AuthError::Malformed {
+                    what: format!("the {what}"),
+                    problem,
+                }
+                .to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A header value, trimmed as the SDK sends it; secrets are marked sensitive (hyper and reqwest
@@ -326,6 +366,10 @@ impl Client {
 
     /// `PUT /v1/cloudimages/{image_id}/upload` with `{"image_url": "bucket:object"}`; answers
     /// the job ID, trimmed (the documented example has a leading space).
+    ///
+    /// A 2xx whose body cannot be used (not JSON, no `job_id`, an empty or oversized answer, a
+    /// job ID of the wrong shape, see [`check_job_id`]) means IMS probably accepted the call:
+    /// it is [`ImsError::Ambiguous`], like an answer that never arrived, never a refusal.
     pub async fn register_image(
         &self,
         image_id: &str,
@@ -345,15 +389,21 @@ impl Client {
             query: Vec::new(),
             body: Some(body),
         };
-        let answer: RegisterImageResponse = self.call_json(call).await?;
-        let job_id = answer.job_id.trim();
-        if job_id.is_empty() {
-            return Err(ImsError::Decode {
-                operation: format!("RegisterImage {image_id}"),
-                detail: "the answer has an empty job_id".to_string(),
-            });
-        }
-        Ok(job_id.to_string())
+        let unusable = |detail: String| ImsError::Ambiguous {
+            operation: format!("RegisterImage {image_id}"),
+            detail: format!(
+                "IMS answered with success, but the answer cannot be used ({detail}); the \
+                 registration was probably accepted"
+            ),
+        };
+        let answer: RegisterImageResponse = match self.call_json(call).await {
+            Ok(answer) => answer,
+            Err(ImsError::Decode { detail, .. }) => return Err(unusable(detail)),
+            Err(other) => return Err(other),
+        };
+        check_job_id(&answer.job_id)
+            .map(str::to_string)
+            .map_err(unusable)
     }
 
     /// `GET /v1/{project_id}/jobs/{job_id}`; needs a project ID.
@@ -772,24 +822,39 @@ mod tests {
         let mut config = ClientConfig::new(endpoint.clone(), aksk(None));
         config.project_id = Some("zqxj\nzqxj".into());
         let err = Client::new(config).unwrap_err().to_string();
+        assert!(err.contains("project ID") && !err.contains("zqxj"), "{err}");
+
+        let config = ClientConfig::new(endpoint.clone(), aksk(Some("zqxj\u{7f}zqxj")));
+        let err = Client::new(config).unwrap_err().to_string();
         assert!(
-            err.contains("X-Project-Id") && !err.contains("zqxj"),
+            err.contains("security token") && !err.contains("zqxj"),
             "{err}"
         );
 
-        let config = ClientConfig::new(endpoint.clone(), aksk(Some("tok\u{7f}secret")));
+        let config =
+            ClientConfig::new(endpoint.clone(), Credentials::Token(Secret::new("a\rzqxj")));
         let err = Client::new(config).unwrap_err().to_string();
-        assert!(
-            err.contains("X-Security-Token") && !err.contains("secret"),
-            "{err}"
-        );
+        assert!(err.contains("IAM token") && !err.contains("zqxj"), "{err}");
 
-        let config = ClientConfig::new(endpoint, Credentials::Token(Secret::new("a\rsecret")));
-        let err = Client::new(config).unwrap_err().to_string();
-        assert!(
-            err.contains("X-Auth-Token") && !err.contains("secret"),
-            "{err}"
-        );
+        for (ak, sk, problem) in [
+            (
+                "AK\u{1}zqxj",
+                "sk",
+                "access key (AK) contains a control character",
+            ),
+            ("AK", "zqxj s", "secret key (SK) contains a space"),
+            ("AKé", "sk", "outside printable ASCII"),
+        ] {
+            let credentials = Credentials::AkSk {
+                ak: ak.into(),
+                sk: Secret::new(sk),
+                security_token: None,
+            };
+            let err = Client::new(ClientConfig::new(endpoint.clone(), credentials))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(problem) && !err.contains("zqxj"), "{err}");
+        }
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub use types::{
 
 /// The IMS calls the pipeline needs. Implemented by the HTTP client and by test fakes.
 pub trait ImsApi: Send + Sync + 'static {
-    /// `PUT /v1/cloudimages/{image_id}/upload`; answers the (trimmed) `job_id`.
+    /// `PUT /v1/cloudimages/{image_id}/upload`; answers the (trimmed) `job_id`. A 2xx answer
+    /// that cannot be used (no job ID of the right shape) is [`ImsError::Ambiguous`]: the call
+    /// was probably accepted.
     fn register_image(
         &self,
         image_id: &str,

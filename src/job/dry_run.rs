@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::report::escape::printable;
+
 use crate::manifest::InvalidEntry;
 use crate::run::{
     Action, CloudStatus, EventSink, PlannedImage, RunConfig, StatusMap, action_for, check_only,
@@ -155,21 +157,22 @@ fn render(
             Action::Fail { message, .. } => ("fail", format!(": {message}")),
             Action::Unsettled { message, .. } => ("unknown", format!(": {message}")),
         };
-        let _ = writeln!(
-            out,
-            "  {label:<7} {}  {}  [{status}]{name}{why}",
+        // One line per image, whatever the name, the journal or IMS says.
+        let line = format!(
+            "{label:<7} {}  {}  [{status}]{name}{why}",
             entry.image_id, entry.image_url
         );
+        let _ = writeln!(out, "  {}", printable(&line));
     }
     for entry in invalid {
-        let _ = writeln!(
-            out,
-            "  {:<7} {}  line {}: {}",
+        let line = format!(
+            "{:<7} {}  line {}: {}",
             "invalid",
             entry.image_id.as_deref().unwrap_or("(no image_id)"),
             entry.line,
             entry.problems.join("; ")
         );
+        let _ = writeln!(out, "  {}", printable(&line));
     }
     out
 }
@@ -219,6 +222,21 @@ mod tests {
             text.contains("fail    d  bucket:d.qcow2  [absent]: "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn names_and_messages_cannot_forge_plan_lines() {
+        let mut image = planned("a");
+        image.entry.name = Some("web\n  skip    b  bucket:b.qcow2  [active]".into());
+        let statuses = StatusMap::from([(
+            "a".to_string(),
+            CloudStatus::Found(ImageStatus::Other("queued\u{1b}[2J".into())),
+        )]);
+        let config = RunConfig::resolve(&Default::default(), &Default::default());
+        let text = render(&[image], 0, &[], &statuses, &config, "x");
+        assert!(!text.contains("\n  skip"), "{text}");
+        assert!(text.contains("(web\\n  skip    b"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! failed images stay failed unless the user asks for a retry, new entries are submitted, and
 //! entries no longer in the manifest are ignored. Pure: no I/O, unit-tested.
 
+use crate::ims::types::check_job_id;
 use crate::manifest::{ImageEntry, ImageUrl};
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::PlannedImage;
@@ -104,8 +105,12 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
             }
             // A retry goes through the cloud check: submitted only if the image is queued again.
             Some(JournalStatus::Failed) => None,
-            // Submitted and not finished (or left pending): follow that job.
-            None | Some(JournalStatus::Pending) if state.job_id.is_some() => state.job_id.clone(),
+            // Submitted and not finished (or left pending): follow that job. A job ID of the
+            // wrong shape (an older imsreg journaled whatever a 2xx carried) is no job ID: the
+            // cloud-status check decides.
+            None | Some(JournalStatus::Pending) => {
+                state.job_id.clone().filter(|job| check_job_id(job).is_ok())
+            }
             _ => None,
         };
         let slot = Slot::Run(PlannedImage {
@@ -143,6 +148,37 @@ mod tests {
             outcome,
             ..ImageState::default()
         }
+    }
+
+    #[test]
+    fn a_journaled_job_id_of_the_wrong_shape_is_not_followed() {
+        let mut journal = Replayed::default();
+        let huge = "a".repeat(1 << 20);
+        journal
+            .images
+            .insert("big".into(), known(Some(&huge), None, "bucket:a.qcow2"));
+        journal.images.insert(
+            "good".into(),
+            known(
+                Some("b912fb4a4c464b568ecfca1071b21b10"),
+                Some(JournalStatus::Pending),
+                "bucket:b.qcow2",
+            ),
+        );
+        let resumed = resume(
+            vec![entry("big", "a.qcow2"), entry("good", "b.qcow2")],
+            &journal,
+            false,
+        );
+        let planned = resumed.to_engine();
+        assert_eq!(
+            planned[0].known_job_id, None,
+            "checked in the cloud instead"
+        );
+        assert_eq!(
+            planned[1].known_job_id.as_deref(),
+            Some("b912fb4a4c464b568ecfca1071b21b10")
+        );
     }
 
     #[test]

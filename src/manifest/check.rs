@@ -11,6 +11,7 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::path::PathBuf;
 
+use super::bounds;
 use super::fasthash::{FastHasher, FastMap};
 use super::index::{Index, Kind, NodeId};
 use super::model::{
@@ -414,14 +415,16 @@ impl Checker {
                     s.endpoint = Some(v);
                     None
                 }),
-                "concurrency" => rules::positive_count(value).map(|v| {
+                "concurrency" => rules::positive_count(value, &bounds::CONCURRENCY).map(|v| {
                     s.concurrency = Some(v);
                     None
                 }),
-                "max_active_jobs" => rules::positive_count(value).map(|v| {
-                    s.max_active_jobs = Some(v);
-                    None
-                }),
+                "max_active_jobs" => {
+                    rules::positive_count(value, &bounds::MAX_ACTIVE_JOBS).map(|v| {
+                        s.max_active_jobs = Some(v);
+                        None
+                    })
+                }
                 "submit_rate" => rules::rate(value).map(|v| {
                     s.submit_rate = Some(v);
                     None
@@ -430,11 +433,11 @@ impl Checker {
                     s.query_rate = Some(v);
                     None
                 }),
-                "poll_interval" => rules::duration(value).map(|v| {
+                "poll_interval" => rules::duration(value, &bounds::POLL_INTERVAL).map(|v| {
                     s.poll_interval = Some(v);
                     None
                 }),
-                "job_timeout" => rules::duration(value).map(|v| {
+                "job_timeout" => rules::duration(value, &bounds::JOB_TIMEOUT).map(|v| {
                     s.job_timeout = Some(v);
                     None
                 }),

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser, ScanError};
+use saphyr_parser::{Event, Parser, ScanError, Tag};
 
 use super::fasthash::FastMap;
 
@@ -293,6 +293,25 @@ impl Index {
     }
 }
 
+/// Any YAML tag, standard (`!!str`, `!!binary`) or custom (`!url`), is refused where it stands:
+/// a manifest needs none, and a tag changes what a value means (or hides a payload).
+fn tag_error(tag: &Tag, line: u32, col: u32) -> IndexError {
+    let shown = match tag.handle.as_str() {
+        "tag:yaml.org,2002:" => format!("!!{}", tag.suffix),
+        "!" | "!!" | "" => format!("{}{}", tag.handle, tag.suffix),
+        handle => format!("{handle}{}", tag.suffix),
+    };
+    IndexError {
+        line: line as usize,
+        column: col as usize + 1,
+        message: format!(
+            "YAML tags such as `{}` are not supported (remove the tag; quote the value if it \
+             is text)",
+            super::rules::shorten(&shown).escape_debug()
+        ),
+    }
+}
+
 fn scan_error(err: ScanError) -> IndexError {
     IndexError {
         line: err.marker().line(),
@@ -308,7 +327,10 @@ impl Builder<'_> {
     fn event(&mut self, event: Event<'_>, line: u32, col: u32) -> Result<(), IndexError> {
         match event {
             Event::Scalar(value, _, anchor, tag) => {
-                if tag.is_some() || anchor != 0 {
+                if let Some(tag) = tag {
+                    return Err(tag_error(&tag, line, col));
+                }
+                if anchor != 0 {
                     self.not_plain();
                 }
                 let is_key = self.frames.last().is_some_and(|f| f.is_map && f.expect_key);
@@ -328,7 +350,10 @@ impl Builder<'_> {
                 } else {
                     Kind::Map
                 };
-                if tag.is_some() || anchor != 0 {
+                if let Some(tag) = tag {
+                    return Err(tag_error(tag, line, col));
+                }
+                if anchor != 0 {
                     self.not_plain();
                 }
                 if self.frames.len() >= MAX_DEPTH {
@@ -629,6 +654,22 @@ mod tests {
         assert!(err.message.contains("repeat forever"), "{}", err.message);
         let err = Index::build("a: 1\n---\nb: 2\n").unwrap_err();
         assert_eq!(err.line, 3);
+    }
+
+    #[test]
+    fn yaml_tags_are_refused_with_line_and_column() {
+        for (text, tag, line, column) in [
+            ("a: !!binary aGVsbG8=\n", "`!!binary`", 1, 4),
+            ("a:\n  b: !!str 12\n", "`!!str`", 2, 6),
+            ("- !url b01:x.raw\n", "`!url`", 1, 3),
+            ("!!map {a: 1}\n", "`!!map`", 1, 1),
+            ("a: !<tag:example.com,2000:x> 1\n", "tag:example.com", 1, 4),
+            ("!!str k: v\n", "`!!str`", 1, 1),
+        ] {
+            let err = Index::build(text).unwrap_err();
+            assert!(err.message.contains(tag), "{text}: {}", err.message);
+            assert_eq!((err.line, err.column), (line, column), "{text}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! refuses alias bombs) -> [`raw`] (the values, from serde_yaml) -> [`check`] (walks both
 //! together and applies [`rules`]) -> [`Manifest`]. [`render`] prints the diagnostics.
 
+pub mod bounds;
 mod check;
 mod fasthash;
 mod index;
@@ -15,31 +16,25 @@ mod rules;
 mod source;
 mod stream;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use check::format_counts;
 pub use model::{
     Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest, Settings, Severity,
 };
 
-/// The manifest file could not be read at all (content problems are [`Diagnostic`]s instead).
+/// The manifest file could not be read at all (content problems are [`Diagnostic`]s instead):
+/// missing, unreadable, not a regular file, or larger than [`crate::input::MAX_INPUT_BYTES`].
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read manifest {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Read(#[from] crate::input::InputError),
 }
 
 /// Reads and validates a manifest file. Content problems (syntax, rules) are reported in
-/// [`Manifest::diagnostics`]; only an unreadable file is an `Err`.
+/// [`Manifest::diagnostics`]; only a file that cannot be read is an `Err`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::input::read("manifest", path, crate::input::MAX_INPUT_BYTES)?;
     let mut manifest = parse_bytes(&bytes, &path.display().to_string());
     manifest.path = path.to_path_buf();
     Ok(manifest)

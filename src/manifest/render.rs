@@ -1,11 +1,14 @@
 //! How diagnostics look: `FILE:LINE:COL: error: <field>: <message>`, plain or with terminal
-//! colours, and the JSON array CI annotations read.
+//! colours, and the JSON array CI annotations read. File, field and message may quote the
+//! manifest (a key, a value, the file name): control characters in them are escaped, so one
+//! diagnostic is always one line.
 
 use std::fmt;
 
 use anstyle::{AnsiColor, Style};
 
 use super::model::{Diagnostic, Severity};
+use crate::report::escape::printable;
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -22,7 +25,12 @@ impl fmt::Display for Diagnostic {
         write!(
             f,
             "{}:{}:{}: {}: {}: {}",
-            self.file, self.line, self.column, self.severity, self.field, self.message
+            printable(&self.file),
+            self.line,
+            self.column,
+            self.severity,
+            printable(&self.field),
+            printable(&self.message)
         )
     }
 }
@@ -43,7 +51,12 @@ impl fmt::Display for Styled<'_> {
         write!(
             f,
             "{location}{}:{}:{}:{location:#} {severity}{}:{severity:#} {field}{}{field:#}: {}",
-            d.file, d.line, d.column, d.severity, d.field, d.message
+            printable(&d.file),
+            d.line,
+            d.column,
+            d.severity,
+            printable(&d.field),
+            printable(&d.message)
         )
     }
 }
@@ -80,6 +93,20 @@ mod tests {
         assert!(styled.contains("\u{1b}["));
         let stripped: String = anstream::adapter::strip_str(&styled).to_string();
         assert_eq!(stripped, plain);
+    }
+
+    #[test]
+    fn a_diagnostic_is_one_line_whatever_it_quotes() {
+        let mut forged = sample();
+        forged.file = "m\n.yaml".into();
+        forged.field = "images[0].a\u{1b}[31m".into();
+        forged.message = "`x\nm.yaml:1:1: error: forged` is not a UUID".into();
+        for text in [forged.to_string(), Styled(&forged).to_string()] {
+            assert!(!text.contains('\n'), "{text}");
+            let plain = anstream::adapter::strip_str(&text).to_string();
+            assert!(plain.contains("m\\n.yaml:4:16"), "{plain}");
+            assert!(plain.contains("\\u{1b}[31m"), "{plain}");
+        }
     }
 
     #[test]

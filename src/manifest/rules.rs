@@ -3,8 +3,10 @@
 //! Each rule takes the value as read and returns the typed value or a message of the form
 //! `<what is wrong> (<how to fix>)`. The OBS and IMS facts come from ims-api.md sections 1 and 9.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use super::bounds;
 use super::model::{ImageFormat, ImageUrl};
 use super::raw::Raw;
 
@@ -326,14 +328,10 @@ pub fn version(raw: &Raw) -> RuleResult<()> {
     }
 }
 
-/// `concurrency`, `max_active_jobs`: a whole number from 1.
-pub fn positive_count(raw: &Raw) -> RuleResult<u32> {
+/// `concurrency`, `max_active_jobs`: a whole number inside `range` ([`super::bounds`]).
+pub fn positive_count(raw: &Raw, range: &RangeInclusive<u32>) -> RuleResult<u32> {
     match raw {
-        Raw::Int(n) if *n >= 1 && *n <= u32::MAX as i128 => Ok(*n as u32),
-        Raw::Int(n) if *n < 1 => Err(format!(
-            "must be at least 1, found {n} (use a whole number such as 8)"
-        )),
-        Raw::Int(n) => Err(format!("{n} is too large (use a whole number such as 8)")),
+        Raw::Int(n) => bounds::check_count(*n, range),
         other => Err(format!(
             "must be a whole number, found {} (use a whole number such as 8)",
             describe_value(other)
@@ -341,7 +339,7 @@ pub fn positive_count(raw: &Raw) -> RuleResult<u32> {
     }
 }
 
-/// `submit_rate`, `query_rate`: calls per second, a positive number.
+/// `submit_rate`, `query_rate`: calls per second, inside [`bounds::RATE`].
 pub fn rate(raw: &Raw) -> RuleResult<f64> {
     let value = match raw {
         Raw::Int(n) => *n as f64,
@@ -353,37 +351,20 @@ pub fn rate(raw: &Raw) -> RuleResult<f64> {
             ));
         }
     };
-    if value.is_finite() && value > 0.0 {
-        Ok(value)
-    } else {
-        Err(format!(
-            "must be more than 0 calls per second, found {value} (e.g. 2 or 0.5)"
-        ))
-    }
+    bounds::check_rate(value)
 }
 
-/// `poll_interval`, `job_timeout`: a humantime duration such as `10s` or `2h`.
-pub fn duration(raw: &Raw) -> RuleResult<Duration> {
-    let text = match raw {
-        Raw::Str(s) => s.as_ref(),
-        Raw::Int(n) => {
-            return Err(format!(
-                "`{n}` has no unit (write a duration with a unit, e.g. {n}s, 10m or 2h)"
-            ));
-        }
-        other => {
-            return Err(format!(
-                "must be a duration, found {} (e.g. 10s, 5m or 2h)",
-                describe_value(other)
-            ));
-        }
-    };
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be longer than 0 (e.g. 10s, 5m or 2h)".to_string()),
-        Ok(d) => Ok(d),
-        Err(err) => Err(format!(
-            "`{}` is not a duration: {err} (e.g. 10s, 1m 30s or 2h)",
-            shorten(text)
+/// `poll_interval`, `job_timeout`: a humantime duration such as `10s` or `2h`, inside `range`
+/// ([`super::bounds`]).
+pub fn duration(raw: &Raw, range: &RangeInclusive<Duration>) -> RuleResult<Duration> {
+    match raw {
+        Raw::Str(s) => bounds::parse_duration(s, range),
+        Raw::Int(n) => Err(format!(
+            "`{n}` has no unit (write a duration with a unit, e.g. {n}s, 10m or 2h)"
+        )),
+        other => Err(format!(
+            "must be a duration, found {} (e.g. 10s, 5m or 2h)",
+            describe_value(other)
         )),
     }
 }
@@ -412,6 +393,14 @@ pub fn region(raw: &Raw) -> RuleResult<String> {
 /// `project_id`: the IAM project ID. Returns the value and a warning when it does not look like
 /// the usual 32 hexadecimal digits.
 pub fn project_id(raw: &Raw) -> RuleResult<(String, Option<String>)> {
+    if let Raw::Str(s) = raw
+        && let Some(problem) = crate::ims::auth::malformation(s)
+    {
+        return Err(format!(
+            "contains {problem}, which HTTP cannot carry (project IDs are printable ASCII \
+             without spaces; copy it from the console's My Credentials page)"
+        ));
+    }
     match raw {
         Raw::Str(s) if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '/') => {
             let usual = s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
@@ -617,25 +606,37 @@ mod tests {
 
     #[test]
     fn settings_values() {
-        assert_eq!(positive_count(&Raw::Int(8)).unwrap(), 8);
+        let counts = &bounds::CONCURRENCY;
+        assert_eq!(positive_count(&Raw::Int(8), counts).unwrap(), 8);
         assert!(
-            positive_count(&Raw::Int(0))
+            positive_count(&Raw::Int(0), counts)
                 .unwrap_err()
                 .contains("at least 1")
         );
-        assert!(positive_count(&s("8")).is_err());
+        assert!(positive_count(&s("8"), counts).is_err());
+        assert!(positive_count(&Raw::Int(1 << 40), counts).is_err());
         assert_eq!(rate(&Raw::Float(0.5)).unwrap(), 0.5);
         assert!(rate(&Raw::Int(-1)).unwrap_err().contains("more than 0"));
         assert!(rate(&Raw::Int(0)).is_err());
         assert!(rate(&Raw::Float(f64::NAN)).is_err());
-        assert_eq!(duration(&s("1m 30s")).unwrap(), Duration::from_secs(90));
         assert!(
-            duration(&s("10 parsecs"))
+            rate(&Raw::Float(1e-300))
+                .unwrap_err()
+                .contains("lowest rate")
+        );
+        let poll = &bounds::POLL_INTERVAL;
+        assert_eq!(
+            duration(&s("1m 30s"), poll).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert!(
+            duration(&s("10 parsecs"), poll)
                 .unwrap_err()
                 .contains("not a duration")
         );
-        assert!(duration(&Raw::Int(10)).unwrap_err().contains("10s"));
-        assert!(duration(&s("0s")).is_err());
+        assert!(duration(&Raw::Int(10), poll).unwrap_err().contains("10s"));
+        assert!(duration(&s("0s"), poll).is_err());
+        assert!(duration(&s("500000000000y"), &bounds::JOB_TIMEOUT).is_err());
         assert!(version(&Raw::Int(1)).is_ok());
         assert!(version(&Raw::Int(2)).unwrap_err().contains("version 2"));
         assert!(version(&s("1")).is_err());
@@ -648,6 +649,16 @@ mod tests {
                 .is_none()
         );
         assert!(project_id(&s("proj")).unwrap().1.is_some());
+        assert!(
+            project_id(&s("0123\u{1}"))
+                .unwrap_err()
+                .contains("control character")
+        );
+        assert!(
+            project_id(&s("projé"))
+                .unwrap_err()
+                .contains("printable ASCII")
+        );
         assert!(region(&s("ap-southeast-1")).is_ok());
         assert!(region(&s("AP South")).is_err());
     }

@@ -1,5 +1,7 @@
-//! CSV report: one row per image, the JSON image fields as columns (header row first).
+//! CSV report: one row per image, the JSON image fields as columns (header row first). Cells
+//! a spreadsheet would run as formulas are neutralised ([`super::escape::csv_cell`]).
 
+use super::escape::csv_cell;
 use super::{ImageRecord, Report};
 
 /// Column order; the same names as the JSON `images[]` fields.
@@ -48,7 +50,7 @@ pub fn render_to(report: &Report, out: &mut dyn std::io::Write) -> Result<(), cs
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(COLUMNS)?;
     for record in &report.images {
-        writer.write_record(row(record))?;
+        writer.write_record(row(record).iter().map(|cell| csv_cell(cell).into_owned()))?;
     }
     writer.flush()?;
     Ok(())

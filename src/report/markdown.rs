@@ -3,13 +3,21 @@
 
 use std::fmt::Write;
 
+use super::escape::printable;
 use super::{ImageOutcome, Report};
 
-/// Escapes what would break a table cell.
+/// Escapes what would break a table cell (and what would forge a line or repaint a terminal).
 fn cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
+    let text = text
+        .replace('\\', "\\\\")
         .replace('|', "\\|")
-        .replace(['\n', '\r'], " ")
+        .replace(['\n', '\r'], " ");
+    printable(&text).into_owned()
+}
+
+/// Text inside a code span: printable, and without backticks that would end the span.
+fn code(text: &str) -> String {
+    printable(text).replace('`', "'")
 }
 
 pub fn render(report: &Report) -> String {
@@ -19,8 +27,8 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         out,
         "Manifest `{}`, endpoint `{}`, {} to {} ({:.0} s), imsreg {}.\n",
-        report.manifest,
-        report.settings.endpoint,
+        code(&report.manifest),
+        code(&report.settings.endpoint),
         report.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         report.finished_at.format("%H:%M:%S UTC"),
         (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0,

@@ -3,6 +3,7 @@
 //! rename), so a reader never sees half a report, even if the run is killed while writing.
 
 pub mod csv;
+pub mod escape;
 pub mod format;
 pub mod junit;
 pub mod markdown;

@@ -3,8 +3,9 @@
 //! its end, with one task per image in flight; the records come back in plan order.
 //!
 //! Stopping: on cancellation or a 401 no new request starts; register calls already on the
-//! wire finish (their `Submitted` is emitted); images never submitted end `cancelled`, those
-//! with a running job `pending` (with the job ID when known).
+//! wire finish (their `Submitted` is emitted), for at most [`super::submit::DRAIN_LIMIT`];
+//! images never submitted end `cancelled`, those with a running job `pending` (with the job ID
+//! when known).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -393,13 +394,9 @@ async fn run_image<C: ImsApi>(
                     drop(slot);
                     return finish(&ctx, index, record, &done);
                 }
-                SubmitEnd::Unknown => {
+                SubmitEnd::Unsettled(message) => {
                     record.status = ImageOutcome::Pending;
-                    record.error_message = Some(
-                        "the run stopped before IMS answered the register call; the next run \
-                         checks the image status before submitting again"
-                            .into(),
-                    );
+                    record.error_message = Some(message);
                     drop(slot);
                     return finish(&ctx, index, record, &done);
                 }

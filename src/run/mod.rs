@@ -34,7 +34,7 @@ mod watch;
 pub use check::PER_ID_THRESHOLD;
 pub use engine::execute;
 pub use plan::{Action, CloudStatus, StatusMap, action_for};
-pub use submit::AMBIGUITY_GRACE;
+pub use submit::{AMBIGUITY_GRACE, DRAIN_LIMIT};
 
 /// The read-only status check alone, for `--dry-run`: learns every image's cloud status with
 /// the engine's own requests and policy (list pages or per-ID lookups, query lane, rate limit,

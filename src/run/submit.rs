@@ -1,15 +1,19 @@
 //! Submitting one image: `register_image` in the register lane (in-flight bound, shared
 //! throttle state, GCRA limiter), with the retry policy of [`super::retry`].
 //!
-//! A register call is not idempotent, so an answer lost on the way back (or a 400 IMG.0046
-//! "image not queued" on a re-send) is resolved by looking at the image: `saving`/`active`
-//! means IMS accepted it (followed by image status, its job ID is unknown); still `queued` after
-//! [`AMBIGUITY_GRACE`] means it was not, and only then is the call sent again. A call already on
-//! the wire when the run stops is let finish, so an accepted job is never lost.
+//! A register call is not idempotent, so an answer lost on the way back, a 2xx answer that
+//! cannot be used (not JSON, no job ID, a job ID of the wrong shape), or a 400 IMG.0046 "image
+//! not queued" on a re-send, is resolved by looking at the image: `saving`/`active` means IMS
+//! accepted it (followed by image status, its job ID is unknown); still `queued` after
+//! [`AMBIGUITY_GRACE`] means it was not, and only then is the call sent again. When neither
+//! the answers nor the image can tell, the image is left unsettled (`pending`), never `failed`.
+//! A call already on the wire when the run stops is let finish, so an accepted job is never
+//! lost.
 
 use std::time::Duration;
 
-use crate::ims::{ErrorClass, ImageStatus, ImsApi};
+use crate::ims::types::check_job_id;
+use crate::ims::{ErrorClass, ImageStatus, ImsApi, ImsError};
 use crate::manifest::ImageEntry;
 
 use super::RunEvent;
@@ -37,9 +41,32 @@ pub enum SubmitEnd {
     },
     /// The run stopped before any call was accepted.
     NotSent,
-    /// The run stopped while it was unknown whether the last call was accepted.
-    Unknown,
+    /// IMS may have accepted it and the run could not find out (it stopped first, or the
+    /// answers and the image status could not tell): reported `pending` without a job ID, and
+    /// the next run checks the image status before it submits anything.
+    Unsettled(String),
 }
+
+/// How long register calls already on the wire may still run once the run is told to stop (and
+/// how long an accepted job ID may take to reach the disk). Well below the 60 s a Kubernetes pod
+/// gets between SIGTERM and SIGKILL (examples/k8s-cronjob.yaml), and below the HTTP client's own
+/// 60 s request timeout. A call still unanswered then is given up: its image is reported
+/// `pending` without a job ID, and the next run checks the image status before submitting.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Why an image is [`SubmitEnd::Unsettled`] when its register call outlived [`DRAIN_LIMIT`].
+const DRAIN_EXPIRED: &str = "the run stopped and IMS had not answered the register call 20 s \
+                             later; the next run checks the image status before submitting again";
+
+/// Resolves [`DRAIN_LIMIT`] after the run is told to stop (never, while it runs).
+async fn drain_expired<C: ImsApi>(ctx: &Ctx<C>) {
+    ctx.stop.cancelled().await;
+    tokio::time::sleep(DRAIN_LIMIT).await;
+}
+
+/// Why an image is [`SubmitEnd::Unsettled`] when the run stops while a call's fate is unknown.
+const STOPPED_UNANSWERED: &str = "the run stopped before IMS answered the register call; the \
+                                  next run checks the image status before submitting again";
 
 pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut u32) -> SubmitEnd {
     let image_id = entry.image_id.as_str();
@@ -48,7 +75,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
     let mut uncertain = false;
     let stopped = |uncertain: bool| {
         if uncertain {
-            SubmitEnd::Unknown
+            SubmitEnd::Unsettled(STOPPED_UNANSWERED.to_string())
         } else {
             SubmitEnd::NotSent
         }
@@ -62,18 +89,30 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             image_id: image_id.to_string(),
             attempt: *attempts,
         });
-        // Boxed while on the wire only (see `Ctx::query_once`).
-        let answer = Box::pin(ctx.client.register_image(image_id, &image_url)).await;
+        // Boxed while on the wire only (see `Ctx::query_once`). A call on the wire is let
+        // finish when the run stops, up to the drain limit.
+        let call = Box::pin(ctx.client.register_image(image_id, &image_url));
+        let answer = tokio::select! {
+            biased;
+            answer = call => answer,
+            () = drain_expired(ctx) => return SubmitEnd::Unsettled(DRAIN_EXPIRED.to_string()),
+        };
         drop(permit);
-        let error = match answer {
+        let error = match answer.and_then(usable_job_id) {
             Ok(job_id) => {
                 ctx.emit(RunEvent::Submitted {
                     image_id: image_id.to_string(),
                     image_url: image_url.clone(),
                     job_id: job_id.clone(),
                 });
-                // The job ID is on disk (state journal) before the image counts as submitted.
-                ctx.events_durable().await;
+                // The job ID is on disk (state journal) before the image counts as submitted;
+                // a stopping run waits for the disk only up to the drain limit (the job ID is
+                // written, and in the report).
+                tokio::select! {
+                    biased;
+                    () = ctx.events_durable() => {}
+                    () = drain_expired(ctx) => {}
+                }
                 return SubmitEnd::Accepted {
                     job_id: Some(job_id),
                     active: false,
@@ -122,6 +161,16 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                         };
                     }
                     Check::StillQueued if checks < MAX_STATUS_CHECKS => uncertain = false,
+                    // Only IMS's own refusal is a verdict; answers that cannot be understood
+                    // leave the image for the next run to check.
+                    Check::StillQueued if class == ErrorClass::Ambiguous => {
+                        return SubmitEnd::Unsettled(format!(
+                            "{}; the image is still `queued` after {checks} register calls whose \
+                             fate is unknown: the next run checks its status again before \
+                             submitting",
+                            error.message_without_code()
+                        ));
+                    }
                     Check::StillQueued => {
                         return SubmitEnd::Failed {
                             code: error.code().map(str::to_string),
@@ -131,6 +180,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                             ),
                         };
                     }
+                    Check::Unknown(message) => return SubmitEnd::Unsettled(message),
                     Check::Gone(message) => {
                         return SubmitEnd::Failed {
                             code: error.code().map(str::to_string),
@@ -169,10 +219,30 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
     }
 }
 
+/// A job ID of the wrong shape (from any [`ImsApi`]) makes the answer unusable: the call is
+/// then treated as unanswered, and the ID never reaches the journal.
+fn usable_job_id(job_id: String) -> Result<String, ImsError> {
+    match check_job_id(&job_id) {
+        Ok(trimmed) => Ok(trimmed.to_string()),
+        Err(detail) => Err(ImsError::Ambiguous {
+            operation: "RegisterImage".to_string(),
+            detail: format!(
+                "IMS answered with success, but the answer cannot be used ({detail}); the \
+                 registration was probably accepted"
+            ),
+        }),
+    }
+}
+
 enum Check {
-    Accepted { active: bool },
+    Accepted {
+        active: bool,
+    },
     StillQueued,
+    /// IMS's own answer: the image is gone or broken.
     Gone(String),
+    /// The status could not be read: nobody knows.
+    Unknown(String),
     Stopped,
 }
 
@@ -194,8 +264,9 @@ async fn accepted_by_image_status<C: ImsApi>(ctx: &Ctx<C>, image_id: &str) -> Ch
             Ok(image) => image,
             Err(QueryError::Stopped) => return Check::Stopped,
             Err(QueryError::Failed(error)) => {
-                return Check::Gone(format!(
-                    "could not tell whether IMS took the registration: {error}"
+                return Check::Unknown(format!(
+                    "could not tell whether IMS took the registration: {error}; the next run \
+                     checks the image status before submitting again"
                 ));
             }
         };
@@ -215,4 +286,137 @@ async fn accepted_by_image_status<C: ImsApi>(ctx: &Ctx<C>, image_id: &str) -> Ch
         }
     }
     Check::StillQueued
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::testing::{FakeIms, Fault, image_id, planned};
+    use super::super::{EventSink, RunConfig, RunEvent, RunResult, execute};
+    use super::*;
+    use crate::report::ImageOutcome;
+
+    #[derive(Default)]
+    struct Submitted(Mutex<Vec<String>>);
+
+    impl EventSink for Submitted {
+        fn event(&self, event: &RunEvent) {
+            if let RunEvent::Submitted { job_id, .. } = event {
+                self.0.lock().unwrap().push(job_id.clone());
+            }
+        }
+    }
+
+    fn config() -> RunConfig {
+        RunConfig {
+            concurrency: 4,
+            max_active_jobs: 20,
+            submit_rate: f64::INFINITY,
+            query_rate: f64::INFINITY,
+            poll_interval: Duration::from_secs(1),
+            job_timeout: Duration::from_secs(3600),
+        }
+    }
+
+    async fn run_one(fake: &Arc<FakeIms>) -> (RunResult, Vec<String>) {
+        let sink = Arc::new(Submitted::default());
+        let result = execute(
+            fake.clone(),
+            vec![planned(&image_id(0), None)],
+            &config(),
+            sink.clone(),
+            CancellationToken::new(),
+        )
+        .await;
+        let submitted = sink.0.lock().unwrap().clone();
+        (result, submitted)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_job_id_is_never_journaled_and_the_image_is_followed() {
+        for junk in ["a".repeat(1 << 20), String::new(), "<html>".into()] {
+            let fake = Arc::new(FakeIms::new(1, Duration::from_secs(5)));
+            fake.fault(Fault::AcceptedWithJobId(junk.clone()));
+            let (result, submitted) = run_one(&fake).await;
+            let record = &result.records[0];
+            assert_eq!(record.status, ImageOutcome::Registered, "{junk:.20}");
+            assert_eq!(record.job_id, None, "the unusable answer is not a job ID");
+            assert!(submitted.is_empty(), "journaled: {submitted:?}");
+            let counters = fake.counters();
+            assert_eq!(counters.register_calls, 1, "never re-sent blindly");
+            assert_eq!(counters.accepted.values().sum::<u32>(), 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_after_cancellation_is_bounded_and_loses_nothing() {
+        let fake = Arc::new(FakeIms::new(3, Duration::from_secs(600)));
+        fake.fault(Fault::Pass);
+        fake.fault(Fault::Hang);
+        let images: Vec<_> = (0..3).map(|n| planned(&image_id(n), None)).collect();
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        let cancelled_at = Arc::new(Mutex::new(None));
+        let mark = cancelled_at.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            *mark.lock().unwrap() = Some(tokio::time::Instant::now());
+            trigger.cancel();
+        });
+        let mut config = config();
+        config.max_active_jobs = 2;
+        let sink = Arc::new(Submitted::default());
+        // Without the bound, the hanging call holds the run forever; on the paused clock the
+        // timeout below would then fire.
+        let result = tokio::time::timeout(
+            DRAIN_LIMIT * 3,
+            execute(fake.clone(), images, &config, sink.clone(), cancel),
+        )
+        .await
+        .expect("the drain after cancellation is bounded");
+        let drained = cancelled_at.lock().unwrap().unwrap().elapsed();
+        assert!(drained >= DRAIN_LIMIT, "{drained:?}");
+        assert!(
+            drained < DRAIN_LIMIT + Duration::from_secs(1),
+            "{drained:?}"
+        );
+        assert!(result.interrupted);
+        let statuses: Vec<_> = result.records.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                ImageOutcome::Pending,
+                ImageOutcome::Pending,
+                ImageOutcome::Cancelled
+            ]
+        );
+        // The accepted job keeps its ID; the unanswered call is unsettled, not lost.
+        assert!(result.records[0].job_id.is_some());
+        assert_eq!(result.records[1].job_id, None);
+        let message = result.records[1]
+            .error_message
+            .as_deref()
+            .unwrap_or_default();
+        assert!(message.contains("next run checks"), "{message}");
+        assert_eq!(sink.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn register_answers_that_never_tell_leave_the_image_pending_not_failed() {
+        let fake = Arc::new(FakeIms::new(1, Duration::from_secs(5)));
+        for _ in 0..MAX_STATUS_CHECKS {
+            fake.fault(Fault::DroppedNotAccepted);
+        }
+        let (result, submitted) = run_one(&fake).await;
+        let record = &result.records[0];
+        assert_eq!(record.status, ImageOutcome::Pending);
+        assert_eq!(record.job_id, None);
+        let message = record.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains("next run checks"), "{message}");
+        assert!(submitted.is_empty());
+        assert_eq!(fake.counters().register_calls, MAX_STATUS_CHECKS);
+    }
 }

@@ -50,6 +50,10 @@ pub enum Fault {
     Final(&'static str),
     /// Answer this call normally (lets a test place later faults on exact calls).
     Pass,
+    /// The job is created, but the answer carries this instead of its job ID.
+    AcceptedWithJobId(String),
+    /// The call is never answered (a server that hangs after reading the request).
+    Hang,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -203,6 +207,17 @@ impl FakeIms {
         state.images.get(image_id).map(|i| i.status.clone())
     }
 
+    /// Whether the next register call hangs ([`Fault::Hang`]); counts it if so.
+    fn takes_hang_fault(&self) -> bool {
+        let mut state = self.lock();
+        if !matches!(state.register_faults.front(), Some(Fault::Hang)) {
+            return false;
+        }
+        state.register_faults.pop_front();
+        state.counters.register_calls += 1;
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
@@ -304,6 +319,9 @@ fn dropped(operation: &str) -> ImsError {
 
 impl ImsApi for FakeIms {
     async fn register_image(&self, image_id: &str, _image_url: &str) -> Result<String, ImsError> {
+        if self.takes_hang_fault() {
+            return std::future::pending().await;
+        }
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.register_calls += 1;
@@ -330,7 +348,13 @@ impl ImsApi for FakeIms {
                 return Err(api(401, "APIG.0301", "verify aksk signature fail"));
             }
             Some(Fault::Final(code)) => return Err(api(400, code, "refused")),
-            Some(Fault::AcceptedThenDropped | Fault::Pass) | None => {}
+            Some(
+                Fault::AcceptedThenDropped
+                | Fault::AcceptedWithJobId(_)
+                | Fault::Pass
+                | Fault::Hang,
+            )
+            | None => {}
         }
         match state.images.get(image_id).map(|i| i.status.clone()) {
             None => return Err(api(404, "IMG.0027", "image does not exist")),
@@ -352,6 +376,9 @@ impl ImsApi for FakeIms {
         state.counters.max_running = state.counters.max_running.max(running);
         if matches!(fault, Some(Fault::AcceptedThenDropped)) {
             return Err(dropped("register"));
+        }
+        if let Some(Fault::AcceptedWithJobId(answer)) = fault {
+            return Ok(answer);
         }
         Ok(job_id)
     }

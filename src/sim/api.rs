@@ -267,6 +267,17 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
                 shared.lock().stats.dropped_register_responses += 1;
                 return drop_connection(killer).await;
             }
+            let faults = &shared.config.faults;
+            let garble_it = faults.garble_register_response > 0.0
+                && shared.lock().faults.random::<f64>() < faults.garble_register_response;
+            if garble_it {
+                let mut response = (StatusCode::OK, faults.garbled_body.body()).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(faults.garbled_body.content_type()),
+                );
+                return response;
+            }
             json_response(
                 StatusCode::OK,
                 &json!({ "job_id": job_id }),

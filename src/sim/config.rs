@@ -102,9 +102,17 @@ pub enum ConfigError {
 impl SimConfig {
     /// Reads a YAML file; every key is optional.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.display().to_string(),
             source,
+        };
+        let bytes = crate::input::read("simulator config", path, crate::input::MAX_INPUT_BYTES)
+            .map_err(|err| read_error(std::io::Error::other(err.detail())))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it is not UTF-8 text",
+            ))
         })?;
         Self::from_yaml(&text).map_err(|message| ConfigError::Invalid {
             path: path.display().to_string(),
@@ -140,6 +148,10 @@ impl SimConfig {
         fraction(
             "faults.drop_register_response",
             self.faults.drop_register_response,
+        )?;
+        fraction(
+            "faults.garble_register_response",
+            self.faults.garble_register_response,
         )?;
         let total = self.faults.error_500
             + self.faults.error_502
@@ -217,6 +229,71 @@ pub struct Faults {
     /// Of the register calls that are accepted (job created, image saving), close the
     /// connection instead of answering: the ambiguous case.
     pub drop_register_response: f64,
+    /// Of the register calls that are accepted, answer this share `200` with an unusable body
+    /// ([`Faults::garbled_body`]) instead of the job ID: a proxy's page, a broken gateway.
+    pub garble_register_response: f64,
+    /// What those answers carry.
+    pub garbled_body: GarbledBody,
+}
+
+/// The body of a garbled register answer (`faults.garbled_body`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GarbledBody {
+    /// An HTML page, as a proxy or captive portal sends.
+    #[default]
+    Html,
+    /// Nothing at all.
+    Empty,
+    /// `null`.
+    Null,
+    /// `{}`.
+    EmptyObject,
+    /// `{"job_id": ""}`.
+    EmptyJobId,
+    /// A job ID of a million characters.
+    HugeJobId,
+    /// A job ID of the wrong shape (`../../etc`).
+    BadJobId,
+    /// A JSON answer larger than the client reads.
+    Oversized,
+}
+
+impl GarbledBody {
+    pub const ALL: [GarbledBody; 8] = [
+        GarbledBody::Html,
+        GarbledBody::Empty,
+        GarbledBody::Null,
+        GarbledBody::EmptyObject,
+        GarbledBody::EmptyJobId,
+        GarbledBody::HugeJobId,
+        GarbledBody::BadJobId,
+        GarbledBody::Oversized,
+    ];
+
+    pub fn body(self) -> Vec<u8> {
+        match self {
+            GarbledBody::Html => b"<html><body><h1>Welcome</h1></body></html>".to_vec(),
+            GarbledBody::Empty => Vec::new(),
+            GarbledBody::Null => b"null".to_vec(),
+            GarbledBody::EmptyObject => b"{}".to_vec(),
+            GarbledBody::EmptyJobId => br#"{"job_id": ""}"#.to_vec(),
+            GarbledBody::HugeJobId => format!(r#"{{"job_id": "{}"}}"#, "a".repeat(1 << 20)).into(),
+            GarbledBody::BadJobId => br#"{"job_id": "../../etc"}"#.to_vec(),
+            GarbledBody::Oversized => {
+                let filler = "x".repeat(crate::ims::client::MAX_RESPONSE_BYTES);
+                format!(r#"{{"job_id": "b912fb4a4c464b568ecfca1071b21b10", "x": "{filler}"}}"#)
+                    .into()
+            }
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            GarbledBody::Html => "text/html",
+            _ => "application/json;charset=UTF-8",
+        }
+    }
 }
 
 /// A token bucket: `rate` requests per second on average, at most `burst` at once.
@@ -310,7 +387,7 @@ credentials: {ak: AK1, sk: SK1}
 job_duration: {min: 100ms, max: 300ms}
 task_limit: 5
 failure_fraction: 0.25
-faults: {error_503: 0.1, drop_register_response: 0.5}
+faults: {error_503: 0.1, drop_register_response: 0.5, garble_register_response: 0.2, garbled_body: huge_job_id}
 rate_limits:
   register: {rate: 10, burst: 2, retry_after: 1}
 latency: 5ms
@@ -336,6 +413,7 @@ images: [a, b]
             DurationDist::Fixed(Duration::from_millis(5))
         );
         assert_eq!(config.images.len(), 2);
+        assert_eq!(config.faults.garbled_body, GarbledBody::HugeJobId);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod stats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{Credentials, DurationDist, Faults, RateLimit, SimConfig};
+pub use config::{Credentials, DurationDist, Faults, GarbledBody, RateLimit, SimConfig};
 pub use stats::SimStats;
 
 use crate::ims::ImageStatus;

@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::input::{self, MAX_INPUT_BYTES};
 
 use super::StateError;
 
@@ -193,15 +195,15 @@ impl Replayed {
     }
 }
 
-/// Reads a journal without changing it (for `imsreg status`). A missing file is empty.
+/// Reads a journal without changing it (for `imsreg status`). A missing file is empty; one
+/// that is not a regular file, or larger than [`MAX_INPUT_BYTES`], is refused.
 pub fn replay(path: &Path) -> Result<Replayed, StateError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
-        Err(source) => return Err(StateError::io(path, source)),
+    let mut reader = match input::open("state journal", path, MAX_INPUT_BYTES) {
+        Ok(reader) => reader,
+        Err(e) if e.is_not_found() => return Ok(Replayed::default()),
+        Err(e) => return Err(StateError::Input(e)),
     };
     let mut replayed = Replayed::default();
-    let mut reader = BufReader::new(file);
     let mut line = Vec::new();
     let mut number = 0usize;
     let mut pending_bad: Option<usize> = None;
@@ -209,7 +211,7 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
         line.clear();
         let read = reader
             .read_until(b'\n', &mut line)
-            .map_err(|source| StateError::io(path, source))?;
+            .map_err(|source| StateError::Input(reader.error(source)))?;
         if read == 0 {
             break;
         }

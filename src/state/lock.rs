@@ -78,7 +78,15 @@ impl RunLock {
                 return Err(StateError::io(&path, source));
             }
         }
-        let journal = match File::open(&real) {
+        // Only a regular file is opened here (opening a FIFO would block); anything else is
+        // refused when the journal is read.
+        let regular = std::fs::metadata(&real).is_ok_and(|meta| meta.is_file());
+        let opened = if regular {
+            File::open(&real)
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        };
+        let journal = match opened {
             Ok(journal) => match journal.try_lock() {
                 Ok(()) => Some(journal),
                 Err(std::fs::TryLockError::WouldBlock) => {

@@ -65,6 +65,9 @@ pub enum StateError {
         path.display()
     )]
     NotAJournal { path: PathBuf },
+    /// Not a regular file, or too large to be a journal.
+    #[error("{0}")]
+    Input(#[from] crate::input::InputError),
     #[error("cannot encode a state journal line: {0}")]
     Encode(String),
     #[error("cannot compact the state journal: {0}")]

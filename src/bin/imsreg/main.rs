@@ -49,7 +49,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Another run holds the state journal's lock ("busy, try later"; EX_TEMPFAIL).
     pub const LOCKED: u8 = 75;
-    /// Interrupted by SIGINT/SIGTERM.
+    /// Interrupted by SIGINT/SIGTERM/SIGHUP.
     pub const INTERRUPTED: u8 = 130;
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imsreg::job::{self, JobError, JobOptions, JournalChoice, Outcome, Verdict};
-use imsreg::manifest::Settings;
+use imsreg::manifest::{Settings, bounds};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use tokio_util::sync::CancellationToken;
 
@@ -42,31 +42,33 @@ pub struct Args {
     pub region: Option<String>,
 
     /// Project ID (default HUAWEICLOUD_SDK_PROJECT_ID).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = imsreg::ims::auth::parse_project_id)]
     pub project_id: Option<String>,
 
-    /// API calls in flight at once [default: 8].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// API calls in flight at once, 1 to 1024 [default: 8].
+    #[arg(long, value_name = "N", value_parser = bounds::parse_concurrency)]
     pub concurrency: Option<u32>,
 
-    /// Register calls per second [default: 2].
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    /// Register calls per second, 0.01 to 1000000 [default: 2].
+    #[arg(long, value_name = "RATE", value_parser = bounds::parse_rate)]
     pub submit_rate: Option<f64>,
 
-    /// Status queries per second [default: 10].
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    /// Status queries per second, 0.01 to 1000000 [default: 10].
+    #[arg(long, value_name = "RATE", value_parser = bounds::parse_rate)]
     pub query_rate: Option<f64>,
 
-    /// First poll of a job after this long, e.g. 10s [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// First poll of a job after this long, 1ms to 7d, e.g. 10s [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = bounds::parse_poll_interval)]
     pub poll_interval: Option<Duration>,
 
-    /// An image still running this long after submission is reported pending, e.g. 2h [default: 2h].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// An image still running this long after submission is reported pending, 1ms to 30d,
+    /// e.g. 2h [default: 2h].
+    #[arg(long, value_name = "DURATION", value_parser = bounds::parse_job_timeout)]
     pub job_timeout: Option<Duration>,
 
-    /// Registrations running in the cloud at once (IMS allows 40 per account) [default: 20].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Registrations running in the cloud at once (IMS allows 40 per account), 1 to 1000000
+    /// [default: 20].
+    #[arg(long, value_name = "N", value_parser = bounds::parse_max_active_jobs)]
     pub max_active_jobs: Option<u32>,
 
     /// Write a report here; the extension picks the format: .json .yaml/.yml .csv .xml (JUnit)
@@ -144,23 +146,6 @@ impl Args {
     }
 }
 
-fn parse_rate(raw: &str) -> Result<f64, String> {
-    match raw.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!(
-            "{raw:?} is not a rate: give a positive number of calls per second, e.g. 2 or 0.5"
-        )),
-    }
-}
-
-fn parse_duration(raw: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(raw.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("the duration must be greater than zero".to_string()),
-        Err(err) => Err(format!("{raw:?}: {err} (write e.g. 500ms, 10s, 5m, 2h)")),
-    }
-}
-
 pub fn main(args: Args) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -192,7 +177,7 @@ async fn run(args: Args) -> u8 {
     let cancel = CancellationToken::new();
     let clear = ui.clone();
     if let Err(err) = signals::install(cancel.clone(), Arc::new(move || clear.clear())) {
-        tracing::error!("cannot install the signal handlers: {err}");
+        tracing::error!("cannot install the SIGINT/SIGTERM/SIGHUP handlers: {err}");
         return exit::USAGE;
     }
     let outcome = job::run(args.options(), ui.clone(), cancel).await;
@@ -283,18 +268,6 @@ mod tests {
                 .unwrap();
             assert!(line.contains(&format!("[default: {default}]")), "{line}");
         }
-    }
-
-    #[test]
-    fn rates_and_durations_are_checked() {
-        assert_eq!(parse_rate("2.5"), Ok(2.5));
-        assert!(parse_rate("0").is_err());
-        assert!(parse_rate("-1").is_err());
-        assert!(parse_rate("inf").is_err());
-        assert_eq!(parse_duration("150ms"), Ok(Duration::from_millis(150)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use imsreg::report::escape::printable;
 use imsreg::state;
 use imsreg::state::JournalStatus;
 
@@ -100,11 +101,11 @@ pub fn main(args: Args) -> u8 {
             let _ = writeln!(out, $($arg)*);
         }};
     }
-    line!("state journal  {}", path.display());
+    line!("state journal  {}", printable(&path.display().to_string()));
     line!(
         "run            {}",
         match (running, holder) {
-            (true, Some(holder)) => format!("in progress ({holder})"),
+            (true, Some(holder)) => printable(&format!("in progress ({holder})")).into_owned(),
             (true, None) => "in progress (the run lock is held)".to_string(),
             (false, _) => "not running".to_string(),
         }
@@ -123,7 +124,9 @@ pub fn main(args: Args) -> u8 {
         line!("in-flight jobs:");
         for (at, id, job) in &in_flight {
             let at = at.map_or(String::new(), |t| t.format("%H:%M:%S").to_string());
-            line!("  {id}  job {job}  submitted {at}");
+            // The journal is a file anyone may have edited: one line per job, whatever it says.
+            let entry = format!("{id}  job {job}  submitted {at}");
+            line!("  {}", printable(&entry));
         }
     }
     if replayed.torn_tail {

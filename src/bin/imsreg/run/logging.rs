@@ -3,12 +3,22 @@
 //!
 //! When progress bars are on screen, every log line is written through
 //! [`MultiProgress::suspend`] so it lands above the bars instead of tearing them.
+//!
+//! Field values (and the message) of text lines are printed through
+//! [`imsreg::report::escape::printable`]: a newline in a server's error text or a file name
+//! cannot forge a log line. JSON lines are escaped by the JSON encoder.
 
 use std::io::{self, IsTerminal, Write};
 
+use std::fmt;
+
+use imsreg::report::escape::printable;
 use indicatif::MultiProgress;
+use tracing::field::Field;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::{self, Writer};
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 
 /// How log lines are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +42,10 @@ pub fn init(format: LogFormat, bars: MultiProgress) {
         .with_writer(writer)
         .with_target(false);
     let _ = match format {
-        LogFormat::Text => builder.with_ansi(color_on_stderr()).try_init(),
+        LogFormat::Text => builder
+            .fmt_fields(escaped_fields())
+            .with_ansi(color_on_stderr())
+            .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -40,6 +53,22 @@ pub fn init(format: LogFormat, bars: MultiProgress) {
             .with_span_list(false)
             .try_init(),
     };
+}
+
+/// The fields of a text line, `name=value` apart by spaces (the message without its name),
+/// each value with its control characters escaped.
+fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    format::debug_fn(
+        |writer: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug| {
+            let text = format!("{value:?}");
+            let text = printable(&text);
+            match field.name() {
+                "message" => write!(writer, "{text}"),
+                name => write!(writer, "{name}={text}"),
+            }
+        },
+    )
+    .delimited(" ")
 }
 
 /// Colour only for a person at a terminal, and never when `NO_COLOR` asks otherwise.

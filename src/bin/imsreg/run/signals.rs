@@ -1,6 +1,7 @@
-//! SIGINT/SIGTERM handling: the first signal cancels the run gracefully (calls on the wire
-//! finish, unsent images become `cancelled`, the report is written, exit 130); a second one
-//! exits 130 at once.
+//! SIGINT/SIGTERM/SIGHUP handling: the first signal cancels the run gracefully (calls on the
+//! wire finish, unsent images become `cancelled`, the report is written, exit 130); a second
+//! one exits 130 at once. SIGHUP (the terminal or ssh session closed) is a stop request like
+//! the others: its default action would kill the run without a report.
 
 use std::sync::Arc;
 
@@ -18,10 +19,12 @@ pub fn install(
 ) -> std::io::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         let name = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
         };
         tracing::warn!(
             "{name} received: finishing the calls in flight and writing the report (send it again to stop at once)"
@@ -30,6 +33,7 @@ pub fn install(
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
         }
         before_hard_exit();
         tracing::error!("second signal: stopping at once, no report written");

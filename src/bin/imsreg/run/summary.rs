@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
+use imsreg::report::escape::printable;
 use imsreg::report::{ImageOutcome, Report};
 
 /// At most this many failures are listed; the report has them all.
@@ -69,10 +70,12 @@ pub fn render(
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default();
             let detail = match record.status {
-                ImageOutcome::Pending => format!(
-                    "still running in IMS, job {}",
-                    record.job_id.as_deref().unwrap_or("unknown")
-                ),
+                ImageOutcome::Pending => match (&record.job_id, &record.error_message) {
+                    (Some(job), _) => format!("still running in IMS, job {job}"),
+                    // Unsettled: IMS may have taken it; the message says why it is not known.
+                    (None, Some(message)) => message.clone(),
+                    (None, None) => "still running in IMS, job unknown".to_string(),
+                },
                 _ => {
                     let code = record.error_code.as_deref().unwrap_or("");
                     let message = record.error_message.as_deref().unwrap_or("no reason given");
@@ -84,7 +87,9 @@ pub fn render(
                     }
                 }
             };
-            out.push_str(&format!("  {} {id}{label}: {detail}\n", record.status));
+            // One line per image, whatever the name or the server's message contains.
+            let line = format!("{} {id}{label}: {detail}", record.status);
+            out.push_str(&format!("  {}\n", printable(&line)));
         }
         if problems.len() > MAX_LISTED {
             out.push_str(&format!(
@@ -94,7 +99,10 @@ pub fn render(
         }
     }
     if !reports.is_empty() {
-        let list: Vec<String> = reports.iter().map(|p| p.display().to_string()).collect();
+        let list: Vec<String> = reports
+            .iter()
+            .map(|p| printable(&p.display().to_string()).into_owned())
+            .collect();
         out.push_str(&format!("{DIM}Report: {}{DIM:#}\n", list.join(", ")));
     }
     out
@@ -181,6 +189,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Report: r.json, r.md"), "{text}");
+    }
+
+    #[test]
+    fn newlines_in_names_and_messages_cannot_forge_summary_lines() {
+        let mut forged = record(0, ImageOutcome::Failed);
+        forged.name = Some("web\n      9 registered".into());
+        forged.error_message = Some("refused\nDone: 9 images\u{1b}[2J".into());
+        let text = plain(&render(
+            &report(vec![forged]),
+            Duration::ZERO,
+            &[PathBuf::from("r\n.json")],
+            false,
+        ));
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(!text.contains("\n      9 registered"), "{text}");
+        assert!(
+            text.contains("failed id-0 (web\\n      9 registered): IMG.0057: refused\\nDone: 9 images\\u{1b}[2J"),
+            "{text}"
+        );
+        assert!(text.contains("Report: r\\n.json"), "{text}");
     }
 
     #[test]
