@@ -469,8 +469,11 @@ fn log_finished(record: &ImageRecord, quiet: bool) {
         ImageOutcome::Failed | ImageOutcome::Invalid => {
             tracing::warn!(image_id = %id, job_id = %job, status = %record.status, error_code = %code, "image failed: {reason}");
         }
-        ImageOutcome::Pending => {
+        ImageOutcome::Pending if record.job_id.is_some() => {
             tracing::warn!(image_id = %id, job_id = %job, status = %record.status, "image left pending: its job is still running in IMS (job ID in the report)");
+        }
+        ImageOutcome::Pending => {
+            tracing::warn!(image_id = %id, status = %record.status, "image left pending: IMS may have accepted its registration but did not say so; the next run checks its status before submitting: {reason}");
         }
         // Said once for the run when IMS was not reached at all (RunEvent::Unreachable).
         ImageOutcome::Unreachable => {
