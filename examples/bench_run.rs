@@ -1,37 +1,48 @@
-//! Benchmark of the run engine: 10,000 images registered through the real HTTP client against
-//! the in-process simulator over loopback.
+//! Benchmark of the whole job: 10,000 images registered by [`imsreg::job::run`] (the entry
+//! point `imsreg run` calls) through the real HTTP client against the in-process simulator over
+//! loopback.
 //!
 //! (a) unlimited rates, concurrency 64: images/s, engine CPU per image, peak RSS;
 //! (b) `submit_rate` 200/s, 2 s jobs, `max_active_jobs` and the simulator's task limit 1,000:
 //!     wall time against the floor N / min(R, A/D) + D.
 //!
-//! The engine and the simulator run on separate tokio runtimes (two worker threads each, on
-//! the same machine). "Engine CPU" is the CPU time (getrusage RUSAGE_THREAD) of the engine
-//! runtime's threads and of the thread that drives it: the client's signing, HTTP and JSON
-//! work included, the simulator's excluded. Peak RSS (RUSAGE_SELF ru_maxrss) is the whole
-//! process's, simulator included, so it is an upper bound for the engine. The allocator is
-//! the binary's: jemalloc with the same options.
+//! Each scenario writes its manifest into a temporary folder first (not measured), then runs the
+//! job with the simulator as endpoint, its credentials as [`Environment::Vars`], the flags of the
+//! scenario, no state journal (`BENCH_STATE=1` keeps one next to the manifest) and a JSON
+//! report in the folder. So the wall and the CPU include what `imsreg run` does around the
+//! engine: loading and checking the manifest, and writing the report (before 2026-12-03, this
+//! bench called the engine alone with prebuilt images; the phases are printed apart).
+//! Register calls are timed from the observer's `RunEvent::Submitting` (emitted just before
+//! each call leaves), to check the rate at send time apart from the simulator's scheduling.
 //!
-//! `cargo run --release --example bench_run [-- IMAGES [a|client]]`
+//! The job and the simulator run on separate tokio runtimes (two worker threads each, on the
+//! same machine). "Engine CPU" is the CPU time (getrusage RUSAGE_THREAD) of the job runtime's
+//! threads and of the thread that drives it: manifest, signing, HTTP, JSON and report work
+//! included, the simulator's excluded. Peak RSS (RUSAGE_SELF ru_maxrss) is the whole
+//! process's, simulator included, so it is an upper bound for the job. The allocator is the
+//! binary's: jemalloc with the same options.
 //!
-//! The engine runtime is multi-threaded with two workers, as the `imsreg run` binary's is on
-//! this 2-core machine; `BENCH_ENGINE_THREADS=N` sets the workers, and `0` runs the engine on
+//! `cargo run --release --example bench_run [-- IMAGES [a|b|client]]`
+//!
+//! The job runtime is multi-threaded with two workers, as the `imsreg run` binary's is on
+//! this 2-core machine; `BENCH_ENGINE_THREADS=N` sets the workers, and `0` runs the job on
 //! a current-thread runtime instead (for comparison: no wakeups across worker threads).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use imsreg::ims::auth::{Credentials, Secret};
 use imsreg::ims::client::{Client, ClientConfig};
-use imsreg::ims::{
-    ImageInfo, ImageStatusPage, ImsApi, ImsError, Job, ListImagesQuery, ListImagesResponse,
-};
-use imsreg::manifest::{ImageEntry, ImageFormat, ImageUrl};
+use imsreg::job::{self, Environment, JobObserver, JobOptions, JournalChoice, Outcome, Verdict};
+use imsreg::manifest::{Manifest, Settings};
 use imsreg::report::ImageOutcome;
-use imsreg::run::{NoEvents, PlannedImage, RunConfig, execute};
+use imsreg::run::{EventSink, PlannedImage, RunConfig, RunEvent};
 use imsreg::sim::{DurationDist, SimConfig, SimHandle, SimStats, Simulator};
 use tikv_jemallocator::Jemalloc;
 use tokio_util::sync::CancellationToken;
@@ -104,44 +115,60 @@ fn rusage_ns(who: libc::c_int) -> (u64, i64) {
     (ns(usage.ru_utime) + ns(usage.ru_stime), usage.ru_maxrss)
 }
 
-/// The real client, timing each register call as it leaves the engine (to check the rate at
-/// send time, apart from the simulator's own scheduling delays).
-struct Timed {
-    client: Client,
+/// Hears the job: when the manifest was checked and the engine started, when each register
+/// call left (`Submitting` is emitted just before it), and when the last image finished.
+struct Timings {
     started: Instant,
-    register_ms: std::sync::Mutex<Vec<f64>>,
+    checked: Mutex<Option<Duration>>,
+    engine: Mutex<Option<Duration>>,
+    last_finished: Mutex<Option<Duration>>,
+    register_ms: Mutex<Vec<f64>>,
 }
 
-impl ImsApi for Timed {
-    async fn register_image(&self, image_id: &str, image_url: &str) -> Result<String, ImsError> {
-        let at = self.started.elapsed().as_secs_f64() * 1000.0;
-        if let Ok(mut times) = self.register_ms.lock() {
-            times.push(at);
+impl Timings {
+    fn new(images: usize) -> Self {
+        Timings {
+            started: Instant::now(),
+            checked: Mutex::new(None),
+            engine: Mutex::new(None),
+            last_finished: Mutex::new(None),
+            register_ms: Mutex::new(Vec::with_capacity(images)),
         }
-        self.client.register_image(image_id, image_url).await
     }
 
-    async fn show_job(&self, job_id: &str) -> Result<Job, ImsError> {
-        self.client.show_job(job_id).await
+    fn mark(&self, at: &Mutex<Option<Duration>>) {
+        if let Ok(mut at) = at.lock() {
+            *at = Some(self.started.elapsed());
+        }
     }
 
-    async fn show_job_progress(&self, job_id: &str) -> Result<Job, ImsError> {
-        self.client.show_job_progress(job_id).await
+    fn read(at: &Mutex<Option<Duration>>) -> Duration {
+        at.lock().ok().and_then(|at| *at).unwrap_or_default()
+    }
+}
+
+impl EventSink for Timings {
+    fn event(&self, event: &RunEvent) {
+        match event {
+            RunEvent::Submitting { .. } => {
+                let at = self.started.elapsed().as_secs_f64() * 1000.0;
+                if let Ok(mut times) = self.register_ms.lock() {
+                    times.push(at);
+                }
+            }
+            RunEvent::Finished(_) => self.mark(&self.last_finished),
+            _ => {}
+        }
+    }
+}
+
+impl JobObserver for Timings {
+    fn manifest_checked(&self, _manifest: &Manifest) {
+        self.mark(&self.checked);
     }
 
-    async fn list_images(&self, query: &ListImagesQuery) -> Result<ListImagesResponse, ImsError> {
-        self.client.list_images(query).await
-    }
-
-    async fn list_image_statuses(
-        &self,
-        query: &ListImagesQuery,
-    ) -> Result<ImageStatusPage, ImsError> {
-        self.client.list_image_statuses(query).await
-    }
-
-    async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {
-        self.client.get_image(image_id).await
+    fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {
+        self.mark(&self.engine);
     }
 }
 
@@ -169,16 +196,21 @@ fn reset_peak_rss() {
 }
 
 struct Figures {
-    /// Peak heap held by the engine's threads (bytes), images and client included.
+    /// Peak heap held by the job's threads (bytes): manifest, images, client and report.
     engine_heap_peak: u64,
-    /// RSS once the simulator holds its images, before the engine starts (KiB).
+    /// RSS once the simulator holds its images, before the job starts (KiB).
     rss_before_kib: u64,
-    /// Peak RSS during the run (KiB), simulator included.
+    /// Peak RSS during the job (KiB), simulator included.
     rss_peak_kib: u64,
     /// Register calls as they left the engine, in ms from the start.
     sent_ms: Vec<f64>,
     wall: Duration,
+    /// From the start: manifest checked, engine starting, last image finished.
+    checked: Duration,
+    engine_started: Duration,
+    last_finished: Duration,
     engine_cpu: Duration,
+    verdict: Verdict,
     outcomes: Vec<ImageOutcome>,
     stats: SimStats,
 }
@@ -189,23 +221,18 @@ fn image_ids(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn planned(ids: &[String]) -> Vec<PlannedImage> {
-    ids.iter()
-        .enumerate()
-        .map(|(i, id)| PlannedImage {
-            entry: ImageEntry {
-                image_id: id.clone(),
-                image_url: ImageUrl {
-                    bucket: "bench-bucket".into(),
-                    object: format!("images/disk-{i}.qcow2"),
-                },
-                name: None,
-                format: ImageFormat::Qcow2,
-                line: i + 1,
-            },
-            known_job_id: None,
-        })
-        .collect()
+/// The manifest `imsreg run` reads: one qcow2 image per ID, no settings (the flags give them).
+fn write_manifest(path: &Path, ids: &[String]) {
+    let mut text = String::with_capacity(ids.len() * 100 + 16);
+    text.push_str("version: 1\nimages:\n");
+    for (i, id) in ids.iter().enumerate() {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            text,
+            "  - image_id: {id}\n    image_url: bench-bucket:images/disk-{i}.qcow2\n"
+        );
+    }
+    std::fs::write(path, text).expect("write the manifest");
 }
 
 fn client_for(sim: &SimHandle) -> Client {
@@ -223,7 +250,33 @@ fn client_for(sim: &SimHandle) -> Client {
     Client::new(config).expect("client")
 }
 
-fn scenario(n: usize, sim_config: SimConfig, run_config: RunConfig) -> Figures {
+/// `imsreg run` of the manifest against the simulator, as the binary would build it.
+fn job_options(manifest: &Path, report: &Path, sim: &SimHandle, mut flags: Settings) -> JobOptions {
+    let credentials = &sim.config().credentials;
+    flags.endpoint = Some(sim.url());
+    let journal = if std::env::var_os("BENCH_STATE").is_some_and(|v| v == "1") {
+        JournalChoice::NextToManifest
+    } else {
+        JournalChoice::Off
+    };
+    JobOptions {
+        manifest: manifest.to_path_buf(),
+        flags,
+        reports: vec![report.to_path_buf()],
+        journal,
+        environment: Environment::Vars(HashMap::from([
+            ("HUAWEICLOUD_SDK_AK".to_string(), credentials.ak.clone()),
+            ("HUAWEICLOUD_SDK_SK".to_string(), credentials.sk.clone()),
+            (
+                "HUAWEICLOUD_SDK_PROJECT_ID".to_string(),
+                credentials.project_id.clone(),
+            ),
+        ])),
+        ..JobOptions::default()
+    }
+}
+
+fn scenario(n: usize, sim_config: SimConfig, flags: Settings) -> Figures {
     let sim_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sim")
@@ -235,31 +288,25 @@ fn scenario(n: usize, sim_config: SimConfig, run_config: RunConfig) -> Figures {
         .block_on(async { Simulator::start(sim_config, "127.0.0.1:0".parse().unwrap()) })
         .expect("simulator");
     sim.add_images(ids.clone());
-    let images = planned(&ids);
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let manifest = dir.path().join("bench.yaml");
+    write_manifest(&manifest, &ids);
     drop(ids);
+    let options = job_options(&manifest, &dir.path().join("report.json"), &sim, flags);
     reset_peak_rss();
     let rss_before_kib = proc_status_kib("VmRSS");
 
     ENGINE_CPU_NS.store(0, Ordering::SeqCst);
     let engine_runtime = engine_runtime();
-    let client = Arc::new(Timed {
-        client: client_for(&sim),
-        started: Instant::now(),
-        register_ms: std::sync::Mutex::new(Vec::with_capacity(n)),
-    });
+    let timings = Arc::new(Timings::new(n));
 
     ENGINE_HEAP.store(0, Ordering::SeqCst);
     ENGINE_HEAP_PEAK.store(0, Ordering::SeqCst);
     ON_ENGINE.with(|e| e.set(true));
     let main_cpu_before = thread_cpu_ns();
     let started = Instant::now();
-    let result = engine_runtime.block_on(execute(
-        client.clone(),
-        images,
-        &run_config,
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    ));
+    let outcome =
+        engine_runtime.block_on(job::run(options, timings.clone(), CancellationToken::new()));
     let wall = started.elapsed();
     ON_ENGINE.with(|e| e.set(false));
     let rss_peak_kib = proc_status_kib("VmHWM");
@@ -268,9 +315,14 @@ fn scenario(n: usize, sim_config: SimConfig, run_config: RunConfig) -> Figures {
     drop(engine_runtime);
     let engine_cpu = Duration::from_nanos(ENGINE_CPU_NS.load(Ordering::SeqCst) + main_cpu);
 
+    let finished = match outcome {
+        Ok(Outcome::Ran(finished)) => finished,
+        Ok(Outcome::Planned(_)) => panic!("a dry run was not asked for"),
+        Err(err) => panic!("the job did not start: {err}"),
+    };
     let stats = sim.stats();
     sim_runtime.block_on(sim.shutdown());
-    let mut sent_ms = client
+    let mut sent_ms = timings
         .register_ms
         .lock()
         .map(|t| t.clone())
@@ -282,8 +334,12 @@ fn scenario(n: usize, sim_config: SimConfig, run_config: RunConfig) -> Figures {
         rss_peak_kib,
         sent_ms,
         wall,
+        checked: Timings::read(&timings.checked),
+        engine_started: Timings::read(&timings.engine),
+        last_finished: Timings::read(&timings.last_finished),
         engine_cpu,
-        outcomes: result.records.iter().map(|r| r.status).collect(),
+        verdict: finished.verdict,
+        outcomes: finished.report.images.iter().map(|r| r.status).collect(),
         stats,
     }
 }
@@ -294,7 +350,17 @@ fn print_common(n: usize, figures: &Figures) {
         .iter()
         .filter(|s| **s == ImageOutcome::Registered)
         .count();
-    println!("  registered           {registered} / {n}");
+    println!(
+        "  registered           {registered} / {n} (verdict {:?})",
+        figures.verdict
+    );
+    println!(
+        "  phases               manifest loaded and checked {:.2} s, engine start {:.2} s, last image finished {:.2} s, report written {:.2} s",
+        figures.checked.as_secs_f64(),
+        figures.engine_started.as_secs_f64(),
+        figures.last_finished.as_secs_f64(),
+        figures.wall.as_secs_f64()
+    );
     println!(
         "  resubmitted images   {} (must be 0)",
         figures.stats.resubmitted().len()
@@ -405,21 +471,22 @@ fn main() {
         task_limit: 1000,
         ..SimConfig::default()
     };
-    let run_config = RunConfig {
-        concurrency: 64,
-        max_active_jobs: 1000,
-        submit_rate: f64::INFINITY,
-        query_rate: f64::INFINITY,
-        poll_interval: Duration::from_millis(
+    let flags = Settings {
+        concurrency: Some(64),
+        max_active_jobs: Some(1000),
+        submit_rate: Some(f64::INFINITY),
+        query_rate: Some(f64::INFINITY),
+        poll_interval: Some(Duration::from_millis(
             std::env::var("BENCH_A_POLL_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(250),
-        ),
-        job_timeout: Duration::from_secs(600),
+        )),
+        job_timeout: Some(Duration::from_secs(600)),
+        ..Settings::default()
     };
     if only.is_empty() || only == "a" {
-        let a = scenario(n, sim_config, run_config);
+        let a = scenario(n, sim_config, flags);
         println!("(a) {n} images, unlimited rate, concurrency 64, 0.5 s jobs");
         println!(
             "  wall                 {:.2} s = {:.0} images/s",
@@ -436,15 +503,16 @@ fn main() {
             task_limit: active as usize,
             ..SimConfig::default()
         };
-        let run_config = RunConfig {
-            concurrency: 64,
-            max_active_jobs: active as u32,
-            submit_rate: rate,
-            query_rate: 50.0,
-            poll_interval: Duration::from_millis(500),
-            job_timeout: Duration::from_secs(600),
+        let flags = Settings {
+            concurrency: Some(64),
+            max_active_jobs: Some(active as u32),
+            submit_rate: Some(rate),
+            query_rate: Some(50.0),
+            poll_interval: Some(Duration::from_millis(500)),
+            job_timeout: Some(Duration::from_secs(600)),
+            ..Settings::default()
         };
-        let b = scenario(n, sim_config, run_config);
+        let b = scenario(n, sim_config, flags);
         let floor = n as f64 / f64::min(rate, active / duration) + duration;
         println!("(b) {n} images, submit_rate {rate}/s, {duration} s jobs, {active} active jobs");
         println!(
