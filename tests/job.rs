@@ -558,3 +558,16 @@ async fn a_rejected_secret_key_is_credentials_rejected() {
     let report = read_report(&world.path("report.json"));
     assert_eq!(report_lines(&report), all(&ids, "cancelled"));
 }
+
+/// Embedders spawn the job on a runtime of theirs: its future must be `Send` (a compile-time
+/// check; it fails to build, not to run, when a borrowed closure makes the future `!Send`).
+#[test]
+fn the_job_future_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let job = imsreg::job::run(
+        imsreg::job::JobOptions::default(),
+        std::sync::Arc::new(imsreg::job::Unobserved),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    assert_send(&job);
+}

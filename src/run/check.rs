@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use futures::StreamExt;
 
 use crate::ims::paging::{PAGE_LIMIT, next_marker};
-use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
+use crate::ims::{ImageInfo, ImageStatus, ImsApi, ListImagesQuery};
 
 use super::context::{Ctx, QueryError};
 use super::plan::{CloudStatus, StatusMap};
@@ -132,16 +132,24 @@ fn ims_answered(error: &crate::ims::ImsError) -> bool {
     matches!(error.http_status(), Some(400..=499))
 }
 
-async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMap) {
-    let lookups = futures::stream::iter(ids)
-        .map(|id| async move {
-            let answer = ctx
-                .query(Some(id), "checking the image status", || {
-                    ctx.client.get_image(id)
-                })
-                .await;
-            (id, answer)
+/// One image's status lookup. A named async fn over an owned ID: the compiler cannot prove an
+/// `async move` closure over a borrowed `&str` `Send`, and the run's future must be (embedders
+/// spawn it).
+async fn lookup<C: ImsApi>(
+    ctx: &Ctx<C>,
+    id: String,
+) -> (String, Result<Option<ImageInfo>, QueryError>) {
+    let answer = ctx
+        .query(Some(&id), "checking the image status", || {
+            ctx.client.get_image(&id)
         })
+        .await;
+    (id, answer)
+}
+
+async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMap) {
+    let lookups = futures::stream::iter(ids.into_iter().map(str::to_owned))
+        .map(|id| lookup(ctx, id))
         .buffer_unordered(ctx.config.concurrency.max(1) as usize);
     futures::pin_mut!(lookups);
     while let Some((id, answer)) = lookups.next().await {
@@ -154,7 +162,7 @@ async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMa
                 message: error.message_without_code(),
             },
         };
-        statuses.insert(id.to_string(), status);
+        statuses.insert(id, status);
     }
 }
 
@@ -168,7 +176,7 @@ async fn find_stale_jobs<C: ImsApi>(
     images: &[PlannedImage],
     statuses: &mut StatusMap,
 ) {
-    let suspects: Vec<(&str, &str)> = images
+    let suspects: Vec<(String, String)> = images
         .iter()
         .filter_map(|image| {
             let job = image.known_job_id.as_deref()?;
@@ -177,27 +185,34 @@ async fn find_stale_jobs<C: ImsApi>(
                 statuses.get(id),
                 Some(CloudStatus::Found(ImageStatus::Queued))
             )
-            .then_some((id, job))
+            .then(|| (id.to_string(), job.to_string()))
         })
         .collect();
     let lookups = futures::stream::iter(suspects)
-        .map(|(id, job)| async move {
-            let answer = ctx
-                .query(
-                    Some(id),
-                    "checking a job known from the state journal",
-                    || ctx.client.show_job(job),
-                )
-                .await;
-            (id, answer)
-        })
+        .map(|(id, job)| job_lookup(ctx, id, job))
         .buffer_unordered(ctx.config.concurrency.max(1) as usize);
     futures::pin_mut!(lookups);
     while let Some((id, answer)) = lookups.next().await {
         if let Err(QueryError::Failed(error)) = answer
             && error.http_status() == Some(404)
         {
-            statuses.insert(id.to_string(), CloudStatus::QueuedWithoutJob);
+            statuses.insert(id, CloudStatus::QueuedWithoutJob);
         }
     }
+}
+
+/// One journaled job's lookup (a named async fn over owned IDs, as [`lookup`]).
+async fn job_lookup<C: ImsApi>(
+    ctx: &Ctx<C>,
+    id: String,
+    job: String,
+) -> (String, Result<crate::ims::Job, QueryError>) {
+    let answer = ctx
+        .query(
+            Some(&id),
+            "checking a job known from the state journal",
+            || ctx.client.show_job(&job),
+        )
+        .await;
+    (id, answer)
 }
