@@ -4,8 +4,8 @@
 //! The two parsers must agree: where they read a node differently (a mapping of another size, a
 //! list where the other saw text), that is reported as an error rather than guessed around.
 //!
-//! Big manifests have their `images:` entries read and checked in slices while the rest is
-//! still being indexed (see [`super::stream`]); everything else goes through [`Checker::top`].
+//! Big manifests have their `images:` entries checked a slice at a time ([`Checker::chunk`])
+//! while the rest is still being indexed; everything else goes through [`Checker::top`].
 
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault};
@@ -18,8 +18,6 @@ use super::model::{
 };
 use super::raw::{self, Raw};
 use super::rules;
-use super::source::{self, Lines};
-use super::stream;
 
 const TOP_KEYS: [&str; 3] = ["version", "settings", "images"];
 const ENTRY_KEYS: [&str; 4] = ["image_id", "image_url", "name", "format"];
@@ -35,86 +33,10 @@ const SETTINGS_KEYS: [&str; 9] = [
     "job_timeout",
 ];
 
-/// Entries serde_yaml reads at a time in sliced mode.
-pub(super) const CHUNK_ITEMS: usize = 512;
-
-/// Parses and validates manifest bytes (`file` labels the diagnostics).
-pub fn check_bytes(bytes: &[u8], file: &str) -> Manifest {
-    match source::decode(bytes) {
-        Ok(text) => check_text(text, file),
-        Err(problem) => {
-            let mut checker = Checker::new(file);
-            checker.fatal_at(problem.line, problem.column, "file", problem.message);
-            checker.finish()
-        }
-    }
-}
-
-/// Parses and validates manifest text (`file` labels the diagnostics).
-pub fn check_text(text: &str, file: &str) -> Manifest {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut checker = Checker::new(file);
-    let tabs = source::tab_indentation(text);
-    if !tabs.is_empty() {
-        for tab in tabs {
-            checker.fatal_at(tab.line, tab.column, "yaml", tab.message);
-        }
-        return checker.finish();
-    }
-    let lines = Lines::new(text);
-    let (built, streamed) = stream::index_and_read(text, &lines, file);
-    let mut index = match built {
-        Ok(index) => index,
-        Err(err) => {
-            checker.fatal_at(err.line, err.column, "yaml", err.message);
-            return checker.finish();
-        }
-    };
-    if let Some(streamed) = streamed {
-        // The entries are checked; the rest is the document with the list cut out.
-        if let (Some(root), Ok(top)) = (index.root(), raw::read(&streamed.top_text)) {
-            let mut checker = streamed.checker;
-            checker.top(&Doc { index: &index }, root, &top, true);
-            return checker.finish();
-        }
-        // The entries were indexed apart; reading the whole document needs them back.
-        index = match Index::build(text) {
-            Ok(index) => index,
-            Err(err) => {
-                checker.fatal_at(err.line, err.column, "yaml", err.message);
-                return checker.finish();
-            }
-        };
-    }
-    let Some(root) = index.root() else {
-        checker.fatal_at(
-            1,
-            1,
-            "manifest",
-            "the manifest is empty (list the images to register under `images:`; see \
-             examples/demo.yaml)"
-                .to_string(),
-        );
-        return checker.finish();
-    };
-    match raw::read(text) {
-        Ok(top) => checker.top(&Doc { index: &index }, root, &top, false),
-        Err(err) => checker.fatal_at(err.line, err.column, "yaml", err.message),
-    }
-    checker.finish()
-}
-
 /// The position index the checks look positions up in (the whole document, or one slice of
 /// entries).
 pub(super) struct Doc<'a> {
     pub index: &'a Index,
-}
-
-/// A slice of the `images:` list that serde_yaml reads on its own.
-pub(super) struct Chunk {
-    pub start: usize,
-    pub end: usize,
-    pub first_item: usize,
 }
 
 pub(super) struct Checker {
@@ -178,7 +100,13 @@ impl Checker {
         });
     }
 
-    fn fatal_at(&mut self, line: usize, column: usize, field: impl Into<String>, message: String) {
+    pub fn fatal_at(
+        &mut self,
+        line: usize,
+        column: usize,
+        field: impl Into<String>,
+        message: String,
+    ) {
         self.fatal = true;
         self.push(line, column, Severity::Error, field, message);
     }
@@ -311,7 +239,7 @@ impl Checker {
         format!("unknown key `{shown}` ({hint})")
     }
 
-    fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
+    pub fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
         let Raw::Map(pairs) = raw else {
             if self.agree(doc, root, raw, &"manifest") {
                 self.fatal_node(
@@ -496,13 +424,13 @@ impl Checker {
         &mut self,
         doc: &Doc,
         items: &[NodeId],
-        chunk: &Chunk,
+        first_item: usize,
         read: Result<Raw, raw::ReadError>,
     ) -> bool {
         match read {
             Ok(Raw::Seq(raws)) if raws.len() == items.len() => {
                 for (n, (item_node, item)) in items.iter().zip(&raws).enumerate() {
-                    self.entry(doc, chunk.first_item + n, *item_node, item);
+                    self.entry(doc, first_item + n, *item_node, item);
                 }
                 true
             }
