@@ -1,8 +1,10 @@
 //! Validation of a whole manifest: walks serde_yaml's reading of the document side by side with
 //! the position index, applies the rules to every key and value, and collects all problems.
 //!
-//! The two parsers must agree: where they read a node differently (a mapping of another size, a
-//! list where the other saw text), that is reported as an error rather than guessed around.
+//! The two readings must agree: where serde_yaml and the index (saphyr-parser) see a node
+//! differently (a mapping of another size, a list where the other saw text), that is reported
+//! to the user as ambiguous YAML at that place rather than guessed around. The messages speak of
+//! the user's file, never of the two parsers.
 //!
 //! Big manifests have their `images:` entries checked a slice at a time ([`Checker::chunk`])
 //! while the rest is still being indexed; everything else goes through [`Checker::top`].
@@ -133,7 +135,7 @@ impl Checker {
         }
     }
 
-    /// Reports a node the two parsers read differently; true when they agree.
+    /// Reports a node that serde_yaml and the index read differently; true when they agree.
     fn agree(&mut self, doc: &Doc, node: NodeId, raw: &Raw, field: &dyn fmt::Display) -> bool {
         let index = doc.index;
         let target = index.resolve(node);
@@ -150,8 +152,9 @@ impl Checker {
                 doc,
                 node,
                 field.to_string(),
-                "the YAML here is read differently by the two YAML parsers imsreg uses, so its \
-                 meaning is ambiguous (simplify it: plain block style, quoted strings)"
+                "ambiguous YAML: this part of the file can be read in more than one way, so \
+                 imsreg will not guess (rewrite it in plain block style: one `key: value` per \
+                 line, list entries on `- ` lines, text with unusual characters in quotes)"
                     .to_string(),
             );
         }
@@ -178,9 +181,8 @@ impl Checker {
                 report(
                     pos,
                     format!(
-                        "the two YAML parsers imsreg uses read this key differently (`{}` and \
-                         `{}`), so its meaning is ambiguous (write the key plainly, without \
-                         quotes or escapes)",
+                        "ambiguous key: it can be read as `{}` or as `{}` (write the key \
+                         plainly, e.g. `image_id:`, without quotes, escapes or unusual characters)",
                         rules::shorten(serde_key),
                         rules::shorten(index_key)
                     ),
@@ -694,4 +696,44 @@ pub fn format_counts(manifest: &Manifest) -> Vec<(ImageFormat, usize)> {
         .map(|f| (f, manifest.images.iter().filter(|i| i.format == f).count()))
         .filter(|(_, n)| *n > 0)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks `values` (as serde_yaml reads it) against the positions of `positions`: two texts
+    /// stand for the two readings of one file that disagree.
+    fn disagreeing(positions: &str, values: &str) -> Vec<Diagnostic> {
+        let index = Index::build(positions).unwrap();
+        let raw = raw::read(values).unwrap();
+        let mut checker = Checker::new("m.yaml");
+        checker.top(&Doc { index: &index }, index.root().unwrap(), &raw, false);
+        checker.finish().diagnostics
+    }
+
+    #[test]
+    fn readings_that_disagree_are_reported_as_the_users_ambiguous_yaml() {
+        let found = disagreeing("images: [a, b]\n", "images: [a]\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].line, found[0].column), (1, 9));
+        assert!(found[0].message.starts_with("ambiguous YAML"), "{found:?}");
+        assert!(found[0].message.contains("plain block style"), "{found:?}");
+
+        let found = disagreeing("settings:\n  region: x\n", "settings:\n  regio n: x\n");
+        let ambiguous: Vec<&Diagnostic> = found
+            .iter()
+            .filter(|d| d.message.contains("ambiguous"))
+            .collect();
+        assert_eq!(ambiguous.len(), 1, "{found:?}");
+        assert_eq!((ambiguous[0].line, ambiguous[0].column), (2, 3));
+        assert_eq!(
+            ambiguous[0].message,
+            "ambiguous key: it can be read as `regio n` or as `region` (write the key plainly, \
+             e.g. `image_id:`, without quotes, escapes or unusual characters)"
+        );
+        for diagnostic in &found {
+            assert!(!diagnostic.message.contains("parser"), "{diagnostic}");
+        }
+    }
 }
