@@ -58,8 +58,9 @@ impl std::fmt::Display for Secret {
     }
 }
 
-/// How requests are authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How requests are authenticated. `Debug` shows the AK and which secrets are present, never
+/// their values.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// AK/SK signing (`SDK-HMAC-SHA256`). The AK is an identifier sent in clear in every
     /// `Authorization` header; the SK and the temporary token are secrets.
@@ -71,6 +72,25 @@ pub enum Credentials {
     },
     /// A pre-issued IAM token, sent as `X-Auth-Token`; nothing is signed.
     Token(Secret),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Written out rather than derived, so that a field added later is not printed unseen.
+        match self {
+            Credentials::AkSk {
+                ak,
+                sk,
+                security_token,
+            } => f
+                .debug_struct("AkSk")
+                .field("ak", ak)
+                .field("sk", sk)
+                .field("security_token", security_token)
+                .finish(),
+            Credentials::Token(token) => f.debug_tuple("Token").field(token).finish(),
+        }
+    }
 }
 
 impl Credentials {
@@ -114,7 +134,8 @@ impl std::fmt::Display for CredentialSource {
 }
 
 /// The result of [`discover`]: credentials plus the project ID found next to them (CLI flags
-/// and manifest settings may override it later).
+/// and manifest settings may override it later). The derived `Debug` is safe: the secrets are
+/// inside [`Credentials`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discovered {
     pub credentials: Credentials,
@@ -396,9 +417,40 @@ mod tests {
             sk: s,
             security_token: Some(Secret::new("tok-value")),
         };
-        let dbg = format!("{c:?} {}", c.describe());
+        let dbg = format!("{c:?} {c:#?} {}", c.describe());
         assert!(!dbg.contains("very-secret") && !dbg.contains("tok-value"));
         assert!(dbg.contains("AKID"));
+        assert_eq!(
+            format!("{c:?}"),
+            r#"AkSk { ak: "AKID", sk: ***, security_token: Some(***) }"#
+        );
+    }
+
+    #[test]
+    fn discovered_credentials_print_without_secrets() {
+        let env = |name: &str| match name {
+            ENV_AUTH_TOKEN => Some("iam-token-never-printed".to_string()),
+            ENV_PROJECT_ID => Some("p1".to_string()),
+            _ => None,
+        };
+        let found = discover(env).unwrap();
+        assert_eq!(found.credentials.describe(), "IAM token");
+        let printed = format!("{found:?}");
+        assert!(!printed.contains("never-printed"), "{printed}");
+        assert!(
+            printed.contains("Token(***)") && printed.contains("p1"),
+            "{printed}"
+        );
+
+        let env = |name: &str| match name {
+            ENV_AK => Some("AKFOUND".to_string()),
+            ENV_SK => Some("sk-never-printed".to_string()),
+            ENV_SECURITY_TOKEN => Some("st-never-printed".to_string()),
+            _ => None,
+        };
+        let printed = format!("{:?}", discover(env).unwrap());
+        assert!(!printed.contains("never-printed"), "{printed}");
+        assert!(printed.contains("AKFOUND"), "{printed}");
     }
 
     #[test]

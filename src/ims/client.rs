@@ -43,8 +43,9 @@ const CONTENT_TYPE_NO_BODY: &str = "application/json";
 /// Headers whose values are secret; reqwest/hyper keep them out of their own debug output.
 const SENSITIVE_HEADERS: &[&str] = &["authorization", "x-auth-token", "x-security-token"];
 
-/// Everything needed to build a [`Client`].
-#[derive(Debug, Clone)]
+/// Everything needed to build a [`Client`]. `Debug` hides the secrets (see [`Credentials`])
+/// and any password in the endpoint URL.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// `https://ims.{region}.myhuaweicloud.com`, or an override; see [`resolve_endpoint`].
     pub endpoint: Url,
@@ -66,6 +67,22 @@ impl ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut endpoint = self.endpoint.clone();
+        if endpoint.password().is_some() {
+            let _ = endpoint.set_password(Some("***"));
+        }
+        f.debug_struct("ClientConfig")
+            .field("endpoint", &endpoint.as_str())
+            .field("project_id", &self.project_id)
+            .field("credentials", &self.credentials)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
     }
 }
 
@@ -855,6 +872,40 @@ mod tests {
                 .to_string();
             assert!(err.contains(problem) && !err.contains("zqxj"), "{err}");
         }
+    }
+
+    #[test]
+    fn config_and_client_print_without_secrets() {
+        let mut config = ClientConfig::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            Credentials::AkSk {
+                ak: "AKPRINTED".into(),
+                sk: Secret::new("sk-never-printed"),
+                security_token: Some(Secret::new("st-never-printed")),
+            },
+        );
+        config.project_id = Some("p1".into());
+        let client = Client::new(config.clone()).unwrap();
+        let token_client = Client::new(ClientConfig::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            Credentials::Token(Secret::new("iam-never-printed")),
+        ))
+        .unwrap();
+        // Not accepted by `Client::new`, but a config may still hold one.
+        config.endpoint = "https://user:pw-never-printed@ims.example.com"
+            .parse()
+            .unwrap();
+        for printed in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{client:?}"),
+            format!("{token_client:?}"),
+        ] {
+            assert!(!printed.contains("never-printed"), "{printed}");
+            assert!(printed.contains("***"), "{printed}");
+        }
+        assert!(format!("{client:?}").contains("AKPRINTED"));
+        assert!(format!("{config:?}").contains("ims.example.com"));
     }
 
     #[test]

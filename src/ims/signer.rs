@@ -7,6 +7,7 @@
 //! `../shared/testdata/aksk-vectors.json`.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -36,7 +37,8 @@ const SDK_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
 ///
 /// `headers` must already hold every header that will be sent and signed, including `Host` and
 /// `X-Sdk-Date` (see [`prepare_headers`]). They may be owned (`String`) or borrowed (`&str`).
-#[derive(Debug, Clone, Copy)]
+/// `Debug` shows header names only: the values include `X-Security-Token`.
+#[derive(Clone, Copy)]
 pub struct SigningInput<'a, H = String> {
     pub method: &'a str,
     /// The path as it goes on the wire (may be percent-encoded).
@@ -47,15 +49,43 @@ pub struct SigningInput<'a, H = String> {
     pub body: &'a [u8],
 }
 
-/// The result of signing: the header value plus the intermediate strings (for debugging a
-/// mismatch against the gateway, never logged by default).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The result of signing: the header value plus the intermediate strings (for comparing with
+/// what the gateway computed). `Debug` shows only the signed header names: the canonical request
+/// holds the security token, and the signature authenticates a request until its date expires.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Signature {
     pub canonical_request: String,
     pub string_to_sign: String,
     pub signed_headers: String,
     /// Lower-case hex HMAC.
     pub signature: String,
+}
+
+/// What `Debug` prints in place of a secret.
+const REDACTED: &str = "***";
+
+impl<H: AsRef<str>> fmt::Debug for SigningInput<'_, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_ref()).collect();
+        f.debug_struct("SigningInput")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("header_names", &header_names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signature")
+            .field("canonical_request", &format_args!("{REDACTED}"))
+            .field("string_to_sign", &format_args!("{REDACTED}"))
+            .field("signed_headers", &self.signed_headers)
+            .field("signature", &format_args!("{REDACTED}"))
+            .finish()
+    }
 }
 
 impl Signature {
@@ -279,11 +309,22 @@ pub fn sdk_date(now: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// A parsed `Authorization: SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=...`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` leaves the signature out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AuthorizationHeader<'a> {
     pub access_key: &'a str,
     pub signed_headers: Vec<&'a str>,
     pub signature: &'a str,
+}
+
+impl fmt::Debug for AuthorizationHeader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationHeader")
+            .field("access_key", &self.access_key)
+            .field("signed_headers", &self.signed_headers)
+            .field("signature", &format_args!("{REDACTED}"))
+            .finish()
+    }
 }
 
 /// Parses an `Authorization` header value; `None` if it is not an `SDK-HMAC-SHA256` one.
@@ -359,6 +400,42 @@ mod tests {
         assert_eq!(parsed.signed_headers, vec!["host", "x-sdk-date"]);
         assert_eq!(parsed.signature, "abc");
         assert!(parse_authorization("Bearer xyz").is_none());
+    }
+
+    #[test]
+    fn debug_output_leaves_secrets_out() {
+        let token = "tok-DEBUG-5ecret-never-printed";
+        let headers = vec![
+            ("X-Security-Token".to_string(), token.to_string()),
+            (DATE_HEADER.to_string(), "20240101T000000Z".to_string()),
+            ("Host".to_string(), "ims.example.com".to_string()),
+        ];
+        let input = SigningInput {
+            method: "GET",
+            path: "/v2/cloudimages",
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
+        let signature = sign(&input, b"sk-DEBUG-5ecret-never-printed", None);
+        // The secrets are there to be hidden: the canonical request carries the token.
+        assert!(signature.canonical_request.contains(token));
+        let header = signature.authorization("AKDEBUG");
+        let parsed = parse_authorization(&header).unwrap();
+        for printed in [
+            format!("{input:?}"),
+            format!("{signature:?}"),
+            format!("{signature:#?}"),
+            format!("{parsed:?}"),
+        ] {
+            assert!(!printed.contains("5ecret"), "{printed}");
+            assert!(!printed.contains(&signature.signature), "{printed}");
+            assert!(!printed.contains(&signature.string_to_sign), "{printed}");
+        }
+        // What is not secret stays visible.
+        assert!(format!("{input:?}").contains("X-Security-Token"));
+        assert!(format!("{signature:?}").contains("host;x-sdk-date;x-security-token"));
+        assert!(format!("{parsed:?}").contains("AKDEBUG"));
     }
 
     #[test]

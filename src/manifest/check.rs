@@ -1,11 +1,13 @@
 //! Validation of a whole manifest: walks serde_yaml's reading of the document side by side with
 //! the position index, applies the rules to every key and value, and collects all problems.
 //!
-//! The two parsers must agree: where they read a node differently (a mapping of another size, a
-//! list where the other saw text), that is reported as an error rather than guessed around.
+//! The two readings must agree: where serde_yaml and the index (saphyr-parser) see a node
+//! differently (a mapping of another size, a list where the other saw text), that is reported
+//! to the user as ambiguous YAML at that place rather than guessed around. The messages speak of
+//! the user's file, never of the two parsers.
 //!
-//! Big manifests have their `images:` entries read and checked in slices while the rest is
-//! still being indexed (see [`super::stream`]); everything else goes through [`Checker::top`].
+//! Big manifests have their `images:` entries checked a slice at a time ([`Checker::chunk`])
+//! while the rest is still being indexed; everything else goes through [`Checker::top`].
 
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault};
@@ -19,8 +21,6 @@ use super::model::{
 };
 use super::raw::{self, Raw};
 use super::rules;
-use super::source::{self, Lines};
-use super::stream;
 
 const TOP_KEYS: [&str; 3] = ["version", "settings", "images"];
 const ENTRY_KEYS: [&str; 4] = ["image_id", "image_url", "name", "format"];
@@ -36,86 +36,10 @@ const SETTINGS_KEYS: [&str; 9] = [
     "job_timeout",
 ];
 
-/// Entries serde_yaml reads at a time in sliced mode.
-pub(super) const CHUNK_ITEMS: usize = 512;
-
-/// Parses and validates manifest bytes (`file` labels the diagnostics).
-pub fn check_bytes(bytes: &[u8], file: &str) -> Manifest {
-    match source::decode(bytes) {
-        Ok(text) => check_text(text, file),
-        Err(problem) => {
-            let mut checker = Checker::new(file);
-            checker.fatal_at(problem.line, problem.column, "file", problem.message);
-            checker.finish()
-        }
-    }
-}
-
-/// Parses and validates manifest text (`file` labels the diagnostics).
-pub fn check_text(text: &str, file: &str) -> Manifest {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut checker = Checker::new(file);
-    let tabs = source::tab_indentation(text);
-    if !tabs.is_empty() {
-        for tab in tabs {
-            checker.fatal_at(tab.line, tab.column, "yaml", tab.message);
-        }
-        return checker.finish();
-    }
-    let lines = Lines::new(text);
-    let (built, streamed) = stream::index_and_read(text, &lines, file);
-    let mut index = match built {
-        Ok(index) => index,
-        Err(err) => {
-            checker.fatal_at(err.line, err.column, "yaml", err.message);
-            return checker.finish();
-        }
-    };
-    if let Some(streamed) = streamed {
-        // The entries are checked; the rest is the document with the list cut out.
-        if let (Some(root), Ok(top)) = (index.root(), raw::read(&streamed.top_text)) {
-            let mut checker = streamed.checker;
-            checker.top(&Doc { index: &index }, root, &top, true);
-            return checker.finish();
-        }
-        // The entries were indexed apart; reading the whole document needs them back.
-        index = match Index::build(text) {
-            Ok(index) => index,
-            Err(err) => {
-                checker.fatal_at(err.line, err.column, "yaml", err.message);
-                return checker.finish();
-            }
-        };
-    }
-    let Some(root) = index.root() else {
-        checker.fatal_at(
-            1,
-            1,
-            "manifest",
-            "the manifest is empty (list the images to register under `images:`; see \
-             examples/demo.yaml)"
-                .to_string(),
-        );
-        return checker.finish();
-    };
-    match raw::read(text) {
-        Ok(top) => checker.top(&Doc { index: &index }, root, &top, false),
-        Err(err) => checker.fatal_at(err.line, err.column, "yaml", err.message),
-    }
-    checker.finish()
-}
-
 /// The position index the checks look positions up in (the whole document, or one slice of
 /// entries).
 pub(super) struct Doc<'a> {
     pub index: &'a Index,
-}
-
-/// A slice of the `images:` list that serde_yaml reads on its own.
-pub(super) struct Chunk {
-    pub start: usize,
-    pub end: usize,
-    pub first_item: usize,
 }
 
 pub(super) struct Checker {
@@ -179,7 +103,13 @@ impl Checker {
         });
     }
 
-    fn fatal_at(&mut self, line: usize, column: usize, field: impl Into<String>, message: String) {
+    pub fn fatal_at(
+        &mut self,
+        line: usize,
+        column: usize,
+        field: impl Into<String>,
+        message: String,
+    ) {
         self.fatal = true;
         self.push(line, column, Severity::Error, field, message);
     }
@@ -206,7 +136,7 @@ impl Checker {
         }
     }
 
-    /// Reports a node the two parsers read differently; true when they agree.
+    /// Reports a node that serde_yaml and the index read differently; true when they agree.
     fn agree(&mut self, doc: &Doc, node: NodeId, raw: &Raw, field: &dyn fmt::Display) -> bool {
         let index = doc.index;
         let target = index.resolve(node);
@@ -223,8 +153,9 @@ impl Checker {
                 doc,
                 node,
                 field.to_string(),
-                "the YAML here is read differently by the two YAML parsers imsreg uses, so its \
-                 meaning is ambiguous (simplify it: plain block style, quoted strings)"
+                "ambiguous YAML: this part of the file can be read in more than one way, so \
+                 imsreg will not guess (rewrite it in plain block style: one `key: value` per \
+                 line, list entries on `- ` lines, text with unusual characters in quotes)"
                     .to_string(),
             );
         }
@@ -251,9 +182,8 @@ impl Checker {
                 report(
                     pos,
                     format!(
-                        "the two YAML parsers imsreg uses read this key differently (`{}` and \
-                         `{}`), so its meaning is ambiguous (write the key plainly, without \
-                         quotes or escapes)",
+                        "ambiguous key: it can be read as `{}` or as `{}` (write the key \
+                         plainly, e.g. `image_id:`, without quotes, escapes or unusual characters)",
                         rules::shorten(serde_key),
                         rules::shorten(index_key)
                     ),
@@ -312,7 +242,7 @@ impl Checker {
         format!("unknown key `{shown}` ({hint})")
     }
 
-    fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
+    pub fn top(&mut self, doc: &Doc, root: NodeId, raw: &Raw, images_done: bool) {
         let Raw::Map(pairs) = raw else {
             if self.agree(doc, root, raw, &"manifest") {
                 self.fatal_node(
@@ -499,13 +429,13 @@ impl Checker {
         &mut self,
         doc: &Doc,
         items: &[NodeId],
-        chunk: &Chunk,
+        first_item: usize,
         read: Result<Raw, raw::ReadError>,
     ) -> bool {
         match read {
             Ok(Raw::Seq(raws)) if raws.len() == items.len() => {
                 for (n, (item_node, item)) in items.iter().zip(&raws).enumerate() {
-                    self.entry(doc, chunk.first_item + n, *item_node, item);
+                    self.entry(doc, first_item + n, *item_node, item);
                 }
                 true
             }
@@ -769,4 +699,44 @@ pub fn format_counts(manifest: &Manifest) -> Vec<(ImageFormat, usize)> {
         .map(|f| (f, manifest.images.iter().filter(|i| i.format == f).count()))
         .filter(|(_, n)| *n > 0)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks `values` (as serde_yaml reads it) against the positions of `positions`: two texts
+    /// stand for the two readings of one file that disagree.
+    fn disagreeing(positions: &str, values: &str) -> Vec<Diagnostic> {
+        let index = Index::build(positions).unwrap();
+        let raw = raw::read(values).unwrap();
+        let mut checker = Checker::new("m.yaml");
+        checker.top(&Doc { index: &index }, index.root().unwrap(), &raw, false);
+        checker.finish().diagnostics
+    }
+
+    #[test]
+    fn readings_that_disagree_are_reported_as_the_users_ambiguous_yaml() {
+        let found = disagreeing("images: [a, b]\n", "images: [a]\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].line, found[0].column), (1, 9));
+        assert!(found[0].message.starts_with("ambiguous YAML"), "{found:?}");
+        assert!(found[0].message.contains("plain block style"), "{found:?}");
+
+        let found = disagreeing("settings:\n  region: x\n", "settings:\n  regio n: x\n");
+        let ambiguous: Vec<&Diagnostic> = found
+            .iter()
+            .filter(|d| d.message.contains("ambiguous"))
+            .collect();
+        assert_eq!(ambiguous.len(), 1, "{found:?}");
+        assert_eq!((ambiguous[0].line, ambiguous[0].column), (2, 3));
+        assert_eq!(
+            ambiguous[0].message,
+            "ambiguous key: it can be read as `regio n` or as `region` (write the key plainly, \
+             e.g. `image_id:`, without quotes, escapes or unusual characters)"
+        );
+        for diagnostic in &found {
+            assert!(!diagnostic.message.contains("parser"), "{diagnostic}");
+        }
+    }
 }

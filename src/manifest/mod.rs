@@ -1,9 +1,10 @@
 //! The manifest: a YAML list of image IDs and OBS URLs, parsed and validated offline into a
 //! [`Manifest`] the pipeline can run, with every problem located at its file, line and column.
 //!
-//! Reading goes: [`source`] (UTF-8, tabs) -> [`index`] (positions, from saphyr-parser's events;
-//! refuses alias bombs) -> [`raw`] (the values, from serde_yaml) -> [`check`] (walks both
-//! together and applies [`rules`]) -> [`Manifest`]. [`render`] prints the diagnostics.
+//! Reading goes, in [`read`]: [`source`] (UTF-8, tabs) -> [`index`] (positions, from
+//! saphyr-parser's events; refuses alias bombs) -> [`raw`] (the values, from serde_yaml) ->
+//! [`check`] (walks both together and applies [`rules`]) -> [`Manifest`]; big `images:` lists
+//! are read and checked in slices on the way ([`stream`]). [`render`] prints the diagnostics.
 
 pub mod bounds;
 mod check;
@@ -11,6 +12,7 @@ mod fasthash;
 mod index;
 pub mod model;
 mod raw;
+mod read;
 pub mod render;
 mod rules;
 mod source;
@@ -42,10 +44,10 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 
 /// Validates manifest text. `file_label` is the file name shown in diagnostics.
 pub fn parse_str(source: &str, file_label: &str) -> Manifest {
-    check::check_text(source, file_label)
+    read::check_text(source, file_label)
 }
 
 /// Validates manifest bytes, reporting non-UTF-8 input as a located diagnostic.
 pub fn parse_bytes(source: &[u8], file_label: &str) -> Manifest {
-    check::check_bytes(source, file_label)
+    read::check_bytes(source, file_label)
 }

@@ -1,7 +1,8 @@
 //! The manifest text before any YAML parsing: UTF-8 decoding, tab-indentation checks and a
 //! table of line starts that turns parser positions (line, character column) into byte offsets.
 //!
-//! These checks run first because both YAML parsers give vague messages for these mistakes.
+//! These checks run first because YAML readers give vague messages for these mistakes, or read
+//! the file in different ways (the Unicode line breaks).
 
 /// A problem found in the raw text, at a 1-based line and column (in characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +37,12 @@ pub fn decode(bytes: &[u8]) -> Result<&str, TextProblem> {
 
 /// The 1-based line and column just after `prefix`.
 fn position_after(prefix: &str) -> (usize, usize) {
-    let mut line = 1;
-    let mut column = 1;
-    let mut chars = prefix.chars().peekable();
+    advance((1, 1), prefix)
+}
+
+/// The position after `text`, which starts at (`line`, `column`).
+fn advance((mut line, mut column): (usize, usize), text: &str) -> (usize, usize) {
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\n' => {
@@ -78,6 +82,43 @@ pub fn tab_indentation(text: &str) -> Vec<TextProblem> {
                     .to_string(),
             });
         }
+    }
+    problems
+}
+
+/// Characters that YAML 1.1 counts as line breaks and YAML 1.2 does not, with what to call them.
+const UNICODE_LINE_BREAKS: [(char, &str); 3] = [
+    ('\u{85}', "next-line character (NEL, U+0085)"),
+    ('\u{2028}', "Unicode line separator (U+2028)"),
+    ('\u{2029}', "Unicode paragraph separator (U+2029)"),
+];
+
+/// Every NEL, line separator or paragraph separator in the text. They are invisible in most
+/// editors, and YAML readers disagree on whether each ends a line, so a file holding one means
+/// different things to different readers. Positions count lines as editors do (`\n`, `\r`).
+pub fn unicode_line_breaks(text: &str) -> Vec<TextProblem> {
+    if text.is_ascii() {
+        return Vec::new();
+    }
+    let breaks = UNICODE_LINE_BREAKS.map(|(c, _)| c);
+    let mut problems = Vec::new();
+    let (mut position, mut scanned) = ((1, 1), 0);
+    for (offset, found) in text.match_indices(breaks) {
+        position = advance(position, &text[scanned..offset]);
+        scanned = offset;
+        let name = UNICODE_LINE_BREAKS
+            .iter()
+            .find(|(c, _)| found.starts_with(*c))
+            .map_or("Unicode line break", |(_, name)| name);
+        problems.push(TextProblem {
+            line: position.0,
+            column: position.1,
+            message: format!(
+                "an invisible {name} is here (often pasted from a word processor or a web \
+                 page); YAML readers disagree on whether it ends the line, so the file could be \
+                 read in two ways (delete it, or replace it with an ordinary line break)"
+            ),
+        });
     }
     problems
 }
@@ -171,6 +212,21 @@ mod tests {
         let problems = tab_indentation(text);
         assert_eq!(problems.len(), 1);
         assert_eq!((problems[0].line, problems[0].column), (2, 1));
+    }
+
+    #[test]
+    fn unicode_line_breaks_are_located_as_editors_count_lines() {
+        assert!(unicode_line_breaks("a: 1\nb: é\n").is_empty());
+        let text = "a: x\u{2028}y\r\nb: é\u{85}\n# c\u{2029}\n";
+        let problems = unicode_line_breaks(text);
+        let found: Vec<(usize, usize, bool)> = problems
+            .iter()
+            .map(|p| (p.line, p.column, p.message.contains("delete it")))
+            .collect();
+        assert_eq!(found, [(1, 5, true), (2, 5, true), (3, 4, true)]);
+        assert!(problems[0].message.contains("U+2028"));
+        assert!(problems[1].message.contains("U+0085"));
+        assert!(problems[2].message.contains("U+2029"));
     }
 
     #[test]

@@ -10,10 +10,20 @@
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, Sender};
 
-use super::check::{CHUNK_ITEMS, Checker, Chunk, Doc};
+use super::check::{Checker, Doc};
 use super::index::{Index, IndexError, ListSink, NodeId};
 use super::raw::{self, Raw, ReadError};
 use super::source::Lines;
+
+/// Entries serde_yaml reads at a time.
+const CHUNK_ITEMS: usize = 512;
+
+/// A slice of the `images:` list that serde_yaml reads on its own (byte range in the text).
+struct Chunk {
+    start: usize,
+    end: usize,
+    first_item: usize,
+}
 
 /// The `images:` entries already checked, and the rest of the document to read.
 pub(super) struct Streamed {
@@ -124,7 +134,7 @@ impl Stream<'_> {
             };
             if self.state == State::Active {
                 let doc = Doc { index: &entries };
-                if !self.checker.chunk(&doc, &items, &chunk, read) {
+                if !self.checker.chunk(&doc, &items, chunk.first_item, read) {
                     self.state = State::Off;
                 }
             }

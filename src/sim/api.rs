@@ -8,20 +8,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use chrono::{DateTime, Utc};
-use percent_encoding::percent_decode_str;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::Api;
 use super::auth::{self, Received};
 use super::config::SimConfig;
 use super::limits::Bucket;
+use super::routes::{Api, route};
 use super::server::ConnectionKiller;
 use super::state::{ImsFault, ListFilter, Store, parse_time_filter};
 use super::stats::SimStats;
@@ -123,8 +124,17 @@ impl Shared {
     }
 }
 
+/// Every path the simulator answers: its own stats, and the IMS APIs (unknown paths get the
+/// gateway's 404).
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/_sim/stats", get(stats))
+        .fallback(handle)
+        .with_state(shared)
+}
+
 /// `GET /_sim/stats` (no auth, no faults).
-pub async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     json_response(
         StatusCode::OK,
         &serde_json::to_value(shared.stats()).unwrap_or_default(),
@@ -132,28 +142,8 @@ pub async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     )
 }
 
-/// Which API a method and path address, with the path parameters.
-fn route(method: &Method, path: &str) -> Option<(Api, Vec<String>)> {
-    let segments: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let api = match (method, parts.as_slice()) {
-        (&Method::PUT, ["v1", "cloudimages", id, "upload"]) => (Api::Register, vec![*id]),
-        (&Method::GET, ["v1", "cloudimages", "job", job]) => (Api::ShowJobProgress, vec![*job]),
-        (&Method::GET, ["v1", project, "jobs", job]) => (Api::ShowJob, vec![*project, *job]),
-        (&Method::GET, ["v2", "cloudimages"]) => (Api::ListImages, vec![]),
-        (&Method::POST, ["v2", "images"]) => (Api::CreateImage, vec![]),
-        (&Method::GET, ["v2", "images", id]) => (Api::GetImage, vec![*id]),
-        _ => return None,
-    };
-    Some((api.0, api.1.into_iter().map(String::from).collect()))
-}
-
 /// Every API request comes through here.
-pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let killer = parts.extensions.get::<ConnectionKiller>().cloned();
     let request_id = {
@@ -575,41 +565,5 @@ fn injected_error(status: StatusCode, request_id: &str) -> Response {
             gateway_error(status, "APIG.0202", "Backend unavailable", request_id, None)
         }
         _ => gateway_error(status, "APIG.0203", "Service unavailable", request_id, None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        let r = |m: Method, p: &str| route(&m, p);
-        assert_eq!(
-            r(Method::PUT, "/v1/cloudimages/abc/upload"),
-            Some((Api::Register, vec!["abc".into()]))
-        );
-        assert_eq!(
-            r(Method::GET, "/v1/cloudimages/job/j1"),
-            Some((Api::ShowJobProgress, vec!["j1".into()]))
-        );
-        assert_eq!(
-            r(Method::GET, "/v1/p1/jobs/j1"),
-            Some((Api::ShowJob, vec!["p1".into(), "j1".into()]))
-        );
-        assert_eq!(
-            r(Method::GET, "/v2/cloudimages"),
-            Some((Api::ListImages, vec![]))
-        );
-        assert_eq!(
-            r(Method::POST, "/v2/images"),
-            Some((Api::CreateImage, vec![]))
-        );
-        assert_eq!(
-            r(Method::GET, "/v2/images/x"),
-            Some((Api::GetImage, vec!["x".into()]))
-        );
-        assert_eq!(r(Method::GET, "/v1/cloudimages/abc/upload"), None);
-        assert_eq!(r(Method::GET, "/nope"), None);
     }
 }

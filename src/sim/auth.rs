@@ -14,8 +14,8 @@ use percent_encoding::percent_decode_str;
 use super::config::Credentials;
 use crate::ims::signer::{self, DATE_FORMAT, DATE_HEADER, SigningInput};
 
-/// The parts of a received request the verifier needs.
-#[derive(Debug)]
+/// The parts of a received request the verifier needs. `Debug` shows header names only: the
+/// values include `Authorization`, `X-Auth-Token` and `X-Security-Token`.
 pub struct Received<'a> {
     pub method: &'a str,
     /// Path as on the wire (possibly percent-encoded).
@@ -24,6 +24,19 @@ pub struct Received<'a> {
     pub query: Option<&'a str>,
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for Received<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Received")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("header_names", &header_names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// Why a request was not authenticated (the text goes into the 401 body; no secrets).
@@ -258,6 +271,34 @@ mod tests {
             check(&other_project, None, b""),
             Err(AuthError::WrongProject(_))
         ));
+    }
+
+    #[test]
+    fn received_requests_print_without_credentials() {
+        let c = creds();
+        let mut headers = signed("GET", "/v2/cloudimages", &[], b"", &c.sk, &c.ak, Utc::now());
+        headers.push(("X-Auth-Token".to_string(), c.token.clone()));
+        headers.push((
+            "X-Security-Token".to_string(),
+            "st-never-printed".to_string(),
+        ));
+        let signature =
+            signer::parse_authorization(signer::header_value(&headers, "Authorization").unwrap())
+                .unwrap()
+                .signature
+                .to_string();
+        let received = Received {
+            method: "GET",
+            path: "/v2/cloudimages",
+            query: None,
+            headers: &headers,
+            body: b"",
+        };
+        let printed = format!("{received:?} {:?}", c);
+        for secret in [&c.sk, &c.token, &signature, "st-never-printed"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("Authorization") && printed.contains(&c.ak));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::routes::Api;
+
 /// Default access key the simulator accepts.
 pub const DEFAULT_AK: &str = "IMSREGSIMULATORAK00";
 /// Default secret key the simulator accepts.
@@ -37,7 +39,7 @@ pub struct SimConfig {
     pub failure_fraction: f64,
     /// Server-side faults.
     pub faults: Faults,
-    /// Per-API rate limits, keyed by API name (see [`crate::sim::Api`]); APIs not listed are
+    /// Per-API rate limits, keyed by API name (see [`Api`]); APIs not listed are
     /// not limited.
     pub rate_limits: BTreeMap<String, RateLimit>,
     /// Added to every API response (not to `/_sim/stats`).
@@ -163,10 +165,10 @@ impl SimConfig {
             ));
         }
         for (name, limit) in &self.rate_limits {
-            if crate::sim::Api::from_name(name).is_none() {
+            if Api::from_name(name).is_none() {
                 return Err(format!(
                     "rate_limits: unknown API {name:?} (known: {})",
-                    crate::sim::Api::ALL.map(|a| a.name()).join(", ")
+                    Api::ALL.map(|a| a.name()).join(", ")
                 ));
             }
             if limit.rate.is_nan() || limit.rate <= 0.0 || limit.burst == 0 {

@@ -5,12 +5,14 @@
 //! seeds images, forces statuses, reads [`SimStats`] and shuts the server down. Module map:
 //! [`config`] (YAML settings), [`state`] (images, jobs, lifecycle computed from the clock),
 //! [`auth`] (AK/SK and token checks), [`limits`] (rate limits), [`stats`] (counters),
-//! `api` (request handling) and `server` (connections, dropped responses, shutdown).
+//! `routes` (the APIs and their paths), `api` (request handling) and `server` (connections,
+//! dropped responses, shutdown).
 
 mod api;
 pub mod auth;
 pub mod config;
 pub mod limits;
+mod routes;
 mod server;
 pub mod state;
 pub mod stats;
@@ -19,52 +21,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{Credentials, DurationDist, Faults, GarbledBody, RateLimit, SimConfig};
+pub use routes::Api;
 pub use stats::SimStats;
 
 use crate::ims::ImageStatus;
-
-/// The APIs the simulator serves; the names key `rate_limits` and [`SimStats::requests`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Api {
-    /// `PUT /v1/cloudimages/{image_id}/upload`
-    Register,
-    /// `GET /v1/{project_id}/jobs/{job_id}`
-    ShowJob,
-    /// `GET /v1/cloudimages/job/{job_id}`
-    ShowJobProgress,
-    /// `GET /v2/cloudimages`
-    ListImages,
-    /// `POST /v2/images`
-    CreateImage,
-    /// `GET /v2/images/{image_id}`
-    GetImage,
-}
-
-impl Api {
-    pub const ALL: [Api; 6] = [
-        Api::Register,
-        Api::ShowJob,
-        Api::ShowJobProgress,
-        Api::ListImages,
-        Api::CreateImage,
-        Api::GetImage,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Api::Register => "register",
-            Api::ShowJob => "show_job",
-            Api::ShowJobProgress => "show_job_progress",
-            Api::ListImages => "list_images",
-            Api::CreateImage => "create_image",
-            Api::GetImage => "get_image",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Api> {
-        Api::ALL.into_iter().find(|api| api.name() == name)
-    }
-}
 
 /// Entry point: starts a simulator server.
 pub struct Simulator;
@@ -88,7 +48,7 @@ impl Simulator {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(api::Shared::new(config));
-        let (shutdown, task) = server::spawn(listener, shared.clone());
+        let (shutdown, task) = server::spawn(listener, api::router(shared.clone()));
         Ok(SimHandle {
             addr,
             shared,

@@ -9,15 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
-
-use super::api::{self, Shared};
 
 /// How long shutdown waits for in-flight requests before closing their connections.
 const GRACE: Duration = Duration::from_secs(5);
@@ -32,17 +29,10 @@ impl ConnectionKiller {
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/_sim/stats", get(api::stats))
-        .fallback(api::handle)
-        .with_state(shared)
-}
-
-/// Spawns the accept loop; answers the shutdown switch and the loop's task.
-pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> (watch::Sender<bool>, JoinHandle<()>) {
+/// Spawns the accept loop serving `router`; answers the shutdown switch and the loop's task.
+pub fn spawn(listener: TcpListener, router: Router) -> (watch::Sender<bool>, JoinHandle<()>) {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, router(shared), shutdown_rx));
+    let task = tokio::spawn(accept_loop(listener, router, shutdown_rx));
     (shutdown_tx, task)
 }
 
