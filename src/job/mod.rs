@@ -189,6 +189,7 @@ pub async fn run(
         invalid = summary.invalid,
         pending = summary.pending,
         cancelled = summary.cancelled,
+        unreachable = summary.unreachable,
         verdict = ?verdict,
         "run finished"
     );
