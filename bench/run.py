@@ -3,8 +3,9 @@
 
 One command (from the repository root):
 
-    python3 bench/run.py            # full: scenarios a, b (3 rounds each) and c; ~15 min
+    python3 bench/run.py            # full: scenarios a, b, d (3 rounds each) and c; ~20 min
     python3 bench/run.py --quick    # smoke test: 200 images, one round, c at 100 and 1,000
+    python3 bench/run.py --scenarios bd --tools imsreg   # imsreg alone, the quota scenarios
 
 It builds imsreg in release mode, creates a throw-away virtualenv (bench/.venv) with the pinned
 official SDK, then for every run starts a fresh `imsreg simulate` on 127.0.0.1 (configs
@@ -16,6 +17,12 @@ GET /_sim/stats). Scenarios:
   a  unlimited rate, 0.5 s jobs, 2,000 images; imsreg vs bench/peer_sdk.py, rounds alternating
   b  the simulator enforces 50 registers/s, both tools set to 50/s, 2 s jobs, 2,000 images
   c  imsreg alone at 100, 1,000, 10,000 and 100,000 images, 2 s jobs (the scaling curve)
+  d  the simulator enforces 40 registers/s, 20 % below the 50/s both tools are set to, 2 s
+     jobs, 2,000 images: the client must find the server's real rate
+
+For b and d the table also shows the floor (images / the server's rate + one job), the worst
+round's wall time against it, and the pace of the submission phase alone (registrations the
+simulator accepted per second, first to last).
 
 Results: a table on stdout, and in the output folder (bench/results, or bench/results/quick
 with --quick): results.json (every run, with the simulator's per-API counts and the load
@@ -71,6 +78,15 @@ SCENARIOS = {
         "imsreg": ["--concurrency", "16", "--submit-rate", "50", "--max-active-jobs", "200",
                    "--poll-interval", "2s"],
         "peer": ["--rate", "50"],
+        "server_rate": 50, "job_s": 2,
+    },
+    "d": {
+        "title": "(d) server limit 20 % below the set rate: 40 registers/s enforced, tools at 50/s, 2 s jobs",
+        "sim": "sim-quota-low.yaml",
+        "imsreg": ["--concurrency", "16", "--submit-rate", "50", "--max-active-jobs", "200",
+                   "--poll-interval", "2s"],
+        "peer": ["--rate", "50"],
+        "server_rate": 40, "job_s": 2,
     },
     "c": {
         "title": "(c) imsreg scaling, 2 s jobs",
@@ -226,6 +242,8 @@ def run_once(tool, scenario, count, tag, python, keep):
                    "--results", workdir / "results.json", *spec["peer"]]
         row = run_child([str(c) for c in cmd], env, workdir)
         stats = sim.stats()
+        if keep:
+            (workdir / "sim-stats.json").write_text(json.dumps(stats) + "\n")
     finally:
         sim.stop()
     row.update(tool=tool, scenario=scenario, images=count)
@@ -238,6 +256,11 @@ def run_once(tool, scenario, count, tag, python, keep):
     row["accepted_registers"] = sum(stats["submissions"].values())
     row["resubmitted"] = sum(1 for n in stats["submissions"].values() if n > 1)
     row["max_registers_in_1s"] = max_in_window(stats["register_requests_ms"])
+    accepted = sorted(stats.get("accepted_registers_ms", []))
+    # The pace of the submission phase alone, without the status check before it and the
+    # wait for the last jobs after it.
+    row["accepted_per_s"] = ((len(accepted) - 1) / ((accepted[-1] - accepted[0]) / 1000.0)
+                             if len(accepted) > 1 and accepted[-1] > accepted[0] else 0.0)
     row["max_running_jobs"] = stats["max_running_jobs"]
     row["images_per_s"] = count / row["wall_s"]
     row["cpu_ms_per_image"] = 1000.0 * row["cpu_s"] / count
@@ -283,14 +306,25 @@ COLUMNS = [
 ]
 
 
+def floor_s(scenario, images):
+    """The least wall time a quota allows: every image at the server's rate, then one job."""
+    spec = SCENARIOS[scenario]
+    return images / spec["server_rate"] + spec["job_s"] if "server_rate" in spec else None
+
+
 def comparison_table(rows, scenario):
-    """Markdown table: medians over the rounds per tool, then the peer/imsreg ratios."""
+    """Markdown table: medians over the rounds per tool, then the peer/imsreg ratios; for a
+    quota scenario also the worst round against the floor, and each round's wall and 429s."""
     tools = ["imsreg", *SCENARIOS[scenario].get("variants", {}), "peer"]
     groups = {t: [r for r in rows if r["scenario"] == scenario and r["tool"] == t] for t in tools}
-    if not groups["imsreg"] or not groups["peer"]:
+    tools = [t for t in tools if groups[t]]
+    if not tools:
         return ""
-    header = ["tool", "images", "rounds", "registered (worst round)"] + [c[0] for c in COLUMNS] + [
-        "load avg"]
+    floor = floor_s(scenario, groups[tools[0]][0]["images"])
+    header = ["tool", "images", "rounds", "registered (worst round)"] + [c[0] for c in COLUMNS]
+    if floor:
+        header += ["worst wall s", "worst / floor", "accepted registers/s"]
+    header.append("load avg")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for tool in tools:
         group = groups[tool]
@@ -300,17 +334,27 @@ def comparison_table(rows, scenario):
         cells = [name, str(group[0]["images"]), str(len(group)),
                  str(min(r["succeeded"] for r in group))]
         cells += [fmt.format(aggregate(group, key)) for _, key, fmt in COLUMNS]
+        if floor:
+            worst = max(r["wall_s"] for r in group)
+            cells += [f"{worst:.2f}", f"{worst / floor:.3f}",
+                      f"{median(group, 'accepted_per_s'):.1f}" if "accepted_per_s" in group[0] else ""]
         cells.append(f"{median(group, 'load_before'):.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    for tool in tools[:-1]:
-        if not groups[tool]:
+    for tool in tools:
+        if tool == "peer" or "peer" not in groups or not groups["peer"]:
             continue
         ratios = [f"**peer / {tool}**", "", "", ""]
         for _, key, _ in COLUMNS:
             a, b = aggregate(groups["peer"], key), aggregate(groups[tool], key)
             ratios.append(f"**{a / b:.{1 if a >= b else 2}f}x**" if b else ("—" if not a else "∞"))
-        ratios.append("")
+        ratios += [""] * (4 if floor else 1)
         lines.append("| " + " | ".join(ratios) + " |")
+    if floor:
+        lines.append(f"\nFloor: {floor:.1f} s. Each round (wall s / 429s / load avg):")
+        for tool in tools:
+            rounds = ", ".join(f"{r['wall_s']:.2f} / {r['throttled']} / {r['load_before']:.1f}"
+                               for r in groups[tool])
+            lines.append(f"- {tool}: {rounds}")
     return "\n".join(lines)
 
 
@@ -424,14 +468,18 @@ def main():
     parser = argparse.ArgumentParser(description="imsreg vs the official SDK, and imsreg's scaling")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 200 images, one round, scaling at 100 and 1,000")
-    parser.add_argument("--rounds", type=int, help="rounds of a and b (default 3; 1 with --quick)")
-    parser.add_argument("--images", type=int, help="images in a and b (default 2,000; 200 with --quick)")
+    parser.add_argument("--rounds", type=int, help="rounds of a, b and d (default 3; 1 with --quick)")
+    parser.add_argument("--images", type=int, help="images in a, b and d (default 2,000; 200 with --quick)")
     parser.add_argument("--sizes", help="comma-separated sizes for c (default 100,1000,10000,100000)")
-    parser.add_argument("--scenarios", default="abc", help="which of a, b, c to run (default abc)")
+    parser.add_argument("--scenarios", default="abcd", help="which of a, b, c, d to run (default abcd)")
+    parser.add_argument("--tools", default="",
+                        help="comma-separated tools of a, b and d to run (imsreg, its variants, peer); "
+                             "default all")
     parser.add_argument("--out", help="output folder (default bench/results, or bench/results/quick)")
     parser.add_argument("--from-results", metavar="JSON",
                         help="only print the tables (and rewrite CSV/SVG) from an earlier results.json")
-    parser.add_argument("--keep", action="store_true", help="keep every run's work folder")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep every run's work folder (with the simulator's stats, sim-stats.json)")
     parser.add_argument("--no-build", action="store_true", help="use target/release/imsreg as it is")
     parser.add_argument("--imsreg-args", default="",
                         help="extra flags for every `imsreg run` (experiments), e.g. \"--no-state\"")
@@ -449,25 +497,28 @@ def main():
         earlier = json.loads(Path(args.from_results).read_text())
         rows, info = earlier["runs"], earlier["machine"]
         rounds = max((len([r for r in rows if r["scenario"] == s and r["tool"] == "imsreg"])
-                      for s in "ab"), default=1)
-        images = next((r["images"] for r in rows if r["scenario"] in "ab"), images)
+                      for s in "abd"), default=1)
+        images = next((r["images"] for r in rows if r["scenario"] in "abd"), images)
         args.scenarios = ""
         out = Path(args.from_results).parent
     else:
         if not args.no_build:
             build()
-        python = venv_python() if set(args.scenarios) & {"a", "b"} else None
+        wanted = {t for t in args.tools.split(",") if t}
+        peer = set(args.scenarios) & set("abd") and (not wanted or "peer" in wanted)
+        python = venv_python() if peer else None
         info = machine()
         log(f"machine: {info}")
         rows = []
     tag = 0
-    for scenario in "ab":
+    for scenario in "abd":
         if scenario not in args.scenarios:
             continue
         log(SCENARIOS[scenario]["title"])
         for r in range(rounds):
             tag += 1  # a new image set each round; each run has a fresh simulator
             tools = ["imsreg", *SCENARIOS[scenario].get("variants", {}), "peer"]
+            tools = [t for t in tools if not wanted or t in wanted]
             for tool in tools if r % 2 == 0 else reversed(tools):
                 rows.append(run_once(tool, scenario, images, tag, python, args.keep))
     if "c" in args.scenarios:
@@ -477,7 +528,7 @@ def main():
             rows.append(run_once("imsreg", "c", count, tag, python, args.keep))
 
     sections = []
-    for scenario in "ab":
+    for scenario in "abd":
         table = comparison_table(rows, scenario)
         if table:
             sections.append(f"{SCENARIOS[scenario]['title']}, {images:,} images "

@@ -709,7 +709,6 @@ async fn second_signal_stops_at_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid = child.id().unwrap().to_string();
-    let signalled = tokio::time::Instant::now();
     for signal in ["-TERM", "-INT"] {
         let sent = std::process::Command::new("kill")
             .args([signal, &pid])
@@ -725,8 +724,10 @@ async fn second_signal_stops_at_once() {
     let err = stderr(&output);
     eprintln!("{err}");
     assert_eq!(code(&output), 130, "{err}");
+    // Order, not speed: the run ended before the simulator (3 s per answer) had taken the
+    // register call on the wire.
     assert!(
-        signalled.elapsed() < Duration::from_millis(1500),
+        world.stats().submissions.is_empty(),
         "did not wait for the call on the wire"
     );
     assert!(

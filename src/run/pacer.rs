@@ -15,11 +15,15 @@
 //! least `(R / (R x RATE_MARGIN)) s - SLACK`, more than one second: no one-second window ever
 //! holds more than `submit_rate` calls.
 //!
-//! Throttling: when the gateway throttles one register call, every submitting task backs off,
-//! not just the one that was told. [`Pacer::throttled`] sets a "not before" instant for the
-//! whole lane and doubles a slowdown factor (up to x8): while slowed, register calls are
-//! spaced by `factor x period` on a fixed schedule (same slack rule). The factor halves again
-//! after each 10 s without throttling.
+//! Throttling: when the gateway throttles one register call, every submitting task slows down,
+//! not just the one that was told (that one waits `Retry-After`, see [`super::retry`]). The
+//! [`Pacer`] holds the lane's [`AdaptiveRate`]: cut at each throttle, back at `submit_rate`
+//! within [`RECOVERY`] unless throttling persists, converging on the server's real limit when
+//! that is lower. While the rate is below `submit_rate`, register calls are spaced by its
+//! period on a schedule with the same slack rule; the lane never pauses as a whole, and the
+//! limiter keeps `submit_rate` the ceiling.
+
+mod adaptive;
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -34,6 +38,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
+pub use adaptive::{AdaptiveRate, BETA, RECOVERY};
+
 /// Rates at or above this are treated as unlimited (benchmarks).
 pub const UNLIMITED_RATE: f64 = 1.0e6;
 /// The register lane's limiter runs this much below `submit_rate` (R calls span at least
@@ -42,12 +48,6 @@ pub const UNLIMITED_RATE: f64 = 1.0e6;
 pub const RATE_MARGIN: f64 = 0.995;
 /// A turn taken later than this after the instant it was granted restarts the schedule.
 pub const SLACK: Duration = Duration::from_millis(4);
-/// Largest slowdown factor after repeated throttling.
-pub const MAX_SLOWDOWN: u32 = 8;
-/// Time without throttling after which the slowdown factor halves.
-pub const RECOVERY: Duration = Duration::from_secs(10);
-/// Slot interval used while slowed down when the rate itself is unlimited.
-const SLOWED_UNLIMITED_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The limiter's clock: time since the limiter was made, on tokio's clock, as set by the turn
 /// holder (see the module documentation).
@@ -135,7 +135,7 @@ impl Limiter {
     /// Waits for this caller's turn, then (if given) for the pacer, then for the limiter's
     /// cell, and takes them.
     pub async fn until_ready(&self, pacer: Option<&Pacer>) {
-        if self.inner.is_none() && pacer.is_none_or(|p| p.is_open(Instant::now())) {
+        if self.inner.is_none() && pacer.is_none_or(|p| p.take_if_open(Instant::now())) {
             return;
         }
         let _turn = self.turn.lock().await;
@@ -168,49 +168,55 @@ impl Limiter {
     }
 }
 
-/// The register lane's slot schedule and throttling state, shared by every submitting task.
+/// The register lane's adaptive rate and slot schedule, shared by every submitting task.
 pub struct Pacer {
-    base_interval: Duration,
+    origin: Instant,
     state: Mutex<PacerState>,
 }
 
 #[derive(Debug)]
 struct PacerState {
-    not_before: Instant,
-    next_slot: Instant,
-    slowdown: u32,
-    last_change: Instant,
+    rate: AdaptiveRate,
+    /// The instant the previous turn was granted.
+    last_slot: Instant,
+    /// While the rate is below the ceiling: when the next turn is due (`None` until the
+    /// first turn after a cut).
+    next_slot: Option<Instant>,
 }
 
 impl Pacer {
-    /// The throttle state of a lane of `rate` calls per second.
+    /// The pacer of a lane of `rate` calls per second, sending at most `rate x` [`RATE_MARGIN`]
+    /// as its limiter does.
     pub fn for_rate(rate: f64) -> Self {
         let rate = sane_rate(rate);
-        let interval = if rate >= UNLIMITED_RATE {
-            Duration::ZERO
+        if rate >= UNLIMITED_RATE {
+            Self::new(f64::INFINITY)
         } else {
-            Duration::from_secs_f64(1.0 / rate)
-        };
-        Self::new(interval)
+            Self::new(rate * RATE_MARGIN)
+        }
     }
 
-    /// `base_interval` is the rate's period: the spacing unit while slowed down.
-    pub fn new(base_interval: Duration) -> Self {
+    /// A pacer of at most `ceiling` calls per second (infinite: unlimited).
+    pub fn new(ceiling: f64) -> Self {
         let now = Instant::now();
         Pacer {
-            base_interval,
+            origin: now,
             state: Mutex::new(PacerState {
-                not_before: now,
-                next_slot: now,
-                slowdown: 1,
-                last_change: now,
+                rate: AdaptiveRate::new(ceiling),
+                last_slot: now,
+                next_slot: None,
             }),
         }
     }
 
-    /// The rate's period.
-    pub fn interval(&self) -> Duration {
-        self.base_interval
+    /// The rate the lane may send at now, calls per second.
+    pub fn rate(&self) -> f64 {
+        self.rate_at(Instant::now())
+    }
+
+    fn rate_at(&self, at: Instant) -> f64 {
+        let since = self.since_origin(at);
+        self.lock().rate.rate(since)
     }
 
     /// Waits until the lane may send again, and takes that turn.
@@ -223,46 +229,54 @@ impl Pacer {
         }
     }
 
-    /// Whether a turn may be taken at `now` without waiting.
-    fn is_open(&self, now: Instant) -> bool {
-        let state = self.lock();
-        state.slowdown == 1 && state.not_before <= now
+    /// Takes the turn at `now` if the lane runs at its ceiling (then the limiter alone spaces
+    /// the calls); `false` if it is recovering from a throttle.
+    pub fn take_if_open(&self, now: Instant) -> bool {
+        let since = self.since_origin(now);
+        let mut state = self.lock();
+        if !state.rate.at_ceiling(since) {
+            return false;
+        }
+        state.last_slot = now;
+        state.next_slot = None;
+        state.rate.sent(since);
+        true
     }
 
     /// Takes the turn at `now` if the lane is open (`None`), else tells when to come back.
     fn try_take(&self, now: Instant) -> Option<Instant> {
-        let mut state = self.lock();
-        if state.slowdown > 1 && now.saturating_duration_since(state.last_change) >= RECOVERY {
-            state.slowdown /= 2;
-            state.last_change = now;
-        }
-        let open_at = state.not_before.max(state.next_slot);
-        if open_at > now {
-            return Some(open_at);
-        }
-        if state.slowdown == 1 {
-            // Full speed: the limiter alone spaces the calls.
-            state.next_slot = now;
+        if self.take_if_open(now) {
             return None;
         }
-        let interval = self.base_interval.max(SLOWED_UNLIMITED_INTERVAL) * state.slowdown;
-        let restart = (now + interval).checked_sub(SLACK).unwrap_or(now);
-        state.next_slot = (state.next_slot + interval).max(restart);
+        let since = self.since_origin(now);
+        let mut state = self.lock();
+        let interval = Duration::from_secs_f64(1.0 / state.rate.rate(since));
+        let last_slot = state.last_slot;
+        let due = *state.next_slot.get_or_insert(last_slot + interval);
+        if due > now {
+            return Some(due);
+        }
+        // A turn up to SLACK late keeps the schedule; a later one restarts it (no burst).
+        let slot = if now - due <= SLACK { due } else { now };
+        state.last_slot = slot;
+        state.next_slot = Some(slot + interval);
+        state.rate.sent(since);
         None
     }
 
-    /// The gateway throttled a call: pause the whole lane for `pause`, then run slower.
-    pub fn throttled(&self, pause: Duration) {
-        let now = Instant::now();
+    /// The gateway throttled a register call that left at `sent_at`: slow the lane down.
+    pub fn throttled(&self, sent_at: Instant) {
+        let now = self.since_origin(Instant::now());
+        let sent_at = self.since_origin(sent_at);
         let mut state = self.lock();
-        state.not_before = state.not_before.max(now + pause);
-        state.slowdown = (state.slowdown * 2).min(MAX_SLOWDOWN);
-        state.last_change = now;
+        if state.rate.throttled(sent_at, now) {
+            // The next turn is due one period of the new rate after the previous one.
+            state.next_slot = None;
+        }
     }
 
-    /// The current slowdown factor (1 = full rate).
-    pub fn slowdown(&self) -> u32 {
-        self.lock().slowdown
+    fn since_origin(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.origin)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PacerState> {
@@ -274,78 +288,120 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    /// Takes `count` turns, each `late` after it was granted; returns when each was taken.
+    async fn pacer_turns(pacer: &Pacer, count: usize, late: Duration) -> Vec<Instant> {
+        let mut at = Vec::new();
+        for _ in 0..count {
+            pacer.wait_turn().await;
+            at.push(Instant::now());
+            tokio::time::sleep(late).await;
+        }
+        at
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_slows_the_lane_for_a_moment_without_pausing_it() {
+        let pacer = Pacer::new(20.0);
+        let start = Instant::now();
+        // At the ceiling the pacer never waits: the limiter spaces the calls.
+        pacer_turns(&pacer, 20, Duration::ZERO).await;
+        assert_eq!(Instant::now(), start);
+        tokio::time::sleep(Duration::from_millis(950)).await;
+        pacer.wait_turn().await;
+        // 21 calls in the last second: the lane is measured at its ceiling, and cut.
+        pacer.throttled(Instant::now());
+        assert!(
+            (pacer.rate() - 20.0 * BETA).abs() < 1e-9,
+            "{}",
+            pacer.rate()
+        );
+        let cut = Instant::now();
+        let at = pacer_turns(&pacer, 30, Duration::ZERO).await;
+        // No pause: the first turn comes one cut period after the previous one, on tokio's
+        // millisecond timer.
+        let first = at[0] - cut;
+        let cut_period = Duration::from_secs_f64(1.0 / (20.0 * BETA));
+        assert!(
+            first.abs_diff(cut_period) <= Duration::from_millis(1),
+            "{first:?}"
+        );
+        // Then closer and closer, never (less a timer tick) closer than the ceiling's period.
+        let gaps: Vec<Duration> = at.windows(2).map(|p| p[1] - p[0]).collect();
+        assert!(gaps[28] + Duration::from_millis(10) < gaps[0], "{gaps:?}");
+        assert!(
+            gaps.iter().all(|g| *g >= Duration::from_millis(49)),
+            "{gaps:?}"
+        );
+        // Within RECOVERY it is back at the ceiling: turns are free again.
+        tokio::time::sleep_until(cut + RECOVERY).await;
+        assert_eq!(pacer.rate(), 20.0);
+        let free = Instant::now();
+        pacer_turns(&pacer, 5, Duration::ZERO).await;
+        assert_eq!(Instant::now(), free);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn slowed_turns_keep_their_schedule_and_a_stall_is_no_burst() {
-        let pacer = Pacer::new(Duration::from_millis(50));
+        let pacer = Pacer::new(10.0);
         let start = Instant::now();
-        pacer.wait_turn().await;
-        pacer.wait_turn().await;
-        assert_eq!(
-            Instant::now(),
-            start,
-            "full speed: the limiter spaces the calls"
-        );
-        pacer.throttled(Duration::ZERO);
-        pacer.wait_turn().await;
-        pacer.wait_turn().await;
-        // Slowed x2: 100 ms apart.
-        assert_eq!(Instant::now() - start, Duration::from_millis(100));
-        // A turn taken 1 ms late keeps the schedule: the next slot is still 100 ms on.
-        tokio::time::sleep(Duration::from_millis(101)).await;
-        pacer.wait_turn().await;
-        pacer.wait_turn().await;
-        assert_eq!(Instant::now() - start, Duration::from_millis(300));
-        // A stall of a second: the next turn comes a full interval (less the slack) later,
-        // not at once to catch up.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        pacer.wait_turn().await;
-        let stalled = Instant::now();
-        pacer.wait_turn().await;
-        assert_eq!(Instant::now() - stalled, Duration::from_millis(100) - SLACK);
+        assert_eq!(pacer.try_take(start), None);
+        pacer.throttled(start);
+        let period = |at: Instant| Duration::from_secs_f64(1.0 / pacer.rate_at(at));
+        let first = pacer.try_take(start).unwrap();
+        assert_eq!(first, start + period(start));
+        // Taken 1 ms late (timer granularity): the next turn is due one period after the
+        // instant this one was granted, not after it was taken.
+        let late = first + Duration::from_millis(1);
+        assert_eq!(pacer.try_take(late), None);
+        let second = pacer.try_take(late).unwrap();
+        assert_eq!(second, first + period(late));
+        // A stall of a second: the turn is taken at once, and the next one comes a full period
+        // later, not at once to catch up.
+        let stalled = second + Duration::from_secs(1);
+        assert_eq!(pacer.try_take(stalled), None);
+        assert_eq!(pacer.try_take(stalled), Some(stalled + period(stalled)));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn throttling_pauses_the_lane_then_slows_it_then_recovers() {
-        let pacer = Pacer::new(Duration::from_millis(100));
-        let start = Instant::now();
+    async fn throttles_of_calls_sent_before_the_cut_do_not_cut_again() {
+        let pacer = Pacer::new(50.0);
+        pacer_turns(&pacer, 60, Duration::from_millis(20)).await;
+        let in_flight = Instant::now();
+        pacer.throttled(in_flight);
+        let cut = pacer.rate();
+        // Calls that left with the first one come back throttled too: one overload, one cut.
+        pacer.throttled(in_flight);
+        pacer.throttled(in_flight);
+        assert_eq!(pacer.rate(), cut);
+        // A call sent after the cut and still throttled cuts again.
+        tokio::time::advance(Duration::from_millis(30)).await;
         pacer.wait_turn().await;
-        pacer.throttled(Duration::from_secs(3));
-        assert_eq!(pacer.slowdown(), 2);
-        pacer.wait_turn().await;
-        assert_eq!(Instant::now() - start, Duration::from_secs(3));
-        // Slowed: the next turn comes two intervals (less the slack, as after any late turn)
-        // later.
-        pacer.wait_turn().await;
-        assert_eq!(Instant::now() - start, Duration::from_millis(3200) - SLACK);
-
-        pacer.throttled(Duration::ZERO);
-        pacer.throttled(Duration::ZERO);
-        pacer.throttled(Duration::ZERO);
-        assert_eq!(pacer.slowdown(), MAX_SLOWDOWN);
-
-        tokio::time::sleep(RECOVERY).await;
-        pacer.wait_turn().await;
-        assert_eq!(pacer.slowdown(), MAX_SLOWDOWN / 2);
-        tokio::time::sleep(RECOVERY * 2).await;
-        pacer.wait_turn().await;
-        assert_eq!(pacer.slowdown(), MAX_SLOWDOWN / 4);
+        let after = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        pacer.throttled(after);
+        assert!(pacer.rate() < cut, "{} vs {cut}", pacer.rate());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_unlimited_lane_only_pauses_when_throttled() {
+    async fn an_unlimited_lane_is_slowed_to_below_what_it_sent_then_freed() {
         let pacer = Pacer::for_rate(f64::INFINITY);
-        let start = Instant::now();
         for _ in 0..100 {
             pacer.wait_turn().await;
+            tokio::time::advance(Duration::from_millis(5)).await;
         }
-        assert_eq!(Instant::now(), start);
-        pacer.throttled(Duration::from_secs(2));
-        pacer.wait_turn().await;
-        pacer.wait_turn().await;
-        assert_eq!(
-            Instant::now() - start,
-            Duration::from_secs(2) + SLOWED_UNLIMITED_INTERVAL * 2 - SLACK
-        );
+        assert!(pacer.take_if_open(Instant::now()));
+        // About 200 calls per second were sent: the lane is cut to BETA x that.
+        pacer.throttled(Instant::now());
+        let rate = pacer.rate();
+        assert!((rate / BETA - 200.0).abs() < 5.0, "{rate}");
+        assert!(!pacer.take_if_open(Instant::now()));
+        let cut = Instant::now();
+        pacer_turns(&pacer, 2, Duration::ZERO).await;
+        assert!(Instant::now() - cut >= Duration::from_secs_f64(1.0 / rate));
+        // Free again once the curve passes twice the rate it was cut from.
+        tokio::time::sleep_until(cut + adaptive::tests::twice_the_cut_rate()).await;
+        assert!(pacer.take_if_open(Instant::now()));
+        assert!(pacer.rate().is_infinite());
     }
 
     /// Turns taken through a limiter on the paused clock, each `late` after it was granted.
@@ -394,7 +450,8 @@ mod tests {
         assert_eq!(Limiter::new(0.0).rate(), 0.001);
         assert_eq!(Limiter::new(-3.0).rate(), 0.001);
         assert_eq!(Limiter::new(2.0).rate(), 2.0);
-        assert_eq!(Pacer::for_rate(2.0).interval(), Duration::from_millis(500));
-        assert_eq!(Pacer::for_rate(f64::INFINITY).interval(), Duration::ZERO);
+        assert_eq!(Pacer::for_rate(2.0).rate(), 2.0 * RATE_MARGIN);
+        assert!(Pacer::for_rate(f64::INFINITY).rate().is_infinite());
+        assert_eq!(Pacer::for_rate(0.0).rate(), 0.001 * RATE_MARGIN);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Nothing here sleeps, reads a clock or draws random numbers: callers pass a jitter draw in
 //! `[0, 1)`, so every decision is unit-tested exactly. The policy (README, "Retries"):
-//! - gateway throttling (429 / APIG.0308 / APIGW.0308): wait `Retry-After` when the server sent
-//!   one, else a jittered 2-5 s; the whole submitter slows down (see [`super::pacer`]);
+//! - gateway throttling (429 / APIG.0308 / APIGW.0308): the throttled call waits `Retry-After`
+//!   when the server sent one, else a jittered 2-5 s, at most [`MAX_THROTTLED_ATTEMPTS`] tries;
+//!   the register lane's rate adapts meanwhile (see [`super::pacer`]);
 //! - other retryable failures (5xx, IMG.0061, requests that never left): exponential backoff
 //!   with full jitter, `random(0, min(30 s, 0.5 s x 2^(n-1)))`, at most [`MAX_ATTEMPTS`] tries;
 //! - IMS flow control (IMG.0060 / IMG.0194): wait for one of our running jobs to finish (or

@@ -1,5 +1,7 @@
 //! Submitting one image: `register_image` in the register lane (in-flight bound, shared
-//! throttle state, GCRA limiter), with the retry policy of [`super::retry`].
+//! adaptive rate, GCRA limiter), with the retry policy of [`super::retry`]. A throttled call
+//! waits its own `Retry-After` (or 2-5 s) and tells the lane's [`super::pacer::Pacer`], which
+//! slows every submitting task down for a moment.
 //!
 //! A register call is not idempotent, so an answer lost on the way back, a 2xx answer that
 //! cannot be used (not JSON, no job ID, a job ID of the wrong shape), or a 400 IMG.0046 "image
@@ -11,6 +13,8 @@
 //! lost.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::ims::types::check_job_id;
 use crate::ims::{ErrorClass, ImageStatus, ImsApi, ImsError};
@@ -85,6 +89,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             return stopped(uncertain);
         };
         *attempts += 1;
+        let sent_at = Instant::now();
         ctx.emit(RunEvent::Submitting {
             image_id: image_id.to_string(),
             attempt: *attempts,
@@ -129,6 +134,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
             }
         );
         let attempt = if throttled {
+            ctx.pacer.throttled(sent_at);
             throttles += 1;
             throttles
         } else {
@@ -138,7 +144,6 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
         match decide_register(&class, error.code(), attempt, jitter()) {
             RetryDecision::RetryAfter(delay) => {
                 if throttled {
-                    ctx.pacer.throttled(delay);
                     ctx.emit(RunEvent::Throttled { delay });
                 }
                 ctx.emit(RunEvent::Retrying {

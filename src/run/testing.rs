@@ -68,8 +68,6 @@ pub struct Counters {
     pub flow_control_answers: u32,
     /// Calls of any kind received after the first 401.
     pub calls_after_auth_failure: u32,
-    /// Wall-clock arrival of each register call (for rate checks on the real clock).
-    pub register_times: Vec<std::time::Instant>,
     /// Arrival of each register call and each job query on tokio's clock.
     pub register_at: Vec<Instant>,
     pub job_query_at: Vec<Instant>,
@@ -326,10 +324,6 @@ impl ImsApi for FakeIms {
         let mut state = self.enter();
         state.counters.register_calls += 1;
         state.counters.register_at.push(now);
-        state
-            .counters
-            .register_times
-            .push(std::time::Instant::now());
         let fault = state.register_faults.pop_front();
         match fault {
             Some(Fault::Throttle(retry_after)) => {

@@ -3,24 +3,33 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::testing::{Counters, FakeIms, Fault, image_id, planned};
 use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult, execute};
-use crate::ims::ImageStatus;
+use crate::ims::{
+    ApiError, ImageInfo, ImageStatus, ImageStatusPage, ImsApi, ImsError, Job, ListImagesQuery,
+    ListImagesResponse,
+};
 use crate::report::ImageOutcome;
 
+/// Every event, with when it came on tokio's clock.
 #[derive(Default)]
-struct Events(Mutex<Vec<RunEvent>>);
+struct Events(Mutex<Vec<(Instant, RunEvent)>>);
 
 impl EventSink for Events {
     fn event(&self, event: &RunEvent) {
-        self.0.lock().unwrap().push(event.clone());
+        self.0.lock().unwrap().push((Instant::now(), event.clone()));
     }
 }
 
 impl Events {
     fn all(&self) -> Vec<RunEvent> {
+        self.timed().into_iter().map(|(_, e)| e).collect()
+    }
+
+    fn timed(&self) -> Vec<(Instant, RunEvent)> {
         self.0.lock().unwrap().clone()
     }
 
@@ -128,13 +137,24 @@ fn image_id_0() -> String {
     image_id(0)
 }
 
+/// When each register call of `image` was about to be sent.
+fn submitting_times(events: &Events, image: &str) -> Vec<Instant> {
+    events
+        .timed()
+        .into_iter()
+        .filter_map(|(at, e)| match e {
+            RunEvent::Submitting { image_id, .. } if image_id == image => Some(at),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
-async fn throttling_pauses_the_whole_submitter_then_succeeds() {
+async fn a_throttled_call_waits_its_retry_after_while_the_others_go_on() {
     let fake = Arc::new(FakeIms::new(6, Duration::from_secs(5)));
     fake.fault(Fault::Throttle(None));
     fake.fault(Fault::Throttle(Some(Duration::from_secs(7))));
     fake.fault(Fault::ServerError);
-    let started = tokio::time::Instant::now();
     let (result, events) = run(&fake, images(6), config()).await;
     assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 6]);
     assert_submitted_once(&fake.counters());
@@ -150,9 +170,141 @@ async fn throttling_pauses_the_whole_submitter_then_succeeds() {
     assert_eq!(throttled.len(), 2);
     assert!(throttled[0] >= Duration::from_secs(2) && throttled[0] <= Duration::from_secs(5));
     assert_eq!(throttled[1], Duration::from_secs(7));
-    assert_eq!(events.count(|e| matches!(e, RunEvent::Retrying { .. })), 3);
-    // Nobody submitted during the pauses: the run took at least both of them.
-    assert!(started.elapsed() >= throttled[0] + Duration::from_secs(7));
+    // Each failed call was sent again no sooner than its pause: `Retry-After` when the server
+    // sent one, else 2-5 s.
+    let mut pauses = Vec::new();
+    for (at, event) in events.timed() {
+        if let RunEvent::Retrying {
+            image_id: Some(image),
+            delay,
+            ..
+        } = event
+        {
+            let tries = submitting_times(&events, &image);
+            let again = tries.iter().find(|t| **t > at).expect("sent again");
+            assert!(*again >= at + delay, "{image} sent again before its pause");
+            pauses.push((image, tries));
+        }
+    }
+    assert_eq!(pauses.len(), 3);
+    // The lane did not stop for the throttled calls: the call that met a server error went
+    // again while both throttled ones were still waiting.
+    let (thrown_back, server_error) = (&pauses[0].1, &pauses[2].1);
+    assert!(server_error[1] < thrown_back[1] && server_error[1] < pauses[1].1[1]);
+}
+
+/// An IMS behind a gateway that accepts `rate` register calls per second (a token bucket of
+/// 2) and answers 429 with `Retry-After: 1` beyond it, as the benchmark's simulator.
+struct Quota {
+    ims: FakeIms,
+    rate: f64,
+    bucket: Mutex<(f64, Instant)>,
+    throttled: Mutex<u32>,
+}
+
+impl Quota {
+    fn new(ims: FakeIms, rate: f64) -> Self {
+        Quota {
+            ims,
+            rate,
+            bucket: Mutex::new((2.0, Instant::now())),
+            throttled: Mutex::new(0),
+        }
+    }
+
+    /// Takes a token if there is one; counts a throttled call if not.
+    fn take(&self) -> bool {
+        let now = Instant::now();
+        let mut bucket = self.bucket.lock().unwrap();
+        let (tokens, refilled) = *bucket;
+        let tokens = (tokens + (now - refilled).as_secs_f64() * self.rate).min(2.0);
+        let accepted = tokens >= 1.0;
+        *bucket = (if accepted { tokens - 1.0 } else { tokens }, now);
+        if !accepted {
+            *self.throttled.lock().unwrap() += 1;
+        }
+        accepted
+    }
+}
+
+impl ImsApi for Quota {
+    async fn register_image(&self, image_id: &str, image_url: &str) -> Result<String, ImsError> {
+        if !self.take() {
+            return Err(ImsError::Api(ApiError {
+                status: 429,
+                code: "APIG.0308".into(),
+                message: "The throttling threshold has been reached".into(),
+                request_id: None,
+                retry_after: Some(Duration::from_secs(1)),
+            }));
+        }
+        self.ims.register_image(image_id, image_url).await
+    }
+
+    async fn show_job(&self, job_id: &str) -> Result<Job, ImsError> {
+        self.ims.show_job(job_id).await
+    }
+
+    async fn show_job_progress(&self, job_id: &str) -> Result<Job, ImsError> {
+        self.ims.show_job_progress(job_id).await
+    }
+
+    async fn list_images(&self, query: &ListImagesQuery) -> Result<ListImagesResponse, ImsError> {
+        self.ims.list_images(query).await
+    }
+
+    async fn list_image_statuses(
+        &self,
+        query: &ListImagesQuery,
+    ) -> Result<ImageStatusPage, ImsError> {
+        self.ims.list_image_statuses(query).await
+    }
+
+    async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {
+        self.ims.get_image(image_id).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_limit_below_the_submit_rate_is_found_and_no_image_fails() {
+    // The account's real limit is 20 % below `submit_rate` (benchmark scenario d).
+    let quota = Arc::new(Quota::new(FakeIms::new(600, Duration::from_secs(2)), 16.0));
+    let mut config = config();
+    config.submit_rate = 20.0;
+    config.max_active_jobs = 1000;
+    let events = Arc::new(Events::default());
+    let result = execute(
+        quota.clone(),
+        images(600),
+        &config,
+        events.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 600]);
+    let counters = quota.ims.counters();
+    assert_submitted_once(&counters);
+    // Throttled now and then (the limit is found by probing past it), never for long.
+    let throttled = *quota.throttled.lock().unwrap();
+    assert!((3..=40).contains(&throttled), "{throttled} throttled calls");
+    // Throttled calls never reach IMS; every image reached it once.
+    assert_eq!(counters.register_calls, 600);
+    // More than 90 % of the server's rate was used: the 600 accepted calls took less than
+    // 600 / (0.9 x 16) s (the clock is tokio's paused one: this is exact, not a speed test).
+    let accepted: Vec<Instant> = counters.register_at.clone();
+    let span = *accepted.last().unwrap() - accepted[0];
+    assert!(
+        span < Duration::from_secs_f64(600.0 / (0.9 * 16.0)),
+        "{span:?}"
+    );
+    // And the configured rate stayed the ceiling: no second held more than 20 calls.
+    for (i, start) in accepted.iter().enumerate() {
+        let inside = accepted[i..]
+            .iter()
+            .take_while(|t| **t - *start < Duration::from_secs(1))
+            .count();
+        assert!(inside <= 20, "{inside} calls in one second");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -424,9 +576,10 @@ async fn many_images_in_a_small_account_are_checked_with_one_page() {
     assert_submitted_once(&counters);
 }
 
-/// On the real clock: no one-second window holds more register calls than the rate, and no
-/// two calls come closer than a period less the limiter's slack.
-#[tokio::test]
+/// No one-second window holds more register calls than the rate, no two calls come closer than
+/// a period less the limiter's slack, and the pace holds (tokio's paused clock: the limiter's
+/// own tests cover late timer turns).
+#[tokio::test(start_paused = true)]
 async fn submissions_never_exceed_the_submit_rate() {
     let fake = Arc::new(FakeIms::new(30, Duration::from_millis(50)));
     let mut config = config();
@@ -435,7 +588,7 @@ async fn submissions_never_exceed_the_submit_rate() {
     config.concurrency = 4;
     let (result, _) = run(&fake, images(30), config).await;
     assert_eq!(statuses(&result), vec![ImageOutcome::Registered; 30]);
-    let times = fake.counters().register_times;
+    let times = fake.counters().register_at;
     assert_eq!(times.len(), 30);
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
@@ -451,8 +604,11 @@ async fn submissions_never_exceed_the_submit_rate() {
             .count();
         assert!(inside <= 20, "{inside} calls in one second");
     }
-    // And the pace holds: 29 periods, not much more.
-    assert!(times[29] - times[0] < Duration::from_millis(29 * 51 + 20));
+    // And the pace holds: 29 periods at 0.995 x 20/s, within a timer tick each.
+    let period = Duration::from_secs_f64(1.0 / (20.0 * super::pacer::RATE_MARGIN));
+    let span = times[29] - times[0];
+    assert!(span >= period * 29 - super::pacer::SLACK, "{span:?}");
+    assert!(span <= period * 29 + Duration::from_millis(29), "{span:?}");
 }
 
 #[tokio::test(start_paused = true)]
