@@ -136,6 +136,15 @@ impl FromStr for JobId {
     }
 }
 
+/// A job ID reads as the text IMS sent.
+impl std::ops::Deref for JobId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl PartialEq<str> for JobId {
     fn eq(&self, other: &str) -> bool {
         &*self.0 == other
@@ -164,6 +173,17 @@ impl<'de> Deserialize<'de> for JobId {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let text = std::borrow::Cow::<'de, str>::deserialize(de)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+impl ImageId {
+    /// A test image's ID spelled by a short name (its bytes, zero-padded; at most 16), so that
+    /// unit tests can speak of images "done" or "inflight".
+    pub fn named(name: &str) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        ImageId(Uuid::from_bytes(bytes))
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::testing::{Counters, FakeIms, Fault, image_id, planned};
+use super::testing::{Counters, FakeIms, Fault, id, image_id, planned};
 use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult, execute};
 use crate::ims::ImageStatus;
 use crate::report::ImageOutcome;
@@ -72,11 +72,11 @@ fn assert_submitted_once(counters: &Counters) {
 }
 
 fn assert_finished_once_each(events: &Events, n: usize) {
-    let mut finished: Vec<String> = events
+    let mut finished: Vec<_> = events
         .all()
         .into_iter()
         .filter_map(|e| match e {
-            RunEvent::Finished(record) => record.image_id,
+            RunEvent::Finished { result, .. } => Some(result.image_id),
             _ => None,
         })
         .collect();
@@ -113,19 +113,13 @@ async fn happy_path_registers_everything_in_plan_order() {
     let all = events.all();
     let submitted = all
         .iter()
-        .position(
-            |e| matches!(e, RunEvent::Submitted { image_id, .. } if *image_id == image_id_0()),
-        )
+        .position(|e| matches!(e, RunEvent::Submitted { image_id, .. } if *image_id == id(0)))
         .unwrap();
     let finished = all
         .iter()
-        .position(|e| matches!(e, RunEvent::Finished(r) if r.image_id.as_deref() == Some(image_id_0().as_str())))
+        .position(|e| matches!(e, RunEvent::Finished { result, .. } if result.image_id == id(0)))
         .unwrap();
     assert!(submitted < finished);
-}
-
-fn image_id_0() -> String {
-    image_id(0)
 }
 
 #[tokio::test(start_paused = true)]
@@ -718,7 +712,8 @@ async fn an_image_counts_as_submitted_only_once_its_job_id_is_durable() {
             1
         );
         assert_eq!(
-            sink.events.count(|e| matches!(e, RunEvent::Finished(_))),
+            sink.events
+                .count(|e| matches!(e, RunEvent::Finished { .. })),
             0,
             "the image went on before its job ID was durable"
         );
