@@ -156,7 +156,7 @@ impl EventSink for Timings {
                     times.push(at);
                 }
             }
-            RunEvent::Finished(_) => self.mark(&self.last_finished),
+            RunEvent::Finished { .. } => self.mark(&self.last_finished),
             _ => {}
         }
     }

@@ -5,8 +5,9 @@
 //! submit, poll, confirm) -> [`report`]; [`job`] is the whole job as one entry point (what
 //! `imsreg run` does, minus the terminal); [`state`] the journal and run lock; [`ims`] the
 //! typed IMS client (signing, errors) and [`sim`] the built-in simulator that stands in for IMS
-//! in the demo, tests and benchmarks.
+//! in the demo, tests and benchmarks; [`ids`] the typed image and job IDs every layer shares.
 
+pub mod ids;
 pub mod ims;
 pub mod input;
 pub mod job;

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use imsreg::ids::ImageId;
 use imsreg::ims::auth::{self, AuthError, CredentialSource, Credentials, Secret};
 use imsreg::ims::client::{Client, ClientConfig, resolve_endpoint};
 use imsreg::ims::signer::{self, SigningInput};
@@ -570,12 +571,13 @@ async fn a_shared_client_serves_concurrent_calls_over_its_pool() {
         .map(|n| {
             let client = client.clone();
             // Through the trait, in spawned tasks: the futures are Send and the client is shared.
-            tokio::spawn(async move { ImsApi::get_image(&client, &format!("img-{n}")).await })
+            let id: ImageId = format!("00000000-0000-0000-0000-{n:012}").parse().unwrap();
+            tokio::spawn(async move { ImsApi::get_image(&client, &id).await })
         })
         .collect();
     for (n, task) in tasks.into_iter().enumerate() {
         let image = task.await.unwrap().unwrap().unwrap();
-        assert_eq!(image.id, format!("img-{n}"));
+        assert_eq!(image.id, format!("00000000-0000-0000-0000-{n:012}"));
     }
     let requests = server.requests();
     assert_eq!(requests.len(), 16);

@@ -131,7 +131,7 @@ async fn a_manifest_is_registered_with_report_and_journal_in_manifest_order() {
     assert_eq!(submitting, ids, "one register call per image");
     assert_eq!(
         recorder
-            .count(|e| matches!(e, RunEvent::Finished(r) if r.status == ImageOutcome::Registered)),
+            .count(|e| matches!(e, RunEvent::Finished { result, .. } if result.outcome == ImageOutcome::Registered)),
         5
     );
 }
@@ -284,12 +284,12 @@ async fn a_dry_run_plans_from_the_cloud_status_and_registers_nothing() {
         panic!("expected a plan: {outcome:?}");
     };
     assert_eq!(plan.verdict, Verdict::AllRegistered);
-    let planned: Vec<&str> = plan
+    let planned: Vec<String> = plan
         .images
         .iter()
-        .map(|i| i.entry.image_id.as_str())
+        .map(|i| i.entry.image_id.to_string())
         .collect();
-    assert_eq!(planned, refs(&ids));
+    assert_eq!(planned, ids);
     let actions: Vec<Action> = plan
         .images
         .iter()
@@ -493,10 +493,10 @@ async fn a_dry_run_against_a_dead_endpoint_is_unreachable() {
     };
     assert_eq!(plan.verdict, Verdict::Unreachable);
     for id in &ids {
+        let status = plan.statuses.get(&id.parse().unwrap());
         assert!(
-            matches!(plan.statuses.get(id), Some(CloudStatus::Unknown { .. })),
-            "{id}: {:?}",
-            plan.statuses.get(id)
+            matches!(status, Some(CloudStatus::Unknown { .. })),
+            "{id}: {status:?}"
         );
     }
     assert!(!dir.path().join("report.json").exists());

@@ -133,7 +133,7 @@ fn valid_manifest_with_every_accepted_form() {
         .iter()
         .map(|i| {
             (
-                i.image_id.clone(),
+                i.image_id.to_string(),
                 i.image_url.to_string(),
                 i.format,
                 i.name.clone(),
@@ -521,7 +521,7 @@ fn a_slice_boundary_that_cannot_be_cut_falls_back_to_whole_reading() {
     let entry = b
         .images
         .iter()
-        .find(|i| i.image_id.ends_with("000000000400"))
+        .find(|i| i.image_id.to_string().ends_with("000000000400"))
         .unwrap();
     let line = odd
         .lines()

@@ -56,8 +56,9 @@ fn check_invariants(manifest: &Manifest, input_lines: usize) {
         assert!(!entry.problems.is_empty());
     }
     for image in &manifest.images {
-        assert_eq!(image.image_id, image.image_id.to_lowercase());
-        assert_eq!(image.image_id.len(), 36);
+        let shown = image.image_id.to_string();
+        assert_eq!(shown, shown.to_lowercase());
+        assert_eq!(shown.len(), 36);
     }
     if manifest.fatal {
         assert!(

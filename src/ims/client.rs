@@ -23,8 +23,9 @@ use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
 use super::signer::{self, SigningInput};
 use super::types::{
     CreateImageMetadataRequest, ImageInfo, ImageStatusPage, Job, ListImagesQuery,
-    ListImagesResponse, RegisterImageRequest, RegisterImageResponse, check_job_id,
+    ListImagesResponse, RegisterImageRequest, RegisterImageResponse,
 };
+use crate::ids::{ImageId, JobId};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -385,13 +386,9 @@ impl Client {
     /// the job ID, trimmed (the documented example has a leading space).
     ///
     /// A 2xx whose body cannot be used (not JSON, no `job_id`, an empty or oversized answer, a
-    /// job ID of the wrong shape, see [`check_job_id`]) means IMS probably accepted the call:
+    /// job ID of the wrong shape, see [`JobId::parse`]) means IMS probably accepted the call:
     /// it is [`ImsError::Ambiguous`], like an answer that never arrived, never a refusal.
-    pub async fn register_image(
-        &self,
-        image_id: &str,
-        image_url: &str,
-    ) -> Result<String, ImsError> {
+    pub async fn register_image(&self, image_id: &str, image_url: &str) -> Result<JobId, ImsError> {
         let body = serde_json::to_vec(&RegisterImageRequest { image_url }).map_err(|err| {
             ImsError::Config(format!("cannot encode the register request: {err}"))
         })?;
@@ -418,9 +415,7 @@ impl Client {
             Err(ImsError::Decode { detail, .. }) => return Err(unusable(detail)),
             Err(other) => return Err(other),
         };
-        check_job_id(&answer.job_id)
-            .map(str::to_string)
-            .map_err(unusable)
+        JobId::parse(&answer.job_id).map_err(|invalid| unusable(invalid.to_string()))
     }
 
     /// `GET /v1/{project_id}/jobs/{job_id}`; needs a project ID.
@@ -744,24 +739,26 @@ async fn read_body(mut response: reqwest::Response) -> Result<BodyRead, reqwest:
     Ok(BodyRead::Complete(body))
 }
 
+/// The typed IDs go on the wire as their text (lower-case UUIDs, job IDs as IMS sent them).
 impl ImsApi for Client {
     fn register_image(
         &self,
-        image_id: &str,
+        image_id: &ImageId,
         image_url: &str,
-    ) -> impl Future<Output = Result<String, ImsError>> + Send {
-        Client::register_image(self, image_id, image_url)
+    ) -> impl Future<Output = Result<JobId, ImsError>> + Send {
+        let image_id = image_id.to_string();
+        async move { Client::register_image(self, &image_id, image_url).await }
     }
 
-    fn show_job(&self, job_id: &str) -> impl Future<Output = Result<Job, ImsError>> + Send {
-        Client::show_job(self, job_id)
+    fn show_job(&self, job_id: &JobId) -> impl Future<Output = Result<Job, ImsError>> + Send {
+        Client::show_job(self, job_id.as_str())
     }
 
     fn show_job_progress(
         &self,
-        job_id: &str,
+        job_id: &JobId,
     ) -> impl Future<Output = Result<Job, ImsError>> + Send {
-        Client::show_job_progress(self, job_id)
+        Client::show_job_progress(self, job_id.as_str())
     }
 
     fn list_images(
@@ -780,9 +777,10 @@ impl ImsApi for Client {
 
     fn get_image(
         &self,
-        image_id: &str,
+        image_id: &ImageId,
     ) -> impl Future<Output = Result<Option<ImageInfo>, ImsError>> + Send {
-        Client::get_image(self, image_id)
+        let image_id = image_id.to_string();
+        async move { Client::get_image(self, &image_id).await }
     }
 }
 

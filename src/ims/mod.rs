@@ -13,6 +13,8 @@ pub mod types;
 
 use std::future::Future;
 
+use crate::ids::{ImageId, JobId};
+
 pub use auth::{Credentials, Discovered, Secret};
 pub use client::{Client, ClientConfig, resolve_endpoint};
 pub use error::{ApiError, ErrorClass, ImsError};
@@ -23,21 +25,23 @@ pub use types::{
 
 /// The IMS calls the pipeline needs. Implemented by the HTTP client and by test fakes.
 pub trait ImsApi: Send + Sync + 'static {
-    /// `PUT /v1/cloudimages/{image_id}/upload`; answers the (trimmed) `job_id`. A 2xx answer
-    /// that cannot be used (no job ID of the right shape) is [`ImsError::Ambiguous`]: the call
-    /// was probably accepted.
+    /// `PUT /v1/cloudimages/{image_id}/upload`; answers the `job_id`. A 2xx answer that
+    /// cannot be used (no job ID of the right shape, see [`JobId::parse`]) is
+    /// [`ImsError::Ambiguous`]: the call was probably accepted.
     fn register_image(
         &self,
-        image_id: &str,
+        image_id: &ImageId,
         image_url: &str,
-    ) -> impl Future<Output = Result<String, ImsError>> + Send;
+    ) -> impl Future<Output = Result<JobId, ImsError>> + Send;
 
     /// `GET /v1/{project_id}/jobs/{job_id}`.
-    fn show_job(&self, job_id: &str) -> impl Future<Output = Result<Job, ImsError>> + Send;
+    fn show_job(&self, job_id: &JobId) -> impl Future<Output = Result<Job, ImsError>> + Send;
 
     /// `GET /v1/cloudimages/job/{job_id}`: the job plus `entities.process_percent`.
-    fn show_job_progress(&self, job_id: &str)
-    -> impl Future<Output = Result<Job, ImsError>> + Send;
+    fn show_job_progress(
+        &self,
+        job_id: &JobId,
+    ) -> impl Future<Output = Result<Job, ImsError>> + Send;
 
     /// `GET /v2/cloudimages` with the given filter and paging.
     fn list_images(
@@ -56,6 +60,6 @@ pub trait ImsApi: Send + Sync + 'static {
     /// `None` when no such image is visible.
     fn get_image(
         &self,
-        image_id: &str,
+        image_id: &ImageId,
     ) -> impl Future<Output = Result<Option<ImageInfo>, ImsError>> + Send;
 }

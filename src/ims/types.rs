@@ -20,36 +20,6 @@ pub struct RegisterImageResponse {
     pub job_id: String,
 }
 
-/// The longest job ID accepted. IMS's are 32 hexadecimal digits (ims-api.md section 1); other
-/// Huawei Cloud services answer UUIDs with dashes (36). Twice that leaves room.
-pub const MAX_JOB_ID_LEN: usize = 64;
-
-/// A job ID as IMS sends it (trimmed: the documented example has a leading space): 1 to
-/// [`MAX_JOB_ID_LEN`] characters of `0-9 A-Z a-z -`. Anything else (empty, a megabyte, an
-/// HTML fragment) is not a job ID: the answer that carried it cannot be used.
-pub fn check_job_id(raw: &str) -> Result<&str, String> {
-    let job_id = raw.trim();
-    if job_id.is_empty() {
-        return Err("the job_id is empty".to_string());
-    }
-    if job_id.len() > MAX_JOB_ID_LEN {
-        return Err(format!(
-            "the job_id is {} bytes long (job IDs are at most {MAX_JOB_ID_LEN})",
-            job_id.len()
-        ));
-    }
-    if !job_id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(format!(
-            "the job_id `{}` is not a job ID (IMS's are 32 hexadecimal digits)",
-            job_id.escape_debug()
-        ));
-    }
-    Ok(job_id)
-}
-
 /// Status of an asynchronous IMS job. Only `Success` and `Fail` are terminal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobStatus {
@@ -392,24 +362,6 @@ pub fn parse_api_time(raw: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_job_id;
-
-    #[test]
-    fn job_ids_have_a_sane_shape() {
-        assert_eq!(
-            check_job_id(" b912fb4a4c464b568ecfca1071b21b10"),
-            Ok("b912fb4a4c464b568ecfca1071b21b10")
-        );
-        assert!(check_job_id("ff808081-4dbd-65d7-014d-be0d84db0013").is_ok());
-        assert!(check_job_id(&"a".repeat(64)).is_ok());
-        for bad in ["", "  ", "<html>", "a/b", "a b", "job\n1", "ü"] {
-            assert!(check_job_id(bad).is_err(), "{bad:?}");
-        }
-        let huge = "a".repeat(1 << 20);
-        let err = check_job_id(&huge).unwrap_err();
-        assert!(err.contains("1048576 bytes") && err.len() < 100, "{err}");
-    }
-
     use super::*;
 
     #[test]

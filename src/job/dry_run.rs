@@ -180,16 +180,22 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ImageId;
     use crate::ims::ImageStatus;
     use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
 
-    fn planned(id: &str) -> PlannedImage {
+    /// The test image `name` (one hexadecimal digit), and its ID.
+    fn id(name: &str) -> ImageId {
+        ImageId::parse(&format!("00000000-0000-0000-0000-{name:0>12}")).unwrap()
+    }
+
+    fn planned(name: &str) -> PlannedImage {
         PlannedImage {
             entry: ImageEntry {
-                image_id: id.into(),
+                image_id: id(name),
                 image_url: ImageUrl {
                     bucket: "bucket".into(),
-                    object: format!("{id}.qcow2"),
+                    object: format!("{name}.qcow2"),
                 },
                 name: None,
                 format: ImageFormat::Qcow2,
@@ -203,10 +209,10 @@ mod tests {
     fn plan_counts_and_lists_every_image() {
         let images = [planned("a"), planned("b"), planned("c"), planned("d")];
         let statuses = StatusMap::from([
-            ("a".to_string(), CloudStatus::Found(ImageStatus::Queued)),
-            ("b".to_string(), CloudStatus::Found(ImageStatus::Active)),
-            ("c".to_string(), CloudStatus::Found(ImageStatus::Saving)),
-            ("d".to_string(), CloudStatus::Absent),
+            (id("a"), CloudStatus::Found(ImageStatus::Queued)),
+            (id("b"), CloudStatus::Found(ImageStatus::Active)),
+            (id("c"), CloudStatus::Found(ImageStatus::Saving)),
+            (id("d"), CloudStatus::Absent),
         ]);
         let config = RunConfig::resolve(&Default::default(), &Default::default());
         let text = render(&images, 0, &[], &statuses, &config, "http://127.0.0.1:1");
@@ -215,11 +221,13 @@ mod tests {
         assert!(text.contains("would poll      1"), "{text}");
         assert!(text.contains("would fail      1"), "{text}");
         assert!(
-            text.contains("submit  a  bucket:a.qcow2  [queued]"),
+            text.contains("submit  00000000-0000-0000-0000-00000000000a  bucket:a.qcow2  [queued]"),
             "{text}"
         );
         assert!(
-            text.contains("fail    d  bucket:d.qcow2  [absent]: "),
+            text.contains(
+                "fail    00000000-0000-0000-0000-00000000000d  bucket:d.qcow2  [absent]: "
+            ),
             "{text}"
         );
     }
@@ -229,7 +237,7 @@ mod tests {
         let mut image = planned("a");
         image.entry.name = Some("web\n  skip    b  bucket:b.qcow2  [active]".into());
         let statuses = StatusMap::from([(
-            "a".to_string(),
+            id("a"),
             CloudStatus::Found(ImageStatus::Other("queued\u{1b}[2J".into())),
         )]);
         let config = RunConfig::resolve(&Default::default(), &Default::default());

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use crate::ids::ImageId;
 use crate::report::ImageOutcome;
 use crate::run::{Durable, EventSink, RunEvent};
 use crate::state::commit::GroupCommit;
@@ -46,7 +47,8 @@ impl JournalSink {
         written.or_else(|| self.commit.as_ref().and_then(GroupCommit::failure))
     }
 
-    fn append(&self, image_id: &str, kind: EntryKind) {
+    fn append(&self, image_id: &ImageId, kind: EntryKind) {
+        let image_id = &image_id.to_string();
         let needs_disk = matches!(kind, EntryKind::Submitted { .. });
         let result = match (self.journal.lock(), &self.commit) {
             (Ok(mut journal), Some(commit)) => journal.write(image_id, kind).map(|()| {
@@ -77,25 +79,23 @@ impl EventSink for JournalSink {
                 image_id,
                 EntryKind::Submitted {
                     image_url: image_url.clone(),
-                    job_id: job_id.clone(),
+                    job_id: job_id.to_string(),
                 },
             ),
-            RunEvent::Finished(record) => {
-                let Some(status) = journaled(record.status) else {
+            RunEvent::Finished { result, image_url } => {
+                let Some(status) = journaled(result.outcome) else {
                     return;
                 };
-                if let Some(image_id) = &record.image_id {
-                    self.append(
-                        image_id,
-                        EntryKind::Finished {
-                            status,
-                            image_url: record.image_url.clone(),
-                            job_id: record.job_id.clone(),
-                            error_code: record.error_code.clone(),
-                            error_message: record.error_message.clone(),
-                        },
-                    );
-                }
+                self.append(
+                    &result.image_id,
+                    EntryKind::Finished {
+                        status,
+                        image_url: Some(image_url.clone()),
+                        job_id: result.job_id.as_ref().map(ToString::to_string),
+                        error_code: result.error_code().map(str::to_string),
+                        error_message: result.error_message().map(str::to_string),
+                    },
+                );
             }
             _ => {}
         }
@@ -112,9 +112,17 @@ impl EventSink for JournalSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::ImageRecord;
-    use crate::run::Tee;
+    use crate::ids::JobId;
+    use crate::run::{ImageResult, Tee};
     use std::sync::Arc;
+
+    fn image(n: usize) -> ImageId {
+        ImageId::parse(&format!("00000000-0000-0000-0000-{n:012}")).unwrap()
+    }
+
+    fn job(text: &str) -> JobId {
+        JobId::parse(text).unwrap()
+    }
 
     #[test]
     fn journals_submissions_and_outcomes() {
@@ -122,36 +130,49 @@ mod tests {
         let path = dir.path().join("s.jsonl");
         let (journal, _) = Journal::open(&path).unwrap();
         let sink = JournalSink::new(journal);
+        let (first, second) = (image(1), image(2));
+        let key = |id: ImageId| id.to_string();
         sink.event(&RunEvent::Submitted {
-            image_id: "img".into(),
-            job_id: "job-1".into(),
+            image_id: first,
+            job_id: job("job-1"),
             image_url: "bkt:a.raw".into(),
         });
         let after_submit = crate::state::replay(&path).unwrap();
-        assert_eq!(after_submit.images["img"].job_id.as_deref(), Some("job-1"));
-        assert_eq!(
-            after_submit.images["img"].submitted_url.as_deref(),
-            Some("bkt:a.raw")
-        );
-        sink.event(&RunEvent::Finished(ImageRecord {
-            image_id: Some("img".into()),
-            image_url: Some("bkt:a.raw".into()),
-            name: None,
-            format: Some("raw".into()),
-            status: ImageOutcome::Registered,
-            job_id: Some("job-1".into()),
-            error_code: None,
-            error_message: None,
-            attempts: 1,
-            submitted_at: None,
-            finished_at: None,
-            duration_s: None,
-        }));
+        let state = &after_submit.images[&key(first)];
+        assert_eq!(state.job_id.as_deref(), Some("job-1"));
+        assert_eq!(state.submitted_url.as_deref(), Some("bkt:a.raw"));
+        let mut registered = ImageResult::new(first, ImageOutcome::Registered);
+        registered.job_id = Some(job("job-1"));
+        sink.event(&RunEvent::Finished {
+            result: registered,
+            image_url: "bkt:a.raw".into(),
+        });
+        // Never submitted, refused by IMS: the Finished line carries the URL and the reason.
+        let mut failed = ImageResult::new(second, ImageOutcome::Failed);
+        failed.set_error(Some("IMG.0001".into()), "the image is `killed`".into());
+        sink.event(&RunEvent::Finished {
+            result: failed,
+            image_url: "bkt:b.raw".into(),
+        });
+        // Not settled: nothing is journaled.
+        sink.event(&RunEvent::Finished {
+            result: ImageResult::new(image(3), ImageOutcome::Cancelled),
+            image_url: "bkt:c.raw".into(),
+        });
         let replayed = crate::state::replay(&path).unwrap();
         assert_eq!(
-            replayed.images["img"].outcome,
+            replayed.images[&key(first)].outcome,
             Some(JournalStatus::Registered)
         );
+        let refused = &replayed.images[&key(second)];
+        assert_eq!(refused.outcome, Some(JournalStatus::Failed));
+        assert_eq!(refused.submitted_url.as_deref(), Some("bkt:b.raw"));
+        assert_eq!(refused.error_code.as_deref(), Some("IMG.0001"));
+        assert_eq!(
+            refused.error_message.as_deref(),
+            Some("the image is `killed`")
+        );
+        assert_eq!(replayed.images.len(), 2);
         assert!(sink.error().is_none());
     }
 
@@ -163,9 +184,9 @@ mod tests {
         let sink = Arc::new(Tee(vec![Arc::new(JournalSink::new(journal))]));
         for i in 0..50 {
             sink.event(&RunEvent::Submitted {
-                image_id: format!("img-{i}"),
+                image_id: image(i),
                 image_url: format!("bkt:img-{i}.qcow2"),
-                job_id: format!("job-{i}"),
+                job_id: job(&format!("job-{i}")),
             });
         }
         tokio::time::timeout(std::time::Duration::from_secs(10), sink.durable())
@@ -173,6 +194,9 @@ mod tests {
             .expect("the job IDs never became durable");
         let replayed = crate::state::replay(&path).unwrap();
         assert_eq!(replayed.images.len(), 50);
-        assert_eq!(replayed.images["img-49"].job_id.as_deref(), Some("job-49"));
+        assert_eq!(
+            replayed.images[&image(49).to_string()].job_id.as_deref(),
+            Some("job-49")
+        );
     }
 }

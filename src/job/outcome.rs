@@ -187,7 +187,7 @@ mod tests {
 
     fn entry(id: &str, line: usize) -> ImageEntry {
         ImageEntry {
-            image_id: id.into(),
+            image_id: crate::ids::ImageId::named(id),
             image_url: ImageUrl {
                 bucket: "b".into(),
                 object: "o.qcow2".into(),

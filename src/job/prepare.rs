@@ -128,7 +128,13 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         if flags.poll_interval.is_none() {
             config.poll_interval = SIMULATE_POLL_INTERVAL;
         }
-        target::simulated(manifest.images.iter().map(|e| e.image_id.clone()).collect())?
+        target::simulated(
+            manifest
+                .images
+                .iter()
+                .map(|e| e.image_id.to_string())
+                .collect(),
+        )?
     } else {
         target::real(
             target::Location {

@@ -4,7 +4,7 @@
 //! failed images stay failed unless the user asks for a retry, new entries are submitted, and
 //! entries no longer in the manifest are ignored. Pure: no I/O, unit-tested.
 
-use crate::ims::types::check_job_id;
+use crate::ids::JobId;
 use crate::manifest::{ImageEntry, ImageUrl};
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::PlannedImage;
@@ -53,7 +53,7 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
         warnings: Vec::new(),
     };
     for mut entry in entries {
-        let Some(state) = journal.images.get(&entry.image_id) else {
+        let Some(state) = journal.images.get(&entry.image_id.to_string()) else {
             resumed.slots.push(Slot::Run(PlannedImage {
                 entry,
                 known_job_id: None,
@@ -108,9 +108,10 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
             // Submitted and not finished (or left pending): follow that job. A job ID of the
             // wrong shape (an older imsreg journaled whatever a 2xx carried) is no job ID: the
             // cloud-status check decides.
-            None | Some(JournalStatus::Pending) => {
-                state.job_id.clone().filter(|job| check_job_id(job).is_ok())
-            }
+            None | Some(JournalStatus::Pending) => state
+                .job_id
+                .as_deref()
+                .and_then(|job| JobId::parse(job).ok()),
             _ => None,
         };
         let slot = Slot::Run(PlannedImage {
@@ -125,12 +126,18 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ImageId;
     use crate::manifest::ImageFormat;
     use crate::state::ImageState;
 
-    fn entry(id: &str, object: &str) -> ImageEntry {
+    /// The journal's key of the test image `name`.
+    fn key(name: &str) -> String {
+        ImageId::named(name).to_string()
+    }
+
+    fn entry(name: &str, object: &str) -> ImageEntry {
         ImageEntry {
-            image_id: id.into(),
+            image_id: ImageId::named(name),
             image_url: ImageUrl {
                 bucket: "bucket".into(),
                 object: object.into(),
@@ -156,9 +163,9 @@ mod tests {
         let huge = "a".repeat(1 << 20);
         journal
             .images
-            .insert("big".into(), known(Some(&huge), None, "bucket:a.qcow2"));
+            .insert(key("big"), known(Some(&huge), None, "bucket:a.qcow2"));
         journal.images.insert(
-            "good".into(),
+            key("good"),
             known(
                 Some("b912fb4a4c464b568ecfca1071b21b10"),
                 Some(JournalStatus::Pending),
@@ -194,45 +201,43 @@ mod tests {
         let mut journal = Replayed::default();
         let images = &mut journal.images;
         images.insert(
-            "done".into(),
+            key("done"),
             known(
                 Some("j1"),
                 Some(JournalStatus::Registered),
                 "bucket:b.qcow2",
             ),
         );
-        images.insert("inflight".into(), known(Some("j2"), None, "bucket:c.qcow2"));
+        images.insert(key("inflight"), known(Some("j2"), None, "bucket:c.qcow2"));
         images.insert(
-            "failed".into(),
+            key("failed"),
             known(Some("j3"), Some(JournalStatus::Failed), "bucket:d.qcow2"),
         );
         images.insert(
-            "cancelled".into(),
+            key("cancelled"),
             known(None, Some(JournalStatus::Cancelled), ""),
         );
         images.insert(
-            "pending".into(),
+            key("pending"),
             known(Some("j5"), Some(JournalStatus::Pending), "bucket:f.qcow2"),
         );
-        images.insert(
-            "removed".into(),
-            known(Some("j9"), None, "bucket:gone.qcow2"),
-        );
+        images.insert(key("removed"), known(Some("j9"), None, "bucket:gone.qcow2"));
 
         let resumed = resume(entries.clone(), &journal, false);
         assert_eq!(resumed.slots.len(), 6, "removed entries are ignored");
         let engine = resumed.to_engine();
-        let ids: Vec<(&str, Option<&str>)> = engine
+        let ids: Vec<(ImageId, Option<&str>)> = engine
             .iter()
-            .map(|p| (p.entry.image_id.as_str(), p.known_job_id.as_deref()))
+            .map(|p| (p.entry.image_id, p.known_job_id.as_deref()))
             .collect();
+        let named = ImageId::named;
         assert_eq!(
             ids,
             vec![
-                ("new", None),
-                ("inflight", Some("j2")),
-                ("cancelled", None),
-                ("pending", Some("j5"))
+                (named("new"), None),
+                (named("inflight"), Some("j2")),
+                (named("cancelled"), None),
+                (named("pending"), Some("j5"))
             ]
         );
         let settled = |slot: &Slot| match slot {
@@ -260,7 +265,7 @@ mod tests {
         let mut journal = Replayed::default();
         journal
             .images
-            .insert("x".into(), known(Some("j1"), None, "bucket:old-name.qcow2"));
+            .insert(key("x"), known(Some("j1"), None, "bucket:old-name.qcow2"));
         let resumed = resume(entries.clone(), &journal, false);
         assert!(
             matches!(&resumed.slots[0], Slot::Run(p) if p.known_job_id.as_deref() == Some("j1")
@@ -281,7 +286,7 @@ mod tests {
         let entries = vec![entry("x", "fixed.qcow2")];
         let mut journal = Replayed::default();
         journal.images.insert(
-            "x".into(),
+            key("x"),
             known(
                 Some("j1"),
                 Some(JournalStatus::Failed),

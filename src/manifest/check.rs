@@ -13,6 +13,8 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::path::PathBuf;
 
+use crate::ids::ImageId;
+
 use super::bounds;
 use super::fasthash::{FastHasher, FastMap};
 use super::index::{Index, Kind, NodeId};
@@ -49,8 +51,8 @@ pub(super) struct Checker {
     settings: Settings,
     images: Vec<ImageEntry>,
     invalid: Vec<InvalidEntry>,
-    /// image_id (as a number) -> line of the first entry using it.
-    seen_ids: FastMap<u128, usize>,
+    /// image_id -> line of the first entry using it.
+    seen_ids: FastMap<ImageId, usize>,
     /// hash of the normalized URL -> index in `images` of the first valid entry using it.
     seen_urls: FastMap<u64, usize>,
     hasher: BuildHasherDefault<FastHasher>,
@@ -577,8 +579,7 @@ impl Checker {
             );
         }
         if let Some((pos, id)) = &image_id {
-            let key = rules::uuid_key(id);
-            match found.checker.seen_ids.get(&key) {
+            match found.checker.seen_ids.get(id) {
                 Some(&first_line) => found.error(
                     *pos,
                     format!("{prefix}.image_id"),
@@ -588,7 +589,7 @@ impl Checker {
                     ),
                 ),
                 None => {
-                    found.checker.seen_ids.insert(key, entry_pos.0);
+                    found.checker.seen_ids.insert(*id, entry_pos.0);
                 }
             }
         }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::ids::ImageId;
+
 /// The disk-image formats IMS registers (ims-api.md section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,8 +107,7 @@ pub struct Settings {
 /// One valid `images:` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageEntry {
-    /// Lower-case UUID.
-    pub image_id: String,
+    pub image_id: ImageId,
     pub image_url: ImageUrl,
     pub name: Option<String>,
     pub format: ImageFormat,

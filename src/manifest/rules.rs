@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::bounds;
 use super::model::{ImageFormat, ImageUrl};
 use super::raw::Raw;
+use crate::ids::ImageId;
 
 pub type RuleResult<T> = Result<T, String>;
 
@@ -19,8 +20,8 @@ fn accepted_formats() -> String {
     ImageFormat::ALL.map(|f| f.as_str()).join(", ")
 }
 
-/// `image_id`: a hyphenated UUID in any case, returned in lower case.
-pub fn image_id(raw: &Raw) -> RuleResult<String> {
+/// `image_id`: a hyphenated UUID in any case (shown in lower case from here on).
+pub fn image_id(raw: &Raw) -> RuleResult<ImageId> {
     let text = match raw {
         Raw::Str(s) => s.as_ref(),
         Raw::Null => {
@@ -39,31 +40,13 @@ pub fn image_id(raw: &Raw) -> RuleResult<String> {
     if text.is_empty() {
         return image_id(&Raw::Null);
     }
-    if is_uuid(text) {
-        Ok(text.to_ascii_lowercase())
-    } else {
-        Err(format!(
+    ImageId::parse(text).map_err(|_| {
+        format!(
             "`{}` is not a UUID (IMS image IDs look like 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86: \
              8-4-4-4-12 hexadecimal digits)",
             shorten(text)
-        ))
-    }
-}
-
-fn is_uuid(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
-}
-
-/// The UUID as a number, for duplicate detection without keeping strings around.
-pub fn uuid_key(uuid: &str) -> u128 {
-    uuid.bytes()
-        .filter_map(|b| (b as char).to_digit(16))
-        .fold(0u128, |key, digit| (key << 4) | u128::from(digit))
+        )
+    })
 }
 
 /// `image_url`: `bucket:object` or `obs://bucket/object`, normalized to bucket and object.
@@ -489,14 +472,15 @@ mod tests {
     #[test]
     fn image_ids_are_uuids_normalized_to_lower_case() {
         assert_eq!(
-            image_id(&s("4CA46BF1-5C61-48FF-B4F3-0AD4E5E3BA86")).unwrap(),
+            image_id(&s("4CA46BF1-5C61-48FF-B4F3-0AD4E5E3BA86"))
+                .unwrap()
+                .to_string(),
             "4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86"
         );
         assert!(image_id(&s("4ca46bf15c6148ffb4f30ad4e5e3ba86")).is_err());
         assert!(image_id(&Raw::Int(12)).unwrap_err().contains("a number"));
         assert!(image_id(&Raw::Null).unwrap_err().contains("empty"));
         assert!(image_id(&s("")).unwrap_err().contains("empty"));
-        assert_eq!(uuid_key("00000000-0000-0000-0000-0000000000ff"), 0xff);
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub fn judge(entry: &ImageEntry, ims_region: Option<&str>, answers: &Answers) ->
     }
     EntryVerdict {
         line: entry.line,
-        image_id: entry.image_id.clone(),
+        image_id: entry.image_id.to_string(),
         image_url: url.clone(),
         size_bytes,
         detected,
@@ -449,7 +449,7 @@ mod tests {
 
     fn entry(format: ImageFormat) -> ImageEntry {
         ImageEntry {
-            image_id: "4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86".into(),
+            image_id: "4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86".parse().unwrap(),
             image_url: url(),
             name: None,
             format,

@@ -77,7 +77,7 @@ impl ImageRecord {
     /// A record for a manifest entry with `status` and nothing else known yet.
     pub fn for_entry(entry: &crate::manifest::ImageEntry, status: ImageOutcome) -> Self {
         ImageRecord {
-            image_id: Some(entry.image_id.clone()),
+            image_id: Some(entry.image_id.to_string()),
             image_url: Some(entry.image_url.to_string()),
             name: entry.name.clone(),
             format: Some(entry.format.as_str().to_string()),

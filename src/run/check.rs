@@ -13,6 +13,7 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
+use crate::ids::{ImageId, JobId};
 use crate::ims::paging::{PAGE_LIMIT, next_marker};
 use crate::ims::{ImageInfo, ImageStatus, ImsApi, ListImagesQuery};
 
@@ -27,33 +28,29 @@ pub const PER_ID_THRESHOLD: usize = 20;
 /// because the run stopped (cancel or 401).
 pub async fn check_statuses<C: ImsApi>(ctx: &Ctx<C>, images: &[PlannedImage]) -> StatusMap {
     let mut statuses = StatusMap::with_capacity(images.len());
-    let ids: Vec<&str> = images.iter().map(|i| i.entry.image_id.as_str()).collect();
+    let ids: Vec<ImageId> = images.iter().map(|i| i.entry.image_id).collect();
     let unseen = if ids.len() <= PER_ID_THRESHOLD {
         ids
     } else {
         match list_pages(ctx, &ids, &mut statuses).await {
             Paging::Complete => {
                 for id in ids {
-                    statuses
-                        .entry(id.to_string())
-                        .or_insert(CloudStatus::Absent);
+                    statuses.entry(id).or_insert(CloudStatus::Absent);
                 }
                 Vec::new()
             }
             Paging::Abandoned => ids
                 .into_iter()
-                .filter(|id| !statuses.contains_key(*id))
+                .filter(|id| !statuses.contains_key(id))
                 .collect(),
             // IMS is not answering: one lookup per image would only say so once per image,
             // each after its own retries.
             Paging::Unanswered(error) => {
                 for id in ids {
-                    statuses
-                        .entry(id.to_string())
-                        .or_insert_with(|| CloudStatus::Unknown {
-                            code: error.code().map(str::to_string),
-                            message: error.message_without_code(),
-                        });
+                    statuses.entry(id).or_insert_with(|| CloudStatus::Unknown {
+                        code: error.code().map(str::to_string),
+                        message: error.message_without_code(),
+                    });
                 }
                 Vec::new()
             }
@@ -65,7 +62,7 @@ pub async fn check_statuses<C: ImsApi>(ctx: &Ctx<C>, images: &[PlannedImage]) ->
     for image in images {
         if let Some(status) = statuses.get(&image.entry.image_id) {
             ctx.emit(RunEvent::StatusKnown {
-                image_id: image.entry.image_id.clone(),
+                image_id: image.entry.image_id,
                 status: status.clone(),
             });
         }
@@ -84,8 +81,8 @@ enum Paging {
     Stopped,
 }
 
-async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut StatusMap) -> Paging {
-    let wanted: HashSet<&str> = ids.iter().copied().collect();
+async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[ImageId], statuses: &mut StatusMap) -> Paging {
+    let wanted: HashSet<ImageId> = ids.iter().copied().collect();
     let mut unseen = wanted.len();
     let mut marker: Option<String> = None;
     let mut pages = 0;
@@ -112,9 +109,13 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[&str], statuses: &mut Status
         pages += 1;
         let next = next_marker(&page);
         for image in page.images {
-            if wanted.contains(image.id.as_str()) && !statuses.contains_key(&image.id) {
+            // The account's other images need not have UUIDs; they are none of ours.
+            let Ok(id) = ImageId::parse(&image.id) else {
+                continue;
+            };
+            if wanted.contains(&id) && !statuses.contains_key(&id) {
                 unseen -= 1;
-                statuses.insert(image.id, CloudStatus::Found(image.status));
+                statuses.insert(id, CloudStatus::Found(image.status));
             }
         }
         match next {
@@ -133,22 +134,22 @@ fn ims_answered(error: &crate::ims::ImsError) -> bool {
 }
 
 /// One image's status lookup. A named async fn over an owned ID: the compiler cannot prove an
-/// `async move` closure over a borrowed `&str` `Send`, and the run's future must be (embedders
+/// `async move` closure over a borrowed ID `Send`, and the run's future must be (embedders
 /// spawn it).
 async fn lookup<C: ImsApi>(
     ctx: &Ctx<C>,
-    id: String,
-) -> (String, Result<Option<ImageInfo>, QueryError>) {
+    id: ImageId,
+) -> (ImageId, Result<Option<ImageInfo>, QueryError>) {
     let answer = ctx
-        .query(Some(&id), "checking the image status", || {
+        .query(Some(id), "checking the image status", || {
             ctx.client.get_image(&id)
         })
         .await;
     (id, answer)
 }
 
-async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<&str>, statuses: &mut StatusMap) {
-    let lookups = futures::stream::iter(ids.into_iter().map(str::to_owned))
+async fn per_id<C: ImsApi>(ctx: &Ctx<C>, ids: Vec<ImageId>, statuses: &mut StatusMap) {
+    let lookups = futures::stream::iter(ids)
         .map(|id| lookup(ctx, id))
         .buffer_unordered(ctx.config.concurrency.max(1) as usize);
     futures::pin_mut!(lookups);
@@ -176,16 +177,16 @@ async fn find_stale_jobs<C: ImsApi>(
     images: &[PlannedImage],
     statuses: &mut StatusMap,
 ) {
-    let suspects: Vec<(String, String)> = images
+    let suspects: Vec<(ImageId, JobId)> = images
         .iter()
         .filter_map(|image| {
-            let job = image.known_job_id.as_deref()?;
-            let id = image.entry.image_id.as_str();
+            let job = image.known_job_id.as_ref()?;
+            let id = image.entry.image_id;
             matches!(
-                statuses.get(id),
+                statuses.get(&id),
                 Some(CloudStatus::Found(ImageStatus::Queued))
             )
-            .then(|| (id.to_string(), job.to_string()))
+            .then(|| (id, job.clone()))
         })
         .collect();
     let lookups = futures::stream::iter(suspects)
@@ -204,12 +205,12 @@ async fn find_stale_jobs<C: ImsApi>(
 /// One journaled job's lookup (a named async fn over owned IDs, as [`lookup`]).
 async fn job_lookup<C: ImsApi>(
     ctx: &Ctx<C>,
-    id: String,
-    job: String,
-) -> (String, Result<crate::ims::Job, QueryError>) {
+    id: ImageId,
+    job: JobId,
+) -> (ImageId, Result<crate::ims::Job, QueryError>) {
     let answer = ctx
         .query(
-            Some(&id),
+            Some(id),
             "checking a job known from the state journal",
             || ctx.client.show_job(&job),
         )

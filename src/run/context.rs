@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::ImageId;
 use crate::ims::{ErrorClass, ImsApi, ImsError};
 
 use super::active::ActiveJobs;
@@ -161,7 +162,7 @@ impl<C: ImsApi> Ctx<C> {
     /// A status query under the retry policy for reads (see [`super::retry`]).
     pub async fn query<T, Fut>(
         &self,
-        image_id: Option<&str>,
+        image_id: Option<ImageId>,
         what: &str,
         call: impl Fn() -> Fut,
     ) -> Result<T, QueryError>
@@ -192,7 +193,7 @@ impl<C: ImsApi> Ctx<C> {
             match decide_query(&class, attempt, jitter()) {
                 RetryDecision::RetryAfter(delay) => {
                     self.emit(RunEvent::Retrying {
-                        image_id: image_id.map(str::to_string),
+                        image_id,
                         reason: format!("{what}: {error}"),
                         delay,
                     });

@@ -10,13 +10,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::JobId;
 use crate::ims::ImsApi;
-use crate::manifest::ImageEntry;
 use crate::report::{ImageOutcome, ImageRecord};
 
 use super::active::Slot;
@@ -26,12 +26,13 @@ use super::follow::{FollowEnd, follow};
 use super::plan::{self, Action, CloudStatus, StatusMap, action_for};
 use super::submit::{SubmitEnd, submit};
 use super::sweep::run_sweeps;
-use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult};
+use super::{EventSink, ImageResult, PlannedImage, RunConfig, RunEvent, RunResult};
 
 /// Where the image tasks leave their results: one slot per planned image, filled in place so
-/// that `execute` sleeps until the last task is gone instead of waking for every image.
+/// that `execute` sleeps until the last task is gone instead of waking for every image. A
+/// result is kept without the manifest's fields (the plan has them) until the records are built.
 struct Results {
-    settled: std::sync::Mutex<Vec<Option<Settled>>>,
+    settled: std::sync::Mutex<Vec<Option<ImageResult>>>,
     /// Live [`Done`] handles; the last one dropped wakes `execute`.
     handles: AtomicUsize,
     all_dropped: Notify,
@@ -50,7 +51,7 @@ impl Done {
         }))
     }
 
-    fn send(&self, index: usize, image: Settled) {
+    fn send(&self, index: usize, image: ImageResult) {
         let mut settled = self.0.settled.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = settled.get_mut(index) {
             *slot = Some(image);
@@ -58,7 +59,7 @@ impl Done {
     }
 
     /// Waits until this and every other handle is dropped, then answers the results.
-    async fn collect(self) -> Vec<Option<Settled>> {
+    async fn collect(self) -> Vec<Option<ImageResult>> {
         let results = self.0.clone();
         let all_dropped = results.all_dropped.notified();
         drop(self);
@@ -80,55 +81,6 @@ impl Drop for Done {
         if self.0.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Stores a permit if `collect` is not waiting yet.
             self.0.all_dropped.notify_one();
-        }
-    }
-}
-
-/// What `execute` keeps of a finished image until the end: its record without the manifest
-/// fields (the plan has them), about 80 bytes instead of a full record's 216 plus strings.
-struct Settled {
-    status: ImageOutcome,
-    attempts: u32,
-    job_id: Option<String>,
-    /// `error_code` and `error_message`, rare enough to live boxed.
-    error: Option<Box<(Option<String>, Option<String>)>>,
-    submitted_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    duration_s: Option<f64>,
-}
-
-impl Settled {
-    fn from_record(record: ImageRecord) -> Self {
-        let error = (record.error_code.is_some() || record.error_message.is_some())
-            .then(|| Box::new((record.error_code, record.error_message)));
-        Settled {
-            status: record.status,
-            attempts: record.attempts,
-            job_id: record.job_id,
-            error,
-            submitted_at: record.submitted_at,
-            finished_at: record.finished_at,
-            duration_s: record.duration_s,
-        }
-    }
-
-    /// The full record again, with the manifest fields moved from the plan's entry (as
-    /// [`ImageRecord::for_entry`] fills them).
-    fn into_record(self, entry: ImageEntry) -> ImageRecord {
-        let (error_code, error_message) = self.error.map_or((None, None), |error| *error);
-        ImageRecord {
-            image_url: Some(entry.image_url.to_string()),
-            image_id: Some(entry.image_id),
-            name: entry.name,
-            format: Some(entry.format.as_str().to_string()),
-            status: self.status,
-            job_id: self.job_id,
-            error_code,
-            error_message,
-            attempts: self.attempts,
-            submitted_at: self.submitted_at,
-            finished_at: self.finished_at,
-            duration_s: self.duration_s,
         }
     }
 }
@@ -163,13 +115,15 @@ pub async fn execute<C: ImsApi>(
         });
         let done = Done::new(images.len());
         for (index, image) in images.iter().enumerate() {
-            let mut record = new_record(image);
-            record.status = ImageOutcome::Unreachable;
-            record.job_id = image.known_job_id.clone();
-            record.error_message = Some(format!(
-                "IMS could not be reached before anything was submitted; the next run tries again: {message}"
-            ));
-            finish(&ctx, index, record, &done);
+            let mut result = new_result(image, ImageOutcome::Unreachable);
+            result.job_id = image.known_job_id.clone();
+            result.set_error(
+                None,
+                format!(
+                    "IMS could not be reached before anything was submitted; the next run tries again: {message}"
+                ),
+            );
+            finish(&ctx, index, image, result, &done);
         }
         let settled = done.collect().await;
         return RunResult {
@@ -205,25 +159,23 @@ pub async fn execute<C: ImsApi>(
     }
 }
 
-/// One record per planned image, in plan order. The plan and the results are consumed from
-/// the end and shrunk as they go, so that they are not all held beside the full records at the
-/// run's end (the peak memory of a 100,000-image run).
+/// One record per planned image, in plan order: each entry's strings move into its record.
+/// The plan and the results are consumed from the end and shrunk as they go, so that they are
+/// not all held beside the full records at the run's end (the peak memory of a 100,000-image
+/// run).
 fn into_records(
     mut images: Vec<PlannedImage>,
-    mut settled: Vec<Option<Settled>>,
+    mut settled: Vec<Option<ImageResult>>,
 ) -> Vec<ImageRecord> {
     let shrink_every = (images.len() / 8).max(4096);
     let mut records = Vec::with_capacity(images.len());
     while let Some(image) = images.pop() {
-        let record = match settled.pop().flatten() {
-            Some(settled) => settled.into_record(image.entry),
-            None => {
-                let mut record = new_record(&image);
-                record.status = ImageOutcome::Failed;
-                record.error_message = Some("internal error: the image's task ended early".into());
-                record
-            }
-        };
+        let result = settled.pop().flatten().unwrap_or_else(|| {
+            let mut result = new_result(&image, ImageOutcome::Failed);
+            result.set_error(None, "internal error: the image's task ended early".into());
+            result
+        });
+        let record = result.into_record(image.entry);
         records.push(record);
         if images.len().is_multiple_of(shrink_every) {
             images.shrink_to_fit();
@@ -235,7 +187,7 @@ fn into_records(
 }
 
 /// The plan back from the tasks, to move its strings into the records. Every task has sent its
-/// record, but the last ones may still be dropping their handle: wait a little for them, else
+/// result, but the last ones may still be dropping their handle: wait a little for them, else
 /// copy.
 async fn take_back(mut images: Arc<Vec<PlannedImage>>) -> Vec<PlannedImage> {
     for _ in 0..100 {
@@ -260,14 +212,12 @@ fn start_followers<C: ImsApi>(
     for (index, image) in images.iter().enumerate() {
         let Some(status) = statuses.get(&image.entry.image_id) else {
             // The check stopped before this image (cancel or 401).
-            let mut record = new_record(image);
-            record.job_id = image.known_job_id.clone();
-            record.status = if record.job_id.is_some() {
-                ImageOutcome::Pending
-            } else {
-                ImageOutcome::Cancelled
-            };
-            finish(ctx, index, record, done);
+            let mut result = new_result(image, ImageOutcome::Cancelled);
+            result.job_id = image.known_job_id.clone();
+            if result.job_id.is_some() {
+                result.outcome = ImageOutcome::Pending;
+            }
+            finish(ctx, index, image, result, done);
             continue;
         };
         let start = match action_for(image, Some(status)) {
@@ -276,26 +226,21 @@ fn start_followers<C: ImsApi>(
                 continue;
             }
             Action::AlreadyRegistered => {
-                let mut record = new_record(image);
-                record.status = ImageOutcome::AlreadyRegistered;
-                record.job_id = image.known_job_id.clone();
-                finish(ctx, index, record, done);
+                let mut result = new_result(image, ImageOutcome::AlreadyRegistered);
+                result.job_id = image.known_job_id.clone();
+                finish(ctx, index, image, result, done);
                 continue;
             }
             Action::Fail { code, message } => {
-                let mut record = new_record(image);
-                record.status = ImageOutcome::Failed;
-                record.error_code = code;
-                record.error_message = Some(message);
-                finish(ctx, index, record, done);
+                let mut result = new_result(image, ImageOutcome::Failed);
+                result.set_error(code, message);
+                finish(ctx, index, image, result, done);
                 continue;
             }
             Action::Unsettled { code, message } => {
-                let mut record = new_record(image);
-                record.status = ImageOutcome::Unreachable;
-                record.error_code = code;
-                record.error_message = Some(message);
-                finish(ctx, index, record, done);
+                let mut result = new_result(image, ImageOutcome::Unreachable);
+                result.set_error(code, message);
+                finish(ctx, index, image, result, done);
                 continue;
             }
             Action::FollowJob(job_id) => Start::Follow(Some(job_id)),
@@ -328,9 +273,9 @@ async fn submit_in_order<C: ImsApi>(
             biased;
             _ = ctx.stop.cancelled() => {
                 for index in std::iter::once(index).chain(queue) {
-                    let mut record = new_record(&images[index]);
-                    record.status = ImageOutcome::Cancelled;
-                    finish(&ctx, index, record, &done);
+                    let image = &images[index];
+                    let result = new_result(image, ImageOutcome::Cancelled);
+                    finish(&ctx, index, image, result, &done);
                 }
                 return;
             }
@@ -350,10 +295,10 @@ async fn submit_in_order<C: ImsApi>(
 enum Start {
     Submit,
     /// Follow a registration already running, by job ID when known.
-    Follow(Option<String>),
+    Follow(Option<JobId>),
 }
 
-/// One image from submission (or adoption) to its record. `slot` is its place among the
+/// One image from submission (or adoption) to its result. `slot` is its place among the
 /// active jobs, held until the end.
 async fn run_image<C: ImsApi>(
     ctx: Arc<Ctx<C>>,
@@ -364,97 +309,95 @@ async fn run_image<C: ImsApi>(
     done: Done,
 ) {
     let image = &images[index];
-    let mut record = new_record(image);
+    let mut result = new_result(image, ImageOutcome::Cancelled);
     let mut started = Instant::now();
     match start {
-        Start::Follow(job_id) => record.job_id = job_id,
+        Start::Follow(job_id) => result.job_id = job_id,
         Start::Submit => {
             // Boxed while it lasts: the task then waits for its job's end at half the size.
-            let end = Box::pin(submit(&ctx, &image.entry, &mut record.attempts)).await;
+            let end = Box::pin(submit(&ctx, &image.entry, &mut result.attempts)).await;
             started = Instant::now();
             match end {
                 SubmitEnd::Accepted { job_id, active } => {
-                    record.job_id = job_id;
-                    record.submitted_at = Some(Utc::now());
+                    result.job_id = job_id;
+                    result.submitted_at = Some(Utc::now());
                     if active {
                         drop(slot);
-                        settle(&mut record, started, FollowEnd::Registered);
-                        return finish(&ctx, index, record, &done);
+                        settle(&mut result, started, FollowEnd::Registered);
+                        return finish(&ctx, index, image, result, &done);
                     }
                 }
                 SubmitEnd::Failed { code, message } => {
-                    record.status = ImageOutcome::Failed;
-                    record.error_code = code;
-                    record.error_message = Some(message);
+                    result.outcome = ImageOutcome::Failed;
+                    result.set_error(code, message);
                     drop(slot);
-                    return finish(&ctx, index, record, &done);
+                    return finish(&ctx, index, image, result, &done);
                 }
                 SubmitEnd::NotSent => {
-                    record.status = ImageOutcome::Cancelled;
                     drop(slot);
-                    return finish(&ctx, index, record, &done);
+                    return finish(&ctx, index, image, result, &done);
                 }
                 SubmitEnd::Unsettled(message) => {
-                    record.status = ImageOutcome::Pending;
-                    record.error_message = Some(message);
+                    result.outcome = ImageOutcome::Pending;
+                    result.set_error(None, message);
                     drop(slot);
-                    return finish(&ctx, index, record, &done);
+                    return finish(&ctx, index, image, result, &done);
                 }
             }
         }
     }
-    let end = follow(
-        &ctx,
-        &image.entry.image_id,
-        record.job_id.as_deref(),
-        started,
-    )
-    .await;
+    let end = follow(&ctx, image.entry.image_id, result.job_id.as_ref(), started).await;
     drop(slot);
-    settle(&mut record, started, end);
-    finish(&ctx, index, record, &done);
+    settle(&mut result, started, end);
+    finish(&ctx, index, image, result, &done);
 }
 
-/// Fills a followed image's record from how its registration ended.
-fn settle(record: &mut ImageRecord, started: Instant, end: FollowEnd) {
+/// Fills a followed image's result from how its registration ended.
+fn settle(result: &mut ImageResult, started: Instant, end: FollowEnd) {
     match end {
         FollowEnd::Registered => {
-            record.status = ImageOutcome::Registered;
-            record.finished_at = Some(Utc::now());
-            if record.submitted_at.is_some() {
-                record.duration_s = Some(started.elapsed().as_secs_f64());
+            result.outcome = ImageOutcome::Registered;
+            result.finished_at = Some(Utc::now());
+            if result.submitted_at.is_some() {
+                result.duration_s = Some(started.elapsed().as_secs_f64());
             }
         }
         FollowEnd::Failed { code, message } => {
-            record.status = ImageOutcome::Failed;
-            record.error_code = code;
-            record.error_message = Some(message);
-            record.finished_at = Some(Utc::now());
-            if record.submitted_at.is_some() {
-                record.duration_s = Some(started.elapsed().as_secs_f64());
+            result.outcome = ImageOutcome::Failed;
+            result.set_error(code, message);
+            result.finished_at = Some(Utc::now());
+            if result.submitted_at.is_some() {
+                result.duration_s = Some(started.elapsed().as_secs_f64());
             }
         }
         FollowEnd::TimedOut => {
-            record.status = ImageOutcome::Pending;
-            record.error_message = Some(
+            result.outcome = ImageOutcome::Pending;
+            result.set_error(
+                None,
                 "still registering in the cloud at the job timeout; the next run follows it".into(),
             );
         }
-        FollowEnd::Stopped => record.status = ImageOutcome::Pending,
+        FollowEnd::Stopped => result.outcome = ImageOutcome::Pending,
     }
 }
 
-fn new_record(image: &PlannedImage) -> ImageRecord {
-    ImageRecord::for_entry(&image.entry, ImageOutcome::Cancelled)
+fn new_result(image: &PlannedImage, outcome: ImageOutcome) -> ImageResult {
+    ImageResult::new(image.entry.image_id, outcome)
 }
 
-/// Reports an image's final record (exactly once per image), then hands its compact form to
-/// `execute`.
-fn finish<C: ImsApi>(ctx: &Ctx<C>, index: usize, record: ImageRecord, done: &Done) {
-    let event = RunEvent::Finished(record);
+/// Reports an image's result (exactly once per image), then hands it to `execute`.
+fn finish<C: ImsApi>(
+    ctx: &Ctx<C>,
+    index: usize,
+    image: &PlannedImage,
+    result: ImageResult,
+    done: &Done,
+) {
+    let image_url = image.entry.image_url.to_string();
+    let event = RunEvent::Finished { result, image_url };
     ctx.emit_ref(&event);
-    if let RunEvent::Finished(record) = event {
-        done.send(index, Settled::from_record(record));
+    if let RunEvent::Finished { result, .. } = event {
+        done.send(index, result);
     }
 }
 
@@ -462,16 +405,8 @@ fn finish<C: ImsApi>(ctx: &Ctx<C>, index: usize, record: ImageRecord, done: &Don
 mod tests {
     use super::*;
 
-    fn settled() -> Settled {
-        Settled {
-            status: ImageOutcome::Registered,
-            attempts: 1,
-            job_id: None,
-            error: None,
-            submitted_at: None,
-            finished_at: None,
-            duration_s: None,
-        }
+    fn settled() -> ImageResult {
+        ImageResult::new(crate::run::testing::id(0), ImageOutcome::Registered)
     }
 
     #[tokio::test]

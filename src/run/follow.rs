@@ -10,6 +10,7 @@
 
 use tokio::time::Instant;
 
+use crate::ids::{ImageId, JobId};
 use crate::ims::{ErrorClass, ImageStatus, ImsApi, ImsError, Job, JobStatus};
 
 use super::RunEvent;
@@ -35,8 +36,8 @@ pub enum FollowEnd {
 /// Follows an image's registration; `started` is when it was submitted (or adopted).
 pub async fn follow<C: ImsApi>(
     ctx: &Ctx<C>,
-    image_id: &str,
-    job_id: Option<&str>,
+    image_id: ImageId,
+    job_id: Option<&JobId>,
     started: Instant,
 ) -> FollowEnd {
     let deadline = started + ctx.config.job_timeout;
@@ -96,8 +97,8 @@ pub async fn follow<C: ImsApi>(
 }
 
 struct Tracking<'a> {
-    image_id: &'a str,
-    job_id: Option<&'a str>,
+    image_id: ImageId,
+    job_id: Option<&'a JobId>,
     /// The job reached SUCCESS or no longer exists: only the image status matters now.
     job_over: bool,
 }
@@ -114,7 +115,7 @@ impl Tracking<'_> {
                         if let Some(percent) = job.entities.as_ref().and_then(|e| e.process_percent)
                         {
                             ctx.emit(RunEvent::Progress {
-                                image_id: self.image_id.to_string(),
+                                image_id: self.image_id,
                                 percent,
                             });
                         }
@@ -127,7 +128,7 @@ impl Tracking<'_> {
             }
         }
         let answer = ctx
-            .query_once(|| ctx.client.get_image(self.image_id))
+            .query_once(|| ctx.client.get_image(&self.image_id))
             .await?;
         match answer {
             Ok(Some(image)) => self.conclude_from_image(ctx, &image.status).await,
@@ -200,7 +201,7 @@ enum Fetched {
 }
 
 /// One job query: `show_job_progress`, or `show_job` where progress is not answered.
-async fn fetch_job<C: ImsApi>(ctx: &Ctx<C>, job_id: &str) -> Fetched {
+async fn fetch_job<C: ImsApi>(ctx: &Ctx<C>, job_id: &JobId) -> Fetched {
     if !ctx.progress_unsupported() {
         match ctx
             .query_once(|| ctx.client.show_job_progress(job_id))

@@ -8,11 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::{ImageId, JobId};
 use crate::ims::ImsApi;
 use crate::manifest::{ImageEntry, Settings};
-use crate::report::ImageRecord;
+use crate::report::{ImageOutcome, ImageRecord};
 
 mod active;
 mod check;
@@ -138,7 +140,7 @@ impl RunConfig {
 pub struct PlannedImage {
     pub entry: ImageEntry,
     /// A job already accepted for this image: poll it, never re-submit.
-    pub known_job_id: Option<String>,
+    pub known_job_id: Option<JobId>,
 }
 
 /// What the engine tells its observers. Delivered synchronously, in order, from the engine's
@@ -149,35 +151,114 @@ pub enum RunEvent {
     CheckingStatus { images: usize },
     /// The cloud told us an image's status before any submission.
     StatusKnown {
-        image_id: String,
+        image_id: ImageId,
         status: CloudStatus,
     },
     /// A register call is about to be sent (attempt starts at 1).
-    Submitting { image_id: String, attempt: u32 },
+    Submitting { image_id: ImageId, attempt: u32 },
     /// IMS accepted the registration of `image_url` (normalized `bucket:object`). Observers
     /// that persist job IDs do so here, before the engine counts the image as submitted.
     Submitted {
-        image_id: String,
+        image_id: ImageId,
         image_url: String,
-        job_id: String,
+        job_id: JobId,
     },
     /// A call failed and will be retried after `delay`.
     Retrying {
-        image_id: Option<String>,
+        image_id: Option<ImageId>,
         reason: String,
         delay: Duration,
     },
     /// The gateway throttled us; the whole submitter slows down.
     Throttled { delay: Duration },
     /// A running job's progress, when the progress call answers.
-    Progress { image_id: String, percent: f64 },
-    /// An image reached its final state for this run.
-    Finished(ImageRecord),
+    Progress { image_id: ImageId, percent: f64 },
+    /// An image reached its final state for this run. `image_url` is where it was (or would
+    /// have been) registered from, as in [`RunEvent::Submitted`].
+    Finished {
+        result: ImageResult,
+        image_url: String,
+    },
     /// Credentials were rejected (401); the run stops.
     AuthFailed { message: String },
     /// The status check learned nothing from IMS (not reached, or no answer understood): the
     /// run stops before submitting anything, every image unsettled. Emitted once.
     Unreachable { message: String },
+}
+
+/// How one image ended in this run: what [`RunEvent::Finished`] carries, and what the engine
+/// keeps until its records are built (the manifest's fields join it only then, moved).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageResult {
+    pub image_id: ImageId,
+    pub outcome: ImageOutcome,
+    /// The registration job, when one was accepted (or known from an earlier run).
+    pub job_id: Option<JobId>,
+    /// Why it failed or was left unsettled; boxed, as most images have none.
+    pub error: Option<Box<ImageError>>,
+    /// Register calls sent for it in this run.
+    pub attempts: u32,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From submission to the end, for images submitted in this run.
+    pub duration_s: Option<f64>,
+}
+
+/// IMS's error code (when it gave one) and a message for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageError {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl ImageResult {
+    /// An image's result before anything happened to it.
+    pub fn new(image_id: ImageId, outcome: ImageOutcome) -> Self {
+        ImageResult {
+            image_id,
+            outcome,
+            job_id: None,
+            error: None,
+            attempts: 0,
+            submitted_at: None,
+            finished_at: None,
+            duration_s: None,
+        }
+    }
+
+    pub fn set_error(&mut self, code: Option<String>, message: String) {
+        self.error = Some(Box::new(ImageError { code, message }));
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        self.error.as_ref().and_then(|e| e.code.as_deref())
+    }
+
+    pub fn error_message(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.message.as_str())
+    }
+
+    /// The report's line for this image, moving the manifest entry's strings into it.
+    pub fn into_record(self, entry: ImageEntry) -> ImageRecord {
+        let (error_code, error_message) = match self.error {
+            Some(error) => (error.code, Some(error.message)),
+            None => (None, None),
+        };
+        ImageRecord {
+            image_url: Some(entry.image_url.to_string()),
+            image_id: Some(entry.image_id.to_string()),
+            name: entry.name,
+            format: Some(entry.format.as_str().to_string()),
+            status: self.outcome,
+            job_id: self.job_id.map(JobId::into_string),
+            error_code,
+            error_message,
+            attempts: self.attempts,
+            submitted_at: self.submitted_at,
+            finished_at: self.finished_at,
+            duration_s: self.duration_s,
+        }
+    }
 }
 
 /// Receives [`RunEvent`]s (progress bars, log lines, the state journal).

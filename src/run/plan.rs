@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use crate::ids::{ImageId, JobId};
 use crate::ims::ImageStatus;
 
 use super::PlannedImage;
@@ -42,14 +43,14 @@ impl CloudStatus {
 }
 
 /// The result of the status check, by image ID.
-pub type StatusMap = HashMap<String, CloudStatus>;
+pub type StatusMap = HashMap<ImageId, CloudStatus>;
 
 /// What the run does with one image.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Submit,
     /// Follow a job accepted earlier.
-    FollowJob(String),
+    FollowJob(JobId),
     /// The image is `saving` with no job ID known: follow the image's status.
     FollowImage,
     AlreadyRegistered,
@@ -81,8 +82,8 @@ pub fn action_for(image: &PlannedImage, status: Option<&CloudStatus>) -> Action 
             };
         }
         // A job accepted earlier is followed even when the image could not be looked at.
-        Some(CloudStatus::Unknown { .. }) if image.known_job_id.is_some() => {
-            return Action::FollowJob(image.known_job_id.clone().unwrap_or_default());
+        Some(CloudStatus::Unknown { .. }) if let Some(job_id) = &image.known_job_id => {
+            return Action::FollowJob(job_id.clone());
         }
         // Not knowing is no verdict: the image stays unsettled for the next run.
         Some(CloudStatus::Unknown { code, message }) => {
@@ -108,9 +109,7 @@ pub fn action_for(image: &PlannedImage, status: Option<&CloudStatus>) -> Action 
             message: "the image is `deleted`".into(),
         },
         // A job known from an earlier run is followed whatever the image says meanwhile.
-        _ if image.known_job_id.is_some() => {
-            Action::FollowJob(image.known_job_id.clone().unwrap_or_default())
-        }
+        _ if let Some(job_id) = &image.known_job_id => Action::FollowJob(job_id.clone()),
         ImageStatus::Queued => Action::Submit,
         ImageStatus::Saving => Action::FollowImage,
         ImageStatus::Other(raw) => Action::Fail {
@@ -134,7 +133,7 @@ pub fn unreachable(statuses: &StatusMap, images: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::testing::planned;
+    use crate::run::testing::{id, job_id, planned};
 
     #[test]
     fn actions_follow_the_image_status() {
@@ -172,7 +171,7 @@ mod tests {
         );
         assert_eq!(
             action_for(&known, Some(&unknown)),
-            Action::FollowJob("job-2".into())
+            Action::FollowJob(job_id("job-2"))
         );
         assert_eq!(
             action_for(&known, Some(&CloudStatus::QueuedWithoutJob)),
@@ -182,11 +181,11 @@ mod tests {
         // A known job is followed, never submitted, even if the image still says queued.
         assert_eq!(
             action_for(&known, Some(&found(ImageStatus::Queued))),
-            Action::FollowJob("job-2".into())
+            Action::FollowJob(job_id("job-2"))
         );
         assert_eq!(
             action_for(&known, Some(&found(ImageStatus::Saving))),
-            Action::FollowJob("job-2".into())
+            Action::FollowJob(job_id("job-2"))
         );
         assert_eq!(
             action_for(&known, Some(&found(ImageStatus::Active))),
@@ -202,11 +201,11 @@ mod tests {
         };
         let mut statuses = StatusMap::new();
         assert!(!unreachable(&statuses, 0));
-        statuses.insert("a".into(), unknown());
-        statuses.insert("b".into(), unknown());
+        statuses.insert(id(0), unknown());
+        statuses.insert(id(1), unknown());
         assert!(unreachable(&statuses, 2));
         assert!(!unreachable(&statuses, 3), "an image not checked (stopped)");
-        statuses.insert("c".into(), CloudStatus::Absent);
+        statuses.insert(id(2), CloudStatus::Absent);
         assert!(!unreachable(&statuses, 3), "IMS answered for one");
     }
 }

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::ims::types::check_job_id;
-use crate::ims::{ErrorClass, ImageStatus, ImsApi, ImsError};
+use crate::ids::{ImageId, JobId};
+use crate::ims::{ErrorClass, ImageStatus, ImsApi};
 use crate::manifest::ImageEntry;
 
 use super::RunEvent;
@@ -35,10 +35,7 @@ pub const MAX_STATUS_CHECKS: u32 = 3;
 pub enum SubmitEnd {
     /// IMS accepted it. `job_id` is `None` when the acceptance was learned from the image
     /// status; `active` when the image is already registered.
-    Accepted {
-        job_id: Option<String>,
-        active: bool,
-    },
+    Accepted { job_id: Option<JobId>, active: bool },
     Failed {
         code: Option<String>,
         message: String,
@@ -73,7 +70,7 @@ const STOPPED_UNANSWERED: &str = "the run stopped before IMS answered the regist
                                   next run checks the image status before submitting again";
 
 pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut u32) -> SubmitEnd {
-    let image_id = entry.image_id.as_str();
+    let image_id = entry.image_id;
     let image_url = entry.image_url.to_string();
     let (mut errors, mut throttles, mut flow_waits, mut checks) = (0, 0, 0, 0);
     let mut uncertain = false;
@@ -91,22 +88,22 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
         *attempts += 1;
         let sent_at = Instant::now();
         ctx.emit(RunEvent::Submitting {
-            image_id: image_id.to_string(),
+            image_id,
             attempt: *attempts,
         });
         // Boxed while on the wire only (see `Ctx::query_once`). A call on the wire is let
         // finish when the run stops, up to the drain limit.
-        let call = Box::pin(ctx.client.register_image(image_id, &image_url));
+        let call = Box::pin(ctx.client.register_image(&image_id, &image_url));
         let answer = tokio::select! {
             biased;
             answer = call => answer,
             () = drain_expired(ctx) => return SubmitEnd::Unsettled(DRAIN_EXPIRED.to_string()),
         };
         drop(permit);
-        let error = match answer.and_then(usable_job_id) {
+        let error = match answer {
             Ok(job_id) => {
                 ctx.emit(RunEvent::Submitted {
-                    image_id: image_id.to_string(),
+                    image_id,
                     image_url: image_url.clone(),
                     job_id: job_id.clone(),
                 });
@@ -147,7 +144,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                     ctx.emit(RunEvent::Throttled { delay });
                 }
                 ctx.emit(RunEvent::Retrying {
-                    image_id: Some(image_id.to_string()),
+                    image_id: Some(image_id),
                     reason: error.to_string(),
                     delay,
                 });
@@ -199,7 +196,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                 flow_waits += 1;
                 let delay = flow_control_pause(flow_waits, jitter());
                 ctx.emit(RunEvent::Retrying {
-                    image_id: Some(image_id.to_string()),
+                    image_id: Some(image_id),
                     reason: format!("{error} (waiting for a running job to finish)"),
                     delay,
                 });
@@ -224,21 +221,6 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
     }
 }
 
-/// A job ID of the wrong shape (from any [`ImsApi`]) makes the answer unusable: the call is
-/// then treated as unanswered, and the ID never reaches the journal.
-fn usable_job_id(job_id: String) -> Result<String, ImsError> {
-    match check_job_id(&job_id) {
-        Ok(trimmed) => Ok(trimmed.to_string()),
-        Err(detail) => Err(ImsError::Ambiguous {
-            operation: "RegisterImage".to_string(),
-            detail: format!(
-                "IMS answered with success, but the answer cannot be used ({detail}); the \
-                 registration was probably accepted"
-            ),
-        }),
-    }
-}
-
 enum Check {
     Accepted {
         active: bool,
@@ -253,7 +235,7 @@ enum Check {
 
 /// Whether IMS took the registration, from the image status: at once, then once more after
 /// the grace if it still looks `queued`.
-async fn accepted_by_image_status<C: ImsApi>(ctx: &Ctx<C>, image_id: &str) -> Check {
+async fn accepted_by_image_status<C: ImsApi>(ctx: &Ctx<C>, image_id: ImageId) -> Check {
     for round in 0..2 {
         if round == 1 && !ctx.sleep(AMBIGUITY_GRACE).await {
             return Check::Stopped;
@@ -262,7 +244,7 @@ async fn accepted_by_image_status<C: ImsApi>(ctx: &Ctx<C>, image_id: &str) -> Ch
             .query(
                 Some(image_id),
                 "checking whether IMS took the registration",
-                || ctx.client.get_image(image_id),
+                || ctx.client.get_image(&image_id),
             )
             .await
         {
@@ -305,7 +287,7 @@ mod tests {
     use crate::report::ImageOutcome;
 
     #[derive(Default)]
-    struct Submitted(Mutex<Vec<String>>);
+    struct Submitted(Mutex<Vec<JobId>>);
 
     impl EventSink for Submitted {
         fn event(&self, event: &RunEvent) {
@@ -326,7 +308,7 @@ mod tests {
         }
     }
 
-    async fn run_one(fake: &Arc<FakeIms>) -> (RunResult, Vec<String>) {
+    async fn run_one(fake: &Arc<FakeIms>) -> (RunResult, Vec<JobId>) {
         let sink = Arc::new(Submitted::default());
         let result = execute(
             fake.clone(),

@@ -31,6 +31,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::ImageId;
 use crate::ims::paging::{PAGE_LIMIT, next_marker};
 use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
 
@@ -191,7 +192,10 @@ async fn list_all<C: ImsApi>(
         );
         for image in &page.images {
             *newest_listed = (*newest_listed).max(image.updated_at);
-            ctx.sweeper.deliver(&image.id, &image.status, asked_at);
+            // Entries that are no UUID are no image of ours (and none is watched).
+            if let Ok(id) = ImageId::parse(&image.id) {
+                ctx.sweeper.deliver(&id, &image.status, asked_at);
+            }
         }
         if first_page {
             as_of_first_page = *newest_listed;

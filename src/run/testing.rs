@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::ids::{ImageId, JobId};
 use crate::ims::{
     ApiError, ImageInfo, ImageStatus, ImageStatusEntry, ImageStatusPage, ImsApi, ImsError, Job,
     JobEntities, JobStatus, ListImagesQuery, ListImagesResponse, types::PageInfo,
@@ -20,7 +21,7 @@ use super::PlannedImage;
 pub fn planned(image_id: &str, known_job_id: Option<&str>) -> PlannedImage {
     PlannedImage {
         entry: ImageEntry {
-            image_id: image_id.to_string(),
+            image_id: id_of(image_id),
             image_url: ImageUrl {
                 bucket: "bucket".into(),
                 object: format!("{image_id}.qcow2"),
@@ -29,12 +30,37 @@ pub fn planned(image_id: &str, known_job_id: Option<&str>) -> PlannedImage {
             format: ImageFormat::Qcow2,
             line: 1,
         },
-        known_job_id: known_job_id.map(str::to_string),
+        known_job_id: known_job_id.map(job_id),
     }
 }
 
+/// The text of the `n`th test image's ID (the fake keeps images by their text, as IMS does).
 pub fn image_id(n: usize) -> String {
     format!("00000000-0000-0000-0000-{n:012}")
+}
+
+/// The `n`th test image's ID.
+pub fn id(n: usize) -> ImageId {
+    id_of(&image_id(n))
+}
+
+pub fn id_of(text: &str) -> ImageId {
+    ImageId::parse(text).unwrap()
+}
+
+pub fn job_id(text: &str) -> JobId {
+    JobId::parse(text).unwrap()
+}
+
+/// What the client makes of a register answer: a job ID of the wrong shape is no answer.
+fn checked_job_id(answer: &str) -> Result<JobId, ImsError> {
+    JobId::parse(answer).map_err(|invalid| ImsError::Ambiguous {
+        operation: "RegisterImage".to_string(),
+        detail: format!(
+            "IMS answered with success, but the answer cannot be used ({invalid}); the \
+             registration was probably accepted"
+        ),
+    })
 }
 
 /// A scripted failure of the next register call.
@@ -186,9 +212,9 @@ impl FakeIms {
     }
 
     /// Starts a job as an earlier run would have; returns its ID.
-    pub fn start_job(&self, image_id: &str) -> String {
+    pub fn start_job(&self, image_id: &str) -> JobId {
         let mut state = self.lock();
-        state.new_job(image_id, Instant::now(), false)
+        job_id(&state.new_job(image_id, Instant::now(), false))
     }
 
     pub fn hide_job(&self, job_id: &str) {
@@ -316,7 +342,12 @@ fn dropped(operation: &str) -> ImsError {
 }
 
 impl ImsApi for FakeIms {
-    async fn register_image(&self, image_id: &str, _image_url: &str) -> Result<String, ImsError> {
+    async fn register_image(
+        &self,
+        image_id: &ImageId,
+        _image_url: &str,
+    ) -> Result<JobId, ImsError> {
+        let image_id: &str = &image_id.to_string();
         if self.takes_hang_fault() {
             return std::future::pending().await;
         }
@@ -372,12 +403,13 @@ impl ImsApi for FakeIms {
             return Err(dropped("register"));
         }
         if let Some(Fault::AcceptedWithJobId(answer)) = fault {
-            return Ok(answer);
+            return checked_job_id(&answer);
         }
-        Ok(job_id)
+        checked_job_id(&job_id)
     }
 
-    async fn show_job(&self, job_id: &str) -> Result<Job, ImsError> {
+    async fn show_job(&self, job_id: &JobId) -> Result<Job, ImsError> {
+        let job_id = job_id.as_str();
         let now = Instant::now();
         let mut state = self.enter();
         state.counters.show_job += 1;
@@ -413,7 +445,7 @@ impl ImsApi for FakeIms {
         })
     }
 
-    async fn show_job_progress(&self, job_id: &str) -> Result<Job, ImsError> {
+    async fn show_job_progress(&self, job_id: &JobId) -> Result<Job, ImsError> {
         if !self.progress_supported {
             let mut state = self.enter();
             state.counters.show_job_progress += 1;
@@ -482,7 +514,8 @@ impl ImsApi for FakeIms {
         })
     }
 
-    async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {
+    async fn get_image(&self, image_id: &ImageId) -> Result<Option<ImageInfo>, ImsError> {
+        let image_id: &str = &image_id.to_string();
         let mut state = self.enter();
         state.counters.get_image += 1;
         Ok(state

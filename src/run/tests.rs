@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::testing::{Counters, FakeIms, Fault, image_id, planned};
+use super::testing::{Counters, FakeIms, Fault, id, image_id, planned};
 use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult, execute};
+use crate::ids::{ImageId, JobId};
 use crate::ims::{
     ApiError, ImageInfo, ImageStatus, ImageStatusPage, ImsApi, ImsError, Job, ListImagesQuery,
     ListImagesResponse,
@@ -81,11 +82,11 @@ fn assert_submitted_once(counters: &Counters) {
 }
 
 fn assert_finished_once_each(events: &Events, n: usize) {
-    let mut finished: Vec<String> = events
+    let mut finished: Vec<_> = events
         .all()
         .into_iter()
         .filter_map(|e| match e {
-            RunEvent::Finished(record) => record.image_id,
+            RunEvent::Finished { result, .. } => Some(result.image_id),
             _ => None,
         })
         .collect();
@@ -122,28 +123,22 @@ async fn happy_path_registers_everything_in_plan_order() {
     let all = events.all();
     let submitted = all
         .iter()
-        .position(
-            |e| matches!(e, RunEvent::Submitted { image_id, .. } if *image_id == image_id_0()),
-        )
+        .position(|e| matches!(e, RunEvent::Submitted { image_id, .. } if *image_id == id(0)))
         .unwrap();
     let finished = all
         .iter()
-        .position(|e| matches!(e, RunEvent::Finished(r) if r.image_id.as_deref() == Some(image_id_0().as_str())))
+        .position(|e| matches!(e, RunEvent::Finished { result, .. } if result.image_id == id(0)))
         .unwrap();
     assert!(submitted < finished);
 }
 
-fn image_id_0() -> String {
-    image_id(0)
-}
-
 /// When each register call of `image` was about to be sent.
-fn submitting_times(events: &Events, image: &str) -> Vec<Instant> {
+fn submitting_times(events: &Events, image: &ImageId) -> Vec<Instant> {
     events
         .timed()
         .into_iter()
         .filter_map(|(at, e)| match e {
-            RunEvent::Submitting { image_id, .. } if image_id == image => Some(at),
+            RunEvent::Submitting { image_id, .. } if image_id == *image => Some(at),
             _ => None,
         })
         .collect()
@@ -228,7 +223,7 @@ impl Quota {
 }
 
 impl ImsApi for Quota {
-    async fn register_image(&self, image_id: &str, image_url: &str) -> Result<String, ImsError> {
+    async fn register_image(&self, image_id: &ImageId, image_url: &str) -> Result<JobId, ImsError> {
         if !self.take() {
             return Err(ImsError::Api(ApiError {
                 status: 429,
@@ -241,11 +236,11 @@ impl ImsApi for Quota {
         self.ims.register_image(image_id, image_url).await
     }
 
-    async fn show_job(&self, job_id: &str) -> Result<Job, ImsError> {
+    async fn show_job(&self, job_id: &JobId) -> Result<Job, ImsError> {
         self.ims.show_job(job_id).await
     }
 
-    async fn show_job_progress(&self, job_id: &str) -> Result<Job, ImsError> {
+    async fn show_job_progress(&self, job_id: &JobId) -> Result<Job, ImsError> {
         self.ims.show_job_progress(job_id).await
     }
 
@@ -260,7 +255,7 @@ impl ImsApi for Quota {
         self.ims.list_image_statuses(query).await
     }
 
-    async fn get_image(&self, image_id: &str) -> Result<Option<ImageInfo>, ImsError> {
+    async fn get_image(&self, image_id: &ImageId) -> Result<Option<ImageInfo>, ImsError> {
         self.ims.get_image(image_id).await
     }
 }
@@ -874,7 +869,8 @@ async fn an_image_counts_as_submitted_only_once_its_job_id_is_durable() {
             1
         );
         assert_eq!(
-            sink.events.count(|e| matches!(e, RunEvent::Finished(_))),
+            sink.events
+                .count(|e| matches!(e, RunEvent::Finished { .. })),
             0,
             "the image went on before its job ID was durable"
         );

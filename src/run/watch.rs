@@ -12,6 +12,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use crate::ids::ImageId;
 use crate::ims::ImageStatus;
 
 /// Followed images from which on sweeps replace per-job polls.
@@ -19,7 +20,7 @@ pub const BULK_THRESHOLD: usize = 8;
 
 /// The watched images, each with the channel its follower listens on.
 pub struct Sweeper {
-    watchers: Mutex<HashMap<String, Watcher>>,
+    watchers: Mutex<HashMap<ImageId, Watcher>>,
     count: AtomicUsize,
     /// The shortest time from submission to delivery seen so far in this run (see
     /// [`Sweeper::first_possible_end`]).
@@ -37,13 +38,13 @@ struct Watcher {
 /// A follower's registration; unregisters on drop.
 pub struct Watch<'a> {
     sweeper: &'a Sweeper,
-    image_id: &'a str,
+    image_id: ImageId,
     pub receiver: Option<oneshot::Receiver<ImageStatus>>,
 }
 
 impl Drop for Watch<'_> {
     fn drop(&mut self) {
-        self.sweeper.remove(self.image_id);
+        self.sweeper.remove(&self.image_id);
     }
 }
 
@@ -64,11 +65,11 @@ impl Sweeper {
     }
 
     /// Watches an image submitted (or adopted) at `started`.
-    pub fn watch<'a>(&'a self, image_id: &'a str, started: Instant) -> Watch<'a> {
+    pub fn watch(&self, image_id: ImageId, started: Instant) -> Watch<'_> {
         let (sender, receiver) = oneshot::channel();
         let mut watchers = self.lock();
         if watchers
-            .insert(image_id.to_string(), Watcher { sender, started })
+            .insert(image_id, Watcher { sender, started })
             .is_none()
         {
             self.count.fetch_add(1, Ordering::Relaxed);
@@ -105,7 +106,7 @@ impl Sweeper {
         Some(oldest + fastest)
     }
 
-    fn remove(&self, image_id: &str) -> Option<Watcher> {
+    fn remove(&self, image_id: &ImageId) -> Option<Watcher> {
         let removed = self.lock().remove(image_id);
         if removed.is_some() && self.count.fetch_sub(1, Ordering::Relaxed) == BULK_THRESHOLD {
             self.bulk_ended.notify_waiters();
@@ -116,7 +117,7 @@ impl Sweeper {
     /// Hands a final-looking status to the image's follower, if it is watched. `asked_at`:
     /// when the page that shows it was asked for (the registration had ended by then, or
     /// shortly after).
-    pub fn deliver(&self, image_id: &str, status: &ImageStatus, asked_at: Instant) {
+    pub fn deliver(&self, image_id: &ImageId, status: &ImageStatus, asked_at: Instant) {
         if !matches!(
             status,
             ImageStatus::Active | ImageStatus::Killed | ImageStatus::Deleted
@@ -131,7 +132,7 @@ impl Sweeper {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watcher>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, Watcher>> {
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -139,18 +140,19 @@ impl Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::testing::id;
 
     #[test]
     fn only_final_statuses_are_delivered_once() {
         let sweeper = Sweeper::new();
-        let mut watch = sweeper.watch("a", Instant::now());
-        let _other = sweeper.watch("b", Instant::now());
+        let mut watch = sweeper.watch(id(0), Instant::now());
+        let _other = sweeper.watch(id(1), Instant::now());
         assert!(!sweeper.is_bulk());
-        sweeper.deliver("a", &ImageStatus::Saving, Instant::now());
-        sweeper.deliver("a", &ImageStatus::Queued, Instant::now());
+        sweeper.deliver(&id(0), &ImageStatus::Saving, Instant::now());
+        sweeper.deliver(&id(0), &ImageStatus::Queued, Instant::now());
         let mut receiver = watch.receiver.take().unwrap();
         assert!(receiver.try_recv().is_err());
-        sweeper.deliver("a", &ImageStatus::Active, Instant::now());
+        sweeper.deliver(&id(0), &ImageStatus::Active, Instant::now());
         assert_eq!(receiver.try_recv().unwrap(), ImageStatus::Active);
         assert_eq!(sweeper.count.load(Ordering::Relaxed), 1);
         drop(watch);
@@ -161,21 +163,21 @@ mod tests {
     async fn the_first_possible_end_follows_the_fastest_registration_seen() {
         let sweeper = Sweeper::new();
         let t0 = Instant::now();
-        let _a = sweeper.watch("a", t0);
+        let _a = sweeper.watch(id(0), t0);
         assert_eq!(sweeper.first_possible_end(), None, "nothing ended yet");
-        let _b = sweeper.watch("b", t0 + Duration::from_secs(1));
+        let _b = sweeper.watch(id(1), t0 + Duration::from_secs(1));
         tokio::time::advance(Duration::from_secs(6)).await;
         let asked_at = t0 + Duration::from_secs(5);
-        sweeper.deliver("b", &ImageStatus::Active, asked_at);
+        sweeper.deliver(&id(1), &ImageStatus::Active, asked_at);
         // b was listed `active` 4 s after it started; a, the oldest watch, may end 4 s after
         // it started.
         assert_eq!(
             sweeper.first_possible_end(),
             Some(t0 + Duration::from_secs(4))
         );
-        sweeper.deliver("a", &ImageStatus::Killed, asked_at);
+        sweeper.deliver(&id(0), &ImageStatus::Killed, asked_at);
         assert_eq!(sweeper.first_possible_end(), None, "nothing watched");
-        let _c = sweeper.watch("c", Instant::now());
+        let _c = sweeper.watch(id(2), Instant::now());
         assert_eq!(
             sweeper.first_possible_end(),
             Some(Instant::now() + Duration::from_secs(4))
@@ -185,10 +187,8 @@ mod tests {
     #[test]
     fn bulk_from_the_threshold() {
         let sweeper = Sweeper::new();
-        let ids: Vec<String> = (0..BULK_THRESHOLD).map(|i| i.to_string()).collect();
-        let mut watches: Vec<_> = ids
-            .iter()
-            .map(|id| sweeper.watch(id, Instant::now()))
+        let mut watches: Vec<_> = (0..BULK_THRESHOLD)
+            .map(|n| sweeper.watch(id(n), Instant::now()))
             .collect();
         assert!(sweeper.is_bulk());
         watches.pop();

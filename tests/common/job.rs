@@ -112,7 +112,7 @@ impl Recorder {
         self.events()
             .into_iter()
             .filter_map(|event| match event {
-                RunEvent::Submitting { image_id, .. } => Some(image_id),
+                RunEvent::Submitting { image_id, .. } => Some(image_id.to_string()),
                 _ => None,
             })
             .collect()
@@ -142,7 +142,7 @@ impl JobObserver for Recorder {
     fn engine_starting(&self, images: &[PlannedImage], config: &RunConfig) {
         let ids = images
             .iter()
-            .map(|image| image.entry.image_id.clone())
+            .map(|image| image.entry.image_id.to_string())
             .collect();
         self.engine_starts
             .lock()

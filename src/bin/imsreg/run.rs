@@ -6,7 +6,6 @@
 mod logging;
 mod progress;
 mod signals;
-mod stages;
 mod summary;
 
 use std::io::{IsTerminal, Write};

@@ -89,7 +89,7 @@ fn manifest_image_ids(path: &Path) -> Result<Vec<String>, String> {
     Ok(manifest
         .images
         .into_iter()
-        .map(|entry| entry.image_id)
+        .map(|entry| entry.image_id.to_string())
         .collect())
 }
 

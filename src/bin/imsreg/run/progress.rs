@@ -11,15 +11,15 @@ use std::io::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use imsreg::ids::ImageId;
 use imsreg::ims::ImageStatus;
 use imsreg::job::JobObserver;
 use imsreg::manifest::{self, Manifest};
-use imsreg::report::{ImageOutcome, ImageRecord};
-use imsreg::run::{CloudStatus, EventSink, PlannedImage, RunConfig, RunEvent};
+use imsreg::report::ImageOutcome;
+use imsreg::run::{CloudStatus, EventSink, ImageResult, PlannedImage, RunConfig, RunEvent};
 
 use super::LogFormat;
 
-use super::stages::ByImageId;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// At most this many per-image bars at once; other running images only count.
@@ -44,7 +44,7 @@ enum Stage {
 pub struct Tally {
     started: Instant,
     total: usize,
-    stages: ByImageId<Stage>,
+    stages: HashMap<ImageId, Stage>,
     /// The stage counters; the rates are filled in by [`Tally::counts`].
     counts: Counts,
     submissions: VecDeque<Instant>,
@@ -72,8 +72,11 @@ impl Counts {
 }
 
 impl Tally {
-    pub fn new(image_ids: impl IntoIterator<Item = String>, now: Instant) -> Self {
-        let stages = ByImageId::new(image_ids, Stage::Queued);
+    pub fn new(image_ids: impl IntoIterator<Item = ImageId>, now: Instant) -> Self {
+        let stages: HashMap<ImageId, Stage> = image_ids
+            .into_iter()
+            .map(|id| (id, Stage::Queued))
+            .collect();
         Tally {
             started: now,
             total: stages.len(),
@@ -102,12 +105,10 @@ impl Tally {
                     self.submissions.push_back(now);
                 }
             }
-            RunEvent::Finished(record) => {
-                if let Some(id) = &record.image_id
-                    && self.advance(id, Stage::Done(record.status))
-                {
-                    self.completions.push_back(now);
-                }
+            RunEvent::Finished { result, .. }
+                if self.advance(&result.image_id, Stage::Done(result.outcome)) =>
+            {
+                self.completions.push_back(now);
             }
             RunEvent::Throttled { .. } => self.counts.throttled += 1,
             RunEvent::Retrying { .. } => self.counts.retries += 1,
@@ -116,7 +117,7 @@ impl Tally {
     }
 
     /// Moves an image forward (never back); true when its stage changed.
-    fn advance(&mut self, image_id: &str, to: Stage) -> bool {
+    fn advance(&mut self, image_id: &ImageId, to: Stage) -> bool {
         let Some(stage) = self.stages.get_mut(image_id) else {
             return false;
         };
@@ -193,7 +194,7 @@ pub fn status_line(counts: &Counts) -> String {
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
-    jobs: HashMap<String, ProgressBar>,
+    jobs: HashMap<ImageId, ProgressBar>,
 }
 
 struct Inner {
@@ -206,7 +207,7 @@ pub struct UiSink {
     inner: Mutex<Inner>,
     multi: MultiProgress,
     /// Labels (name, else the image ID) for per-image bars; empty without bars.
-    labels: OnceLock<HashMap<String, String>>,
+    labels: OnceLock<HashMap<ImageId, String>>,
     /// True when bars are drawn: routine state changes then go to debug level.
     quiet: bool,
     log_format: LogFormat,
@@ -229,10 +230,7 @@ impl UiSink {
     }
 
     fn start_display(&self, images: &[PlannedImage]) {
-        let tally = Tally::new(
-            images.iter().map(|i| i.entry.image_id.clone()),
-            Instant::now(),
-        );
+        let tally = Tally::new(images.iter().map(|i| i.entry.image_id), Instant::now());
         let show_bars = self.quiet;
         let bars = show_bars.then(|| {
             let overall = self.multi.add(ProgressBar::new(tally.total() as u64));
@@ -259,8 +257,8 @@ impl UiSink {
                     .entry
                     .name
                     .clone()
-                    .unwrap_or_else(|| i.entry.image_id.clone());
-                (i.entry.image_id.clone(), label)
+                    .unwrap_or_else(|| i.entry.image_id.to_string());
+                (i.entry.image_id, label)
             })
             .collect();
         let _ = self.labels.set(labels);
@@ -316,14 +314,14 @@ impl UiSink {
                         .progress_chars("=> "),
                     );
                     bar.set_prefix(label);
-                    bars.jobs.insert(image_id.clone(), bar);
+                    bars.jobs.insert(*image_id, bar);
                 }
                 if let Some(bar) = bars.jobs.get(image_id) {
                     bar.set_position(percent.clamp(0.0, 100.0).round() as u64);
                 }
             }
-            RunEvent::Finished(record) => {
-                if let Some(bar) = record.image_id.as_ref().and_then(|id| bars.jobs.remove(id)) {
+            RunEvent::Finished { result, .. } => {
+                if let Some(bar) = bars.jobs.remove(&result.image_id) {
                     bar.finish_and_clear();
                 }
             }
@@ -443,7 +441,7 @@ fn log_event(event: &RunEvent, quiet: bool) {
         RunEvent::Progress { image_id, percent } => {
             tracing::debug!(image_id = %image_id, percent, "job progress");
         }
-        RunEvent::Finished(record) => log_finished(record, quiet),
+        RunEvent::Finished { result, .. } => log_finished(result, quiet),
         RunEvent::AuthFailed { message } => {
             tracing::error!(
                 "IMS rejected the credentials; stopping the run without sending more requests: {message}"
@@ -457,27 +455,28 @@ fn log_event(event: &RunEvent, quiet: bool) {
     }
 }
 
-fn log_finished(record: &ImageRecord, quiet: bool) {
-    let id = record.image_id.as_deref().unwrap_or("-");
-    let job = record.job_id.as_deref().unwrap_or("-");
-    let code = record.error_code.as_deref().unwrap_or("-");
-    let reason = record.error_message.as_deref().unwrap_or("");
-    match record.status {
+fn log_finished(result: &ImageResult, quiet: bool) {
+    let id = &result.image_id;
+    let job = result.job_id.as_deref().unwrap_or("-");
+    let code = result.error_code().unwrap_or("-");
+    let reason = result.error_message().unwrap_or("");
+    let status = result.outcome;
+    match status {
         ImageOutcome::Registered | ImageOutcome::AlreadyRegistered | ImageOutcome::Cancelled => {
-            state_change!(quiet, image_id = %id, job_id = %job, status = %record.status, "image {}", record.status);
+            state_change!(quiet, image_id = %id, job_id = %job, status = %status, "image {status}");
         }
         ImageOutcome::Failed | ImageOutcome::Invalid => {
-            tracing::warn!(image_id = %id, job_id = %job, status = %record.status, error_code = %code, "image failed: {reason}");
+            tracing::warn!(image_id = %id, job_id = %job, status = %status, error_code = %code, "image failed: {reason}");
         }
-        ImageOutcome::Pending if record.job_id.is_some() => {
-            tracing::warn!(image_id = %id, job_id = %job, status = %record.status, "image left pending: its job is still running in IMS (job ID in the report)");
+        ImageOutcome::Pending if result.job_id.is_some() => {
+            tracing::warn!(image_id = %id, job_id = %job, status = %status, "image left pending: its job is still running in IMS (job ID in the report)");
         }
         ImageOutcome::Pending => {
-            tracing::warn!(image_id = %id, status = %record.status, "image left pending: IMS may have accepted its registration but did not say so; the next run checks its status before submitting: {reason}");
+            tracing::warn!(image_id = %id, status = %status, "image left pending: IMS may have accepted its registration but did not say so; the next run checks its status before submitting: {reason}");
         }
         // Said once for the run when IMS was not reached at all (RunEvent::Unreachable).
         ImageOutcome::Unreachable => {
-            tracing::debug!(image_id = %id, job_id = %job, status = %record.status, "image not settled: {reason}");
+            tracing::debug!(image_id = %id, job_id = %job, status = %status, "image not settled: {reason}");
         }
     }
 }
@@ -490,58 +489,43 @@ fn round_ms(delay: Duration) -> Duration {
 mod tests {
     use super::*;
 
-    fn record(id: &str, status: ImageOutcome) -> ImageRecord {
-        ImageRecord {
-            image_id: Some(id.into()),
-            image_url: None,
-            name: None,
-            format: None,
-            status,
-            job_id: None,
-            error_code: None,
-            error_message: None,
-            attempts: 1,
-            submitted_at: None,
-            finished_at: None,
-            duration_s: None,
+    fn id(n: u128) -> ImageId {
+        ImageId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
+    fn submitted(n: u128) -> RunEvent {
+        RunEvent::Submitted {
+            image_id: id(n),
+            job_id: "j1".parse().unwrap(),
+            image_url: "bkt:a.raw".into(),
+        }
+    }
+
+    fn finished(n: u128, outcome: ImageOutcome) -> RunEvent {
+        RunEvent::Finished {
+            result: ImageResult::new(id(n), outcome),
+            image_url: "bkt:a.raw".into(),
         }
     }
 
     #[test]
     fn tally_follows_images_through_their_stages() {
         let t0 = Instant::now();
-        let mut tally = Tally::new(["a", "b", "c", "d"].map(String::from), t0);
+        let mut tally = Tally::new((1..=4).map(id), t0);
         tally.apply(
             &RunEvent::StatusKnown {
-                image_id: "d".into(),
+                image_id: id(4),
                 status: CloudStatus::Found(ImageStatus::Saving),
             },
             t0,
         );
-        tally.apply(
-            &RunEvent::Submitted {
-                image_id: "a".into(),
-                job_id: "j1".into(),
-                image_url: "bkt:a.raw".into(),
-            },
-            t0,
-        );
-        tally.apply(
-            &RunEvent::Submitted {
-                image_id: "b".into(),
-                job_id: "j2".into(),
-                image_url: "bkt:a.raw".into(),
-            },
-            t0,
-        );
-        tally.apply(
-            &RunEvent::Finished(record("a", ImageOutcome::Registered)),
-            t0,
-        );
-        tally.apply(&RunEvent::Finished(record("b", ImageOutcome::Failed)), t0);
+        tally.apply(&submitted(1), t0);
+        tally.apply(&submitted(2), t0);
+        tally.apply(&finished(1, ImageOutcome::Registered), t0);
+        tally.apply(&finished(2, ImageOutcome::Failed), t0);
         let counts = tally.counts(t0 + Duration::from_secs(2));
-        assert_eq!(counts.queued, 1, "c was never submitted");
-        assert_eq!(counts.in_cloud, 1, "d is saving");
+        assert_eq!(counts.queued, 1, "3 was never submitted");
+        assert_eq!(counts.in_cloud, 1, "4 is saving");
         assert_eq!(counts.registered, 1);
         assert_eq!(counts.failed, 1);
         assert_eq!(counts.done(), 2);
@@ -550,25 +534,14 @@ mod tests {
     #[test]
     fn repeated_and_unknown_events_count_once() {
         let t0 = Instant::now();
-        let mut tally = Tally::new(["a".to_string()], t0);
-        let submitted = RunEvent::Submitted {
-            image_id: "a".into(),
-            job_id: "j".into(),
-            image_url: "bkt:a.raw".into(),
-        };
-        tally.apply(&submitted, t0);
-        tally.apply(&submitted, t0);
-        tally.apply(
-            &RunEvent::Submitted {
-                image_id: "zzz".into(),
-                job_id: "j".into(),
-                image_url: "bkt:a.raw".into(),
-            },
-            t0,
-        );
-        tally.apply(&RunEvent::Finished(record("a", ImageOutcome::Pending)), t0);
+        let mut tally = Tally::new([id(1), id(1)], t0);
+        assert_eq!(tally.total(), 1, "duplicates count once");
+        tally.apply(&submitted(1), t0);
+        tally.apply(&submitted(1), t0);
+        tally.apply(&submitted(99), t0);
+        tally.apply(&finished(1, ImageOutcome::Pending), t0);
         // A late Submitted must not move a finished image back into the cloud.
-        tally.apply(&submitted, t0);
+        tally.apply(&submitted(1), t0);
         let counts = tally.counts(t0);
         assert_eq!(counts.in_cloud, 0);
         assert_eq!(counts.other_done, 1);
@@ -579,28 +552,17 @@ mod tests {
     #[test]
     fn rates_use_a_trailing_window() {
         let t0 = Instant::now();
-        let ids: Vec<String> = (0..30).map(|i| i.to_string()).collect();
-        let mut tally = Tally::new(ids.clone(), t0);
+        let mut tally = Tally::new((0..30).map(id), t0);
         // 20 submissions in the first second, 10 more at t = 15 s.
-        for id in &ids[..20] {
-            let event = RunEvent::Submitted {
-                image_id: id.clone(),
-                job_id: "j".into(),
-                image_url: "bkt:a.raw".into(),
-            };
-            tally.apply(&event, t0 + Duration::from_millis(500));
+        for n in 0..20 {
+            tally.apply(&submitted(n), t0 + Duration::from_millis(500));
         }
         assert_eq!(
             tally.counts(t0 + Duration::from_secs(1)).submits_per_s,
             20.0
         );
-        for id in &ids[20..] {
-            let event = RunEvent::Submitted {
-                image_id: id.clone(),
-                job_id: "j".into(),
-                image_url: "bkt:a.raw".into(),
-            };
-            tally.apply(&event, t0 + Duration::from_secs(15));
+        for n in 20..30 {
+            tally.apply(&submitted(n), t0 + Duration::from_secs(15));
         }
         // The first burst is out of the 10 s window by now.
         assert_eq!(
