@@ -175,10 +175,10 @@ pub enum AuthError {
     Malformed { what: String, problem: &'static str },
 }
 
-impl From<AuthError> for super::ImsError {
+impl From<AuthError> for super::error::ImsError {
     /// Nothing was sent: a configuration problem, final for the run.
     fn from(err: AuthError) -> Self {
-        super::ImsError::Config(err.to_string())
+        super::error::ImsError::Config(err.to_string())
     }
 }
 

@@ -17,7 +17,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, 
 use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
-use super::ImsApi;
+use super::api::ImsApi;
 use super::auth::{self, Credentials};
 use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
 use super::signer::{self, SigningInput};

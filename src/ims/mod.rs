@@ -4,6 +4,7 @@
 //! The pipeline talks to IMS through the [`ImsApi`] trait, which [`client::Client`] implements
 //! over HTTP; unit tests of the pipeline implement it in memory.
 
+pub mod api;
 pub mod auth;
 pub mod client;
 pub mod error;
@@ -11,10 +12,7 @@ pub mod paging;
 pub mod signer;
 pub mod types;
 
-use std::future::Future;
-
-use crate::ids::{ImageId, JobId};
-
+pub use api::ImsApi;
 pub use auth::{Credentials, Discovered, Secret};
 pub use client::{Client, ClientConfig, resolve_endpoint};
 pub use error::{ApiError, ErrorClass, ImsError};
@@ -22,44 +20,3 @@ pub use types::{
     CreateImageMetadataRequest, ImageInfo, ImageStatus, ImageStatusEntry, ImageStatusPage, Job,
     JobEntities, JobStatus, ListImagesQuery, ListImagesResponse,
 };
-
-/// The IMS calls the pipeline needs. Implemented by the HTTP client and by test fakes.
-pub trait ImsApi: Send + Sync + 'static {
-    /// `PUT /v1/cloudimages/{image_id}/upload`; answers the `job_id`. A 2xx answer that
-    /// cannot be used (no job ID of the right shape, see [`JobId::parse`]) is
-    /// [`ImsError::Ambiguous`]: the call was probably accepted.
-    fn register_image(
-        &self,
-        image_id: &ImageId,
-        image_url: &str,
-    ) -> impl Future<Output = Result<JobId, ImsError>> + Send;
-
-    /// `GET /v1/{project_id}/jobs/{job_id}`.
-    fn show_job(&self, job_id: &JobId) -> impl Future<Output = Result<Job, ImsError>> + Send;
-
-    /// `GET /v1/cloudimages/job/{job_id}`: the job plus `entities.process_percent`.
-    fn show_job_progress(
-        &self,
-        job_id: &JobId,
-    ) -> impl Future<Output = Result<Job, ImsError>> + Send;
-
-    /// `GET /v2/cloudimages` with the given filter and paging.
-    fn list_images(
-        &self,
-        query: &ListImagesQuery,
-    ) -> impl Future<Output = Result<ListImagesResponse, ImsError>> + Send;
-
-    /// `GET /v2/cloudimages` read leanly: each image's ID, status and `updated_at` only (what
-    /// bulk status checks and sweeps need, at about half the decoding cost of `list_images`).
-    fn list_image_statuses(
-        &self,
-        query: &ListImagesQuery,
-    ) -> impl Future<Output = Result<ImageStatusPage, ImsError>> + Send;
-
-    /// One image by ID through `GET /v2/cloudimages?id=...&__imagetype=private`;
-    /// `None` when no such image is visible.
-    fn get_image(
-        &self,
-        image_id: &ImageId,
-    ) -> impl Future<Output = Result<Option<ImageInfo>, ImsError>> + Send;
-}

@@ -14,6 +14,7 @@
 pub mod dry_run;
 mod journal;
 mod journal_sink;
+mod options;
 pub mod outcome;
 pub mod prepare;
 pub mod resume;
@@ -26,58 +27,16 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::manifest::{Manifest, Settings};
 use crate::report::Report;
-use crate::run::{EventSink, PlannedImage, RunConfig, Tee};
+use crate::run::{EventSink, Tee};
 
 pub use dry_run::DryRunPlan;
 pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
+pub use options::{JobObserver, JobOptions, Unobserved};
 pub use outcome::Verdict;
 pub use prepare::{DEFAULT_REPORT, JobError, SIMULATE_POLL_INTERVAL};
 pub use target::Environment;
-
-/// What `imsreg run` was asked to do.
-#[derive(Debug, Clone, Default)]
-pub struct JobOptions {
-    pub manifest: PathBuf,
-    /// Settings given as flags; they win over the manifest's `settings:`.
-    pub flags: Settings,
-    /// Report paths (the extension picks the format); empty means [`DEFAULT_REPORT`].
-    pub reports: Vec<PathBuf>,
-    /// Run the valid entries of a manifest with invalid ones.
-    pub skip_invalid: bool,
-    /// Read the cloud status and plan; register nothing, write no report.
-    pub dry_run: bool,
-    /// Run against the built-in simulator, started in this process.
-    pub simulate: bool,
-    pub journal: JournalChoice,
-    /// Try again images an earlier run reported failed.
-    pub retry_failed: bool,
-    /// Where credentials are looked up (the process environment for `imsreg run`).
-    pub environment: Environment,
-}
-
-/// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and
-/// the job's own milestones. Implementations are the terminal's (progress bars, log lines) or
-/// a test's.
-pub trait JobObserver: EventSink {
-    /// The manifest was read and checked; its diagnostics are to be shown. Called once, also
-    /// when the manifest is unusable (then [`run`] answers [`JobError::Manifest`]).
-    fn manifest_checked(&self, _manifest: &Manifest) {}
-
-    /// The engine is about to run these images (after the state journal) with this config.
-    fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}
-}
-
-/// An observer that ignores everything (tests, benchmarks).
-pub struct Unobserved;
-
-impl EventSink for Unobserved {
-    fn event(&self, _event: &crate::run::RunEvent) {}
-}
-
-impl JobObserver for Unobserved {}
 
 /// How the job ended (when it got past preparation).
 #[derive(Debug)]

@@ -12,8 +12,8 @@ use crate::run::RunConfig;
 use crate::state::StateError;
 
 use super::journal::{self, Prepared};
+use super::options::{JobObserver, JobOptions};
 use super::target::{self, Target, TargetError};
-use super::{JobObserver, JobOptions};
 
 /// The report written when no `--report` is given.
 pub const DEFAULT_REPORT: &str = "imsreg-report.json";

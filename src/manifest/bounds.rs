@@ -110,7 +110,7 @@ pub fn parse_duration(text: &str, range: &RangeInclusive<Duration>) -> Result<Du
         Ok(value) => check_duration(value, range),
         Err(err) => Err(format!(
             "`{}` is not a duration: {err} (e.g. 10s, 1m 30s or 2h)",
-            super::rules::shorten(text)
+            super::text::shorten(text)
         )),
     }
 }
@@ -125,7 +125,7 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
         Ok(value) => check_rate(value),
         Err(_) => Err(format!(
             "`{}` is not a number of calls per second (e.g. 2 or 0.5)",
-            super::rules::shorten(text)
+            super::text::shorten(text)
         )),
     }
 }
@@ -135,7 +135,7 @@ fn parse_count(text: &str, range: &RangeInclusive<u32>) -> Result<u32, String> {
         Ok(value) => check_count(value, range),
         Err(_) => Err(format!(
             "`{}` is not a whole number (use one from {} to {}, such as 8)",
-            super::rules::shorten(text),
+            super::text::shorten(text),
             range.start(),
             range.end()
         )),

@@ -23,6 +23,7 @@ use super::model::{
 };
 use super::raw::{self, Raw};
 use super::rules;
+use super::text;
 
 const TOP_KEYS: [&str; 3] = ["version", "settings", "images"];
 const ENTRY_KEYS: [&str; 4] = ["image_id", "image_url", "name", "format"];
@@ -186,8 +187,8 @@ impl Checker {
                     format!(
                         "ambiguous key: it can be read as `{}` or as `{}` (write the key \
                          plainly, e.g. `image_id:`, without quotes, escapes or unusual characters)",
-                        rules::shorten(serde_key),
-                        rules::shorten(index_key)
+                        text::shorten(serde_key),
+                        text::shorten(index_key)
                     ),
                 );
                 continue;
@@ -215,7 +216,7 @@ impl Checker {
                     pos,
                     format!(
                         "duplicate key `{}`, first given on line {} (keep one of them)",
-                        rules::shorten(key),
+                        text::shorten(key),
                         doc.index.pos(first).0
                     ),
                 );
@@ -230,7 +231,7 @@ impl Checker {
     }
 
     fn unknown_key_message(key: &str, known: &[&str], place: &str) -> String {
-        let shown = rules::shorten(key);
+        let shown = text::shorten(key);
         if let Some(suggestion) = rules::suggest(key, known) {
             return format!("unknown key `{shown}` (did you mean `{suggestion}`?)");
         }
@@ -689,7 +690,7 @@ fn untagged<'r, 'a>(
 fn tag_message(tag: &str) -> String {
     format!(
         "YAML tags such as `!{}` are not supported (remove the tag)",
-        rules::shorten(tag)
+        text::shorten(tag)
     )
 }
 

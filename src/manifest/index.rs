@@ -307,7 +307,7 @@ fn tag_error(tag: &Tag, line: u32, col: u32) -> IndexError {
         message: format!(
             "YAML tags such as `{}` are not supported (remove the tag; quote the value if it \
              is text)",
-            super::rules::shorten(&shown).escape_debug()
+            super::text::shorten(&shown).escape_debug()
         ),
     }
 }

@@ -17,6 +17,7 @@ pub mod render;
 mod rules;
 mod source;
 mod stream;
+mod text;
 
 use std::path::Path;
 

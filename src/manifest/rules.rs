@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::bounds;
 use super::model::{ImageFormat, ImageUrl};
 use super::raw::Raw;
+use super::text::shorten;
 use crate::ids::ImageId;
 
 pub type RuleResult<T> = Result<T, String>;
@@ -448,17 +449,6 @@ pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
         .filter(|(distance, k)| *distance <= (k.len() / 3).max(2))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, k)| k)
-}
-
-/// Long values are cut in messages so one bad line cannot flood the terminal.
-pub fn shorten(text: &str) -> String {
-    const MAX: usize = 80;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        let head: String = text.chars().take(MAX).collect();
-        format!("{head}...")
-    }
 }
 
 #[cfg(test)]

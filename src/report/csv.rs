@@ -2,7 +2,7 @@
 //! a spreadsheet would run as formulas are neutralised ([`super::escape::csv_cell`]).
 
 use super::escape::csv_cell;
-use super::{ImageRecord, Report};
+use super::model::{ImageRecord, Report};
 
 /// Column order; the same names as the JSON `images[]` fields.
 pub const COLUMNS: [&str; 12] = [

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::ReportError;
+use super::error::ReportError;
 
 /// The report formats imsreg writes; JSON is the reference shape, the others mirror it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
-use super::{ImageOutcome, ImageRecord, Report};
+use super::model::{ImageOutcome, ImageRecord, Report};
 
 fn status_of(record: &ImageRecord) -> TestCaseStatus {
     let reason = || {

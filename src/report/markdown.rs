@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::escape::printable;
-use super::{ImageOutcome, Report};
+use super::model::{ImageOutcome, Report};
 
 /// Escapes what would break a table cell (and what would forge a line or repaint a terminal).
 fn cell(text: &str) -> String {

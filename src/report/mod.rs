@@ -3,6 +3,7 @@
 //! rename), so a reader never sees half a report, even if the run is killed while writing.
 
 pub mod csv;
+pub mod error;
 pub mod escape;
 pub mod format;
 pub mod junit;
@@ -12,28 +13,9 @@ pub mod model;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use error::ReportError;
 pub use format::ReportFormat;
 pub use model::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error(
-        "cannot tell the report format of {}: use a .json, .yaml, .yml, .csv, .xml (JUnit) or .md file name",
-        path.display()
-    )]
-    UnknownFormat { path: PathBuf },
-    #[error("cannot render the {format} report: {detail}")]
-    Render {
-        format: &'static str,
-        detail: String,
-    },
-    #[error("cannot write report {}: {source} (check that its folder is writable)", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// Renders a report in the given format.
 pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportError> {

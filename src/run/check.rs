@@ -10,16 +10,19 @@
 //! strategies. An image not found by either is `absent`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::ids::{ImageId, JobId};
 use crate::ims::paging::{PAGE_LIMIT, next_marker};
 use crate::ims::{ImageInfo, ImageStatus, ImsApi, ListImagesQuery};
 
+use super::config::RunConfig;
 use super::context::{Ctx, QueryError};
-use super::plan::{CloudStatus, StatusMap};
-use super::{PlannedImage, RunEvent};
+use super::events::{EventSink, RunEvent};
+use super::plan::{CloudStatus, PlannedImage, StatusMap};
 
 /// At most this many images are checked one by one; more are checked through list pages.
 pub const PER_ID_THRESHOLD: usize = 20;
@@ -216,4 +219,39 @@ async fn job_lookup<C: ImsApi>(
         )
         .await;
     (id, answer)
+}
+
+/// The read-only status check alone, for `--dry-run`: learns every image's cloud status with
+/// the engine's own requests and policy (list pages or per-ID lookups, query lane, rate limit,
+/// retries) and sends nothing else. Images missing from the map were not checked because
+/// `cancel` fired or the credentials were rejected (then [`CheckResult::auth_failed`] is set
+/// and a [`RunEvent::AuthFailed`] was emitted).
+pub async fn check_only<C: ImsApi>(
+    client: Arc<C>,
+    images: &[PlannedImage],
+    config: &RunConfig,
+    sink: Arc<dyn EventSink>,
+    cancel: CancellationToken,
+) -> CheckResult {
+    let ctx = Ctx::new(client, config, sink, cancel.child_token());
+    ctx.emit(RunEvent::CheckingStatus {
+        images: images.len(),
+    });
+    let statuses = check_statuses(&ctx, images).await;
+    CheckResult {
+        unreachable: super::plan::unreachable(&statuses, images.len()),
+        statuses,
+        auth_failed: ctx.auth_failed(),
+    }
+}
+
+/// What [`check_only`] learned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    pub statuses: StatusMap,
+    /// A 401 stopped the check.
+    pub auth_failed: bool,
+    /// No image's status could be learned: IMS was not reached, or none of its answers could
+    /// be understood.
+    pub unreachable: bool,
 }

@@ -19,10 +19,11 @@ use crate::ids::ImageId;
 use crate::ims::{ErrorClass, ImsApi, ImsError};
 
 use super::active::ActiveJobs;
+use super::config::RunConfig;
+use super::events::{EventSink, RunEvent};
 use super::pacer::{Limiter, Pacer, RATE_MARGIN};
 use super::retry::{RetryDecision, decide_query, jitter};
 use super::watch::Sweeper;
-use super::{EventSink, RunConfig, RunEvent};
 
 pub struct Ctx<C> {
     pub client: Arc<C>,

@@ -21,12 +21,13 @@ use crate::report::{ImageOutcome, ImageRecord};
 
 use super::active::Slot;
 use super::check::check_statuses;
+use super::config::RunConfig;
 use super::context::Ctx;
+use super::events::{EventSink, ImageResult, RunEvent, RunResult};
 use super::follow::{FollowEnd, follow};
-use super::plan::{self, Action, CloudStatus, StatusMap, action_for};
+use super::plan::{self, Action, CloudStatus, PlannedImage, StatusMap, action_for};
 use super::submit::{SubmitEnd, submit};
 use super::sweep::run_sweeps;
-use super::{EventSink, ImageResult, PlannedImage, RunConfig, RunEvent, RunResult};
 
 /// Where the image tasks leave their results: one slot per planned image, filled in place so
 /// that `execute` sleeps until the last task is gone instead of waking for every image. A

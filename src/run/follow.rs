@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::ids::{ImageId, JobId};
 use crate::ims::{ErrorClass, ImageStatus, ImsApi, ImsError, Job, JobStatus};
 
-use super::RunEvent;
 use super::context::{Ctx, QueryError};
+use super::events::RunEvent;
 use super::retry::jitter;
 use super::schedule::PollSchedule;
 

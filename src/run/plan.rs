@@ -11,7 +11,16 @@ use std::collections::HashMap;
 use crate::ids::{ImageId, JobId};
 use crate::ims::ImageStatus;
 
-use super::PlannedImage;
+use crate::manifest::ImageEntry;
+
+/// One image handed to the engine: a valid manifest entry, plus what an earlier run learned
+/// about it (the state journal of a later issue fills `known_job_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedImage {
+    pub entry: ImageEntry,
+    /// A job already accepted for this image: poll it, never re-submit.
+    pub known_job_id: Option<JobId>,
+}
 
 /// What the cloud told the status check about one image.
 #[derive(Debug, Clone, PartialEq)]

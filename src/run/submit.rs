@@ -20,8 +20,8 @@ use crate::ids::{ImageId, JobId};
 use crate::ims::{ErrorClass, ImageStatus, ImsApi};
 use crate::manifest::ImageEntry;
 
-use super::RunEvent;
 use super::context::{Ctx, QueryError};
+use super::events::RunEvent;
 use super::retry::{RetryDecision, decide_register, flow_control_pause, jitter};
 
 /// How long an image may stay `queued` after an unanswered register call before the call is

@@ -16,7 +16,7 @@ use crate::ims::{
 };
 use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
 
-use super::PlannedImage;
+use super::plan::PlannedImage;
 
 pub fn planned(image_id: &str, known_job_id: Option<&str>) -> PlannedImage {
     PlannedImage {

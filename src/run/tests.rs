@@ -6,8 +6,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::config::RunConfig;
+use super::engine::execute;
+use super::events::{EventSink, RunEvent, RunResult};
+use super::plan::PlannedImage;
 use super::testing::{Counters, FakeIms, Fault, id, image_id, planned};
-use super::{EventSink, PlannedImage, RunConfig, RunEvent, RunResult, execute};
 use crate::ids::{ImageId, JobId};
 use crate::ims::{
     ApiError, ImageInfo, ImageStatus, ImageStatusPage, ImsApi, ImsError, Job, ListImagesQuery,

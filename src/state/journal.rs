@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::input::{self, MAX_INPUT_BYTES};
 
-use super::StateError;
+use super::error::StateError;
+use super::path::resolve;
 
 /// Journal format version, written on every line. Lines of a version this build does not know
 /// are skipped as unreadable (a newer release's journal is never misread).
@@ -276,7 +277,7 @@ impl Journal {
     /// compacted where it points (the link stays a link); a journal with several hard links is
     /// not compacted (a rename would part it from its other names).
     pub fn open(path: &Path) -> Result<(Journal, Replayed), StateError> {
-        let real = super::resolve(path);
+        let real = resolve(path);
         let path = real.as_path();
         let replayed = replay(path)?;
         let hard_linked = std::fs::metadata(path)

@@ -10,28 +10,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 
-use super::StateError;
-
-/// Who holds a lock (written into the lock file).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockHolder {
-    pub pid: u32,
-    pub started_at: DateTime<Utc>,
-}
-
-impl std::fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PID {}, started {}",
-            self.pid,
-            self.started_at.format("%Y-%m-%d %H:%M:%S UTC")
-        )
-    }
-}
+use super::error::StateError;
+use super::holder::LockHolder;
+use super::path::resolve;
 
 /// A held run lock; released when dropped (or when the process dies).
 #[derive(Debug)]
@@ -55,7 +38,7 @@ impl RunLock {
     /// The lock is that of the file the path resolves to, whatever name it is reached by
     /// (symlinks, hard links).
     pub fn acquire(state_path: &Path) -> Result<RunLock, StateError> {
-        let real = super::resolve(state_path);
+        let real = resolve(state_path);
         let path = lock_path(&real);
         let mut file = OpenOptions::new()
             .read(true)
@@ -136,7 +119,7 @@ pub enum LockState {
 /// writing anything (for `imsreg status`, which may only have read access). A missing lock
 /// file means no run ever started on this journal.
 pub fn probe(state_path: &Path) -> Result<LockState, StateError> {
-    let path = lock_path(&super::resolve(state_path));
+    let path = lock_path(&resolve(state_path));
     let mut file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Free),

@@ -1,0 +1,51 @@
+//! What a job is asked to do ([`JobOptions`]) and who hears how it goes ([`JobObserver`]).
+
+use std::path::PathBuf;
+
+use crate::manifest::{Manifest, Settings};
+use crate::run::{EventSink, PlannedImage, RunConfig};
+
+use super::journal::JournalChoice;
+use super::target::Environment;
+
+/// What `imsreg run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    pub manifest: PathBuf,
+    /// Settings given as flags; they win over the manifest's `settings:`.
+    pub flags: Settings,
+    /// Report paths (the extension picks the format); empty means [`DEFAULT_REPORT`](super::DEFAULT_REPORT).
+    pub reports: Vec<PathBuf>,
+    /// Run the valid entries of a manifest with invalid ones.
+    pub skip_invalid: bool,
+    /// Read the cloud status and plan; register nothing, write no report.
+    pub dry_run: bool,
+    /// Run against the built-in simulator, started in this process.
+    pub simulate: bool,
+    pub journal: JournalChoice,
+    /// Try again images an earlier run reported failed.
+    pub retry_failed: bool,
+    /// Where credentials are looked up (the process environment for `imsreg run`).
+    pub environment: Environment,
+}
+
+/// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and
+/// the job's own milestones. Implementations are the terminal's (progress bars, log lines) or
+/// a test's.
+pub trait JobObserver: EventSink {
+    /// The manifest was read and checked; its diagnostics are to be shown. Called once, also
+    /// when the manifest is unusable (then [`run`] answers [`JobError::Manifest`]).
+    fn manifest_checked(&self, _manifest: &Manifest) {}
+
+    /// The engine is about to run these images (after the state journal) with this config.
+    fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}
+}
+
+/// An observer that ignores everything (tests, benchmarks).
+pub struct Unobserved;
+
+impl EventSink for Unobserved {
+    fn event(&self, _event: &crate::run::RunEvent) {}
+}
+
+impl JobObserver for Unobserved {}
