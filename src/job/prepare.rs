@@ -128,7 +128,8 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         if flags.poll_interval.is_none() {
             config.poll_interval = SIMULATE_POLL_INTERVAL;
         }
-        target::simulated(manifest.images.iter().map(|e| e.image_id.clone()).collect())?
+        let region = flags.region.clone().or(manifest.settings.region.clone());
+        target::simulated(&manifest.images, region)?
     } else {
         target::real(
             target::Location {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::ims::auth::{self, Credentials, Secret};
 use crate::ims::client::{self, Client, ClientConfig};
+use crate::manifest::ImageEntry;
 use crate::sim::{DurationDist, SimConfig, SimHandle, Simulator};
 
 /// Why the run cannot start; each is exit code 2 (nothing attempted).
@@ -109,15 +110,23 @@ pub fn real(location: Location, environment: &Environment) -> Result<Target, Tar
 /// Simulated job durations: long enough to watch, short enough for a demo in seconds.
 pub const SIM_JOB_DURATION: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3));
 
-/// `--simulate`: starts the simulator on a free loopback port, knowing `image_ids` as queued,
-/// and a client pointed at it with the simulator's own credentials.
-pub fn simulated(image_ids: Vec<String>) -> Result<Target, TargetError> {
+/// Added to a simulated job per GiB of its object (made-up objects are 2-40 GiB).
+pub const SIM_JOB_PER_GIB: Duration = Duration::from_millis(25);
+
+/// `--simulate`: starts the simulator on a free loopback port, knowing the entries' image IDs
+/// as queued and an OBS object for each (see [`crate::sim::obs_manifest`]), in `region` (the
+/// run's, else the simulator's default), and a client pointed at it with the simulator's own
+/// credentials.
+pub fn simulated(entries: &[ImageEntry], region: Option<String>) -> Result<Target, TargetError> {
+    let region = region.unwrap_or_else(|| crate::sim::obs_config::DEFAULT_REGION.to_string());
     let config = SimConfig {
         job_duration: DurationDist::Uniform {
             min: SIM_JOB_DURATION.0,
             max: SIM_JOB_DURATION.1,
         },
-        images: image_ids,
+        job_duration_per_gib: SIM_JOB_PER_GIB,
+        images: entries.iter().map(|e| e.image_id.clone()).collect(),
+        obs: crate::sim::obs_manifest::for_entries(entries, &region, SimConfig::default().seed),
         ..SimConfig::default()
     };
     tracing::info!(
@@ -143,7 +152,7 @@ pub fn simulated(image_ids: Vec<String>) -> Result<Target, TargetError> {
     Ok(Target {
         client,
         endpoint: endpoint.to_string(),
-        region: None,
+        region: Some(region),
         project_id: Some(creds.project_id),
         simulator: Some(handle),
     })

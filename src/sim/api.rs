@@ -40,6 +40,8 @@ pub struct Shared {
     start: Instant,
     start_wall: DateTime<Utc>,
     inner: Mutex<Inner>,
+    /// The OBS side (same listener, path-style).
+    obs: super::obs::ObsSide,
 }
 
 struct Inner {
@@ -66,6 +68,7 @@ impl Shared {
             stats: SimStats::default(),
         };
         Self {
+            obs: super::obs::ObsSide::new(&config),
             config,
             start: Instant::now(),
             start_wall,
@@ -119,6 +122,7 @@ impl Shared {
         stats.running_jobs = running;
         stats.images = images;
         stats.jobs = counters.accepted_at.len();
+        stats.obs = self.obs.stats();
         stats
     }
 }
@@ -154,6 +158,9 @@ fn route(method: &Method, path: &str) -> Option<(Api, Vec<String>)> {
 
 /// Every API request comes through here.
 pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if super::obs::is_obs_path(request.uri().path()) {
+        return super::obs::handle(&shared.obs, &shared.config, request).await;
+    }
     let (parts, body) = request.into_parts();
     let killer = parts.extensions.get::<ConnectionKiller>().cloned();
     let request_id = {
@@ -380,7 +387,11 @@ fn register(shared: &Shared, image_id: &str, body: &[u8]) -> Result<Answer, ImsF
         ));
     };
     let now = shared.now();
-    let job_id = shared.lock().store.register(image_id, image_url, now)?;
+    let facts = shared.obs.facts(image_url).unwrap_or_default();
+    let job_id = shared
+        .lock()
+        .store
+        .register_with(image_id, image_url, now, facts)?;
     Ok(Answer::Registered(job_id))
 }
 

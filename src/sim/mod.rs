@@ -6,11 +6,21 @@
 //! [`config`] (YAML settings), [`state`] (images, jobs, lifecycle computed from the clock),
 //! [`auth`] (AK/SK and token checks), [`limits`] (rate limits), [`stats`] (counters),
 //! `api` (request handling) and `server` (connections, dropped responses, shutdown).
+//!
+//! The same listener serves OBS, path-style: [`obs`] (requests), [`obs_store`] (buckets and
+//! virtual objects, and what IMS learns from them), [`obs_config`] (the `obs:` block),
+//! `obs_content` (the bytes of real image heads) and [`obs_manifest`] (objects made up for a
+//! manifest's entries, for `--simulate`).
 
 mod api;
 pub mod auth;
 pub mod config;
 pub mod limits;
+pub mod obs;
+pub mod obs_config;
+mod obs_content;
+pub mod obs_manifest;
+pub mod obs_store;
 mod server;
 pub mod state;
 pub mod stats;
@@ -19,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{Credentials, DurationDist, Faults, RateLimit, SimConfig};
+pub use obs_config::ObsConfig;
 pub use stats::SimStats;
 
 use crate::ims::ImageStatus;
