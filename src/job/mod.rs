@@ -15,6 +15,7 @@ pub mod dry_run;
 mod journal;
 mod journal_sink;
 pub mod outcome;
+pub mod preflight;
 pub mod prepare;
 pub mod resume;
 pub mod target;
@@ -34,6 +35,7 @@ pub use dry_run::DryRunPlan;
 pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
 pub use outcome::Verdict;
+pub use preflight::{PreflightOptions, PreflightOutcome, PreflightSettings};
 pub use prepare::{DEFAULT_REPORT, JobError, SIMULATE_POLL_INTERVAL};
 pub use target::Environment;
 
@@ -65,6 +67,13 @@ pub trait JobObserver: EventSink {
     /// The manifest was read and checked; its diagnostics are to be shown. Called once, also
     /// when the manifest is unusable (then [`run`] answers [`JobError::Manifest`]).
     fn manifest_checked(&self, _manifest: &Manifest) {}
+
+    /// The preflight is about to check this many entries' objects at this OBS endpoint.
+    fn preflight_starting(&self, _entries: usize, _endpoint: &str) {}
+
+    /// The preflight of a run has judged the entries (`manifest` is the path as given); its
+    /// problems are to be shown. Not called by `imsreg preflight`, which prints them itself.
+    fn preflight_finished(&self, _manifest: &str, _report: &crate::preflight::PreflightReport) {}
 
     /// The engine is about to run these images (after the state journal) with this config.
     fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}

@@ -47,6 +47,12 @@ pub enum JobError {
     Target(#[from] TargetError),
     #[error("{0}")]
     State(#[from] StateError),
+    /// The preflight cannot ask OBS (no or a bad OBS endpoint, only an IAM token).
+    #[error("preflight: {0}")]
+    Obs(crate::obs::ObsError),
+    /// OBS could not be reached, or refused the credentials: no verdict, nothing submitted.
+    #[error("preflight: {0}")]
+    Preflight(#[from] crate::preflight::PreflightError),
 }
 
 impl JobError {

@@ -41,6 +41,8 @@ pub struct Target {
     pub endpoint: String,
     pub region: Option<String>,
     pub project_id: Option<String>,
+    /// The credentials in use, for the preflight's OBS requests (never logged).
+    pub credentials: Credentials,
     /// The in-process simulator (`--simulate`); dropped after the run.
     pub simulator: Option<SimHandle>,
 }
@@ -55,7 +57,7 @@ pub enum Environment {
 }
 
 impl Environment {
-    fn discover(&self) -> Result<auth::Discovered, auth::AuthError> {
+    pub fn discover(&self) -> Result<auth::Discovered, auth::AuthError> {
         match self {
             Environment::Process => auth::discover_from_process_env(),
             Environment::Vars(vars) => auth::discover(|name| vars.get(name).cloned()),
@@ -95,7 +97,8 @@ pub fn real(location: Location, environment: &Environment) -> Result<Target, Tar
         endpoint = %endpoint,
         "using IMS"
     );
-    let mut config = ClientConfig::new(endpoint.clone(), found.credentials);
+    let credentials = found.credentials;
+    let mut config = ClientConfig::new(endpoint.clone(), credentials.clone());
     config.project_id = project_id.clone();
     let client = Client::new(config).map_err(TargetError::Endpoint)?;
     Ok(Target {
@@ -103,6 +106,7 @@ pub fn real(location: Location, environment: &Environment) -> Result<Target, Tar
         endpoint: endpoint.to_string(),
         region: location.region,
         project_id,
+        credentials,
         simulator: None,
     })
 }
@@ -139,14 +143,12 @@ pub fn simulated(entries: &[ImageEntry], region: Option<String>) -> Result<Targe
     let endpoint = url::Url::parse(&url)
         .map_err(|e| TargetError::Simulator(std::io::Error::other(e.to_string())))?;
     tracing::info!(endpoint = %endpoint, "simulator listening");
-    let mut client_config = ClientConfig::new(
-        endpoint.clone(),
-        Credentials::AkSk {
-            ak: creds.ak,
-            sk: Secret::new(creds.sk),
-            security_token: None,
-        },
-    );
+    let credentials = Credentials::AkSk {
+        ak: creds.ak,
+        sk: Secret::new(creds.sk),
+        security_token: None,
+    };
+    let mut client_config = ClientConfig::new(endpoint.clone(), credentials.clone());
     client_config.project_id = Some(creds.project_id.clone());
     let client = Client::new(client_config).map_err(TargetError::Endpoint)?;
     Ok(Target {
@@ -154,6 +156,7 @@ pub fn simulated(entries: &[ImageEntry], region: Option<String>) -> Result<Targe
         endpoint: endpoint.to_string(),
         region: Some(region),
         project_id: Some(creds.project_id),
+        credentials,
         simulator: Some(handle),
     })
 }

@@ -3,7 +3,7 @@
 //! whole job: manifest, settings, target, journal, engine or dry run, reports), prints the
 //! summary or the plan, and maps the verdict to an exit code.
 
-mod logging;
+pub mod logging;
 mod progress;
 mod signals;
 mod stages;
@@ -134,6 +134,9 @@ impl Args {
             region: self.region.clone(),
             project_id: self.project_id.clone(),
             endpoint: self.endpoint.clone(),
+            obs_endpoint: None,
+            preflight: None,
+            obs_rate: None,
             concurrency: self.concurrency,
             max_active_jobs: self.max_active_jobs,
             submit_rate: self.submit_rate,
@@ -144,7 +147,7 @@ impl Args {
     }
 }
 
-fn parse_rate(raw: &str) -> Result<f64, String> {
+pub fn parse_rate(raw: &str) -> Result<f64, String> {
     match raw.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
         _ => Err(format!(
