@@ -204,6 +204,7 @@ fn planned(ids: &[String]) -> Vec<PlannedImage> {
                 line: i + 1,
             },
             known_job_id: None,
+            size_bytes: None,
         })
         .collect()
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::InvalidEntry;
+use crate::report::ImageRecord;
 use crate::run::{
     Action, CloudStatus, EventSink, PlannedImage, RunConfig, StatusMap, action_for, check_only,
 };
@@ -30,6 +31,8 @@ pub struct DryRunPlan {
     pub settled: usize,
     /// Invalid entries (with `--skip-invalid`).
     pub invalid: Vec<InvalidEntry>,
+    /// Entries the preflight failed (never submitted), in manifest order.
+    pub preflight_failed: Vec<ImageRecord>,
     pub config: RunConfig,
     pub endpoint: String,
     /// `AllRegistered` when the plan was made; `Unreachable` or `CredentialsRejected` when IMS
@@ -41,9 +44,12 @@ impl DryRunPlan {
     /// The plan as text for stdout.
     pub fn render(&self) -> String {
         render(
-            &self.images,
-            self.settled,
-            &self.invalid,
+            &Listed {
+                images: &self.images,
+                settled: self.settled,
+                invalid: &self.invalid,
+                preflight_failed: &self.preflight_failed,
+            },
             &self.statuses,
             &self.config,
             &self.endpoint,
@@ -69,6 +75,7 @@ pub async fn plan(
     };
     DryRunPlan {
         settled: job.journal.settled(),
+        preflight_failed: job.journal.preflight_failed().cloned().collect(),
         images,
         statuses: check.statuses,
         invalid: std::mem::take(&mut job.invalid),
@@ -78,15 +85,22 @@ pub async fn plan(
     }
 }
 
-/// The plan as text for stdout.
-fn render(
-    images: &[PlannedImage],
+/// What the plan lists besides the cloud statuses.
+struct Listed<'a> {
+    images: &'a [PlannedImage],
     settled: usize,
-    invalid: &[InvalidEntry],
-    statuses: &StatusMap,
-    config: &RunConfig,
-    endpoint: &str,
-) -> String {
+    invalid: &'a [InvalidEntry],
+    preflight_failed: &'a [ImageRecord],
+}
+
+/// The plan as text for stdout.
+fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoint: &str) -> String {
+    let Listed {
+        images,
+        settled,
+        invalid,
+        preflight_failed,
+    } = *listed;
     let actions: Vec<Action> = images
         .iter()
         .map(|i| action_for(i, statuses.get(&i.entry.image_id)))
@@ -136,6 +150,13 @@ fn render(
             invalid.len()
         );
     }
+    if !preflight_failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "  preflight       {} failed (would not be submitted: IMS would fail them)",
+            preflight_failed.len()
+        );
+    }
     let _ = writeln!(out);
     for (image, action) in images.iter().zip(&actions) {
         let entry = &image.entry;
@@ -159,6 +180,16 @@ fn render(
             out,
             "  {label:<7} {}  {}  [{status}]{name}{why}",
             entry.image_id, entry.image_url
+        );
+    }
+    for record in preflight_failed {
+        let _ = writeln!(
+            out,
+            "  {:<7} {}  {}  {}",
+            "refuse",
+            record.image_id.as_deref().unwrap_or("-"),
+            record.image_url.as_deref().unwrap_or("-"),
+            record.error_message.as_deref().unwrap_or("")
         );
     }
     for entry in invalid {
@@ -193,6 +224,7 @@ mod tests {
                 line: 1,
             },
             known_job_id: None,
+            size_bytes: None,
         }
     }
 
@@ -206,7 +238,13 @@ mod tests {
             ("d".to_string(), CloudStatus::Absent),
         ]);
         let config = RunConfig::resolve(&Default::default(), &Default::default());
-        let text = render(&images, 0, &[], &statuses, &config, "http://127.0.0.1:1");
+        let listed = Listed {
+            images: &images,
+            settled: 0,
+            invalid: &[],
+            preflight_failed: &[],
+        };
+        let text = render(&listed, &statuses, &config, "http://127.0.0.1:1");
         assert!(text.contains("would submit    1"), "{text}");
         assert!(text.contains("would skip      1"), "{text}");
         assert!(text.contains("would poll      1"), "{text}");
@@ -231,7 +269,20 @@ mod tests {
             problems: vec!["image_id: not a UUID".into()],
         }];
         let config = RunConfig::resolve(&Default::default(), &Default::default());
-        let text = render(&[], 2, &invalid, &StatusMap::new(), &config, "x");
+        let mut refused = ImageRecord::for_entry(
+            &planned("e").entry,
+            crate::report::ImageOutcome::PreflightFailed,
+        );
+        refused.error_message = Some("cold".into());
+        let listed = Listed {
+            images: &[],
+            settled: 2,
+            invalid: &invalid,
+            preflight_failed: &[refused],
+        };
+        let text = render(&listed, &StatusMap::new(), &config, "x");
+        assert!(text.contains("preflight       1 failed"), "{text}");
+        assert!(text.contains("refuse  e  bucket:e.qcow2  cold"), "{text}");
         assert!(text.contains("invalid         1"), "{text}");
         assert!(text.contains("settled         2"), "{text}");
         assert!(

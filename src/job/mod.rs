@@ -7,9 +7,10 @@
 //! the binary turns into an exit code. The binary keeps only the terminal: flags, logging,
 //! progress display, summary, signals and the verdict -> exit code mapping.
 //!
-//! The steps, in order: [`prepare`] (manifest, settings, target, journal), then either
-//! [`dry_run`] or the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest
-//! order, report, verdict).
+//! The steps, in order: [`prepare`] (manifest, settings, target, journal), [`preflight`] (every
+//! object checked in OBS; failures settled as `preflight_failed`), then either [`dry_run`] or
+//! the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest order, report,
+//! verdict).
 
 pub mod dry_run;
 mod journal;
@@ -132,6 +133,13 @@ pub async fn run(
     let started_at = Utc::now();
     let mut job = prepare::prepare(&options, observer.as_ref())?;
 
+    // The preflight settles what IMS would fail anyway before anything is sent to IMS.
+    let label = options.manifest.display().to_string();
+    if let Err(err) = preflight::screen(&mut job, &label, observer.as_ref(), cancel.clone()).await {
+        job.shutdown().await;
+        return Err(err);
+    }
+
     if options.dry_run {
         let sink: Arc<dyn EventSink> = observer.clone();
         let plan = dry_run::plan(&mut job, sink, cancel).await;
@@ -140,6 +148,7 @@ pub async fn run(
     }
 
     let images = job.journal.take_images();
+    let sizes: Vec<Option<u64>> = images.iter().map(|image| image.size_bytes).collect();
     observer.engine_starting(&images, &job.config);
     let sink: Arc<dyn EventSink> = match job.journal.sink() {
         Some(journal) => Arc::new(Tee(vec![journal, observer.clone()])),
@@ -169,7 +178,11 @@ pub async fn run(
         auth_failed: result.auth_failed,
         unreachable: result.unreachable,
     };
-    let records = job.journal.records(result.records);
+    let mut engine_records = result.records;
+    for (record, size) in engine_records.iter_mut().zip(sizes) {
+        record.size_bytes = size;
+    }
+    let records = job.journal.records(engine_records);
     let records = outcome::records_in_manifest_order(&job.valid_lines, records, &job.invalid);
     let report = outcome::build_report(
         &options.manifest,
@@ -198,6 +211,7 @@ pub async fn run(
         invalid = summary.invalid,
         pending = summary.pending,
         cancelled = summary.cancelled,
+        preflight_failed = summary.preflight_failed,
         verdict = ?verdict,
         "run finished"
     );

@@ -1,7 +1,8 @@
 //! The preflight as part of the job: `imsreg preflight` ([`preflight`]) and the check `imsreg
 //! run` makes before it submits anything ([`screen`]).
 //!
-//! Both resolve the same things: the OBS endpoint (`--obs-endpoint` / `obs_endpoint`, else
+//! Both resolve the same things: the OBS endpoint (`--obs-endpoint` / `obs_endpoint`, else a
+//! loopback IMS endpoint itself (the simulator serves both), else
 //! `https://obs.{region}.myhuaweicloud.com`), the region IMS registers in (`--region` /
 //! `region`, else an `ims.{region}.myhuaweicloud.com` endpoint's host, else the bucket-region
 //! check is skipped with one warning) and the credentials (IMS's; OBS needs AK/SK). Under
@@ -16,10 +17,11 @@ use crate::ims::auth::Credentials;
 use crate::manifest::{self, Settings};
 use crate::obs::{ObsClient, ObsClientConfig, ObsError};
 use crate::preflight::{self, DEFAULT_OBS_RATE, PreflightConfig, PreflightReport};
+use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::RunConfig;
 
 use super::JobObserver;
-use super::prepare::JobError;
+use super::prepare::{Job, JobError};
 use super::target::{self, Environment};
 
 /// The preflight's settings after flags > manifest `settings:` > defaults.
@@ -86,7 +88,10 @@ pub fn obs_target(
         return Err(ObsError::NeedsAkSk);
     }
     let ims_region = ims_region(region, ims_endpoint);
-    let endpoint = crate::obs::resolve_endpoint(ims_region.as_deref(), obs_endpoint)?;
+    // A loopback IMS is the simulator, which serves OBS on the same port.
+    let local_ims = ims_endpoint
+        .filter(|e| url::Url::parse(e).is_ok_and(|url| crate::ims::client::is_loopback(&url)));
+    let endpoint = crate::obs::resolve_endpoint(ims_region.as_deref(), obs_endpoint.or(local_ims))?;
     let mut warnings = Vec::new();
     if ims_region.is_none() {
         warnings.push(format!(
@@ -197,6 +202,84 @@ pub async fn preflight(
     })
 }
 
+/// `imsreg run`'s preflight: checks the images the engine would submit (not those it follows
+/// from an earlier run), settles those that fail as `preflight_failed` and gives the others
+/// their size. Does nothing when turned off; skips itself with a warning when only an IAM
+/// token is configured.
+pub async fn screen(
+    job: &mut Job,
+    manifest: &str,
+    observer: &dyn JobObserver,
+    cancel: CancellationToken,
+) -> Result<Option<PreflightReport>, JobError> {
+    if !job.preflight.enabled {
+        tracing::info!("preflight skipped (--no-preflight or `preflight: false`)");
+        return Ok(None);
+    }
+    let obs_endpoint = match &job.target.simulator {
+        Some(_) => Some(job.target.endpoint.clone()),
+        None => job.preflight.obs_endpoint.clone(),
+    };
+    let obs = match obs_target(
+        job.target.region.as_deref(),
+        Some(&job.target.endpoint),
+        obs_endpoint.as_deref(),
+        &job.target.credentials,
+    ) {
+        Ok(obs) => obs,
+        Err(ObsError::NeedsAkSk) => {
+            tracing::warn!(
+                "preflight skipped: {}; the run goes on without it",
+                ObsError::NeedsAkSk
+            );
+            return Ok(None);
+        }
+        Err(err) => return Err(JobError::Obs(err)),
+    };
+    for warning in &obs.warnings {
+        tracing::warn!("preflight: {warning}");
+    }
+    let config = PreflightConfig {
+        concurrency: job.config.concurrency,
+        obs_rate: job.preflight.obs_rate,
+        ims_region: obs.ims_region.clone(),
+    };
+    let images = &job.journal.images;
+    let entries: Vec<&manifest::ImageEntry> = images
+        .iter()
+        .filter(|image| image.known_job_id.is_none())
+        .map(|image| &image.entry)
+        .collect();
+    observer.preflight_starting(entries.len(), obs.client.endpoint().as_str());
+    let report = preflight::check(&obs.client, &entries, &config, cancel).await?;
+    observer.preflight_finished(manifest, &report);
+
+    let mut verdicts = report.verdicts.iter();
+    job.journal.settle_planned(|image| {
+        if image.known_job_id.is_some() {
+            return None;
+        }
+        let verdict = verdicts.next()?;
+        image.size_bytes = verdict.size_bytes;
+        let (code, message) = verdict.failure()?;
+        let mut record = ImageRecord::for_entry(&image.entry, ImageOutcome::PreflightFailed);
+        record.error_code = Some(code);
+        record.error_message = Some(message);
+        record.size_bytes = verdict.size_bytes;
+        Some(record)
+    });
+    tracing::info!(
+        checked = report.verdicts.len(),
+        passed = report.passed(),
+        failed = report.failed(),
+        warnings = report.warnings(),
+        obs_requests = report.requests,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "preflight finished"
+    );
+    Ok(Some(report))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +324,13 @@ mod tests {
         let local = obs_target(None, None, Some("http://127.0.0.1:9"), &aksk).unwrap();
         assert_eq!(local.ims_region, None);
         assert_eq!(local.warnings.len(), 1);
+        let simulator = obs_target(None, Some("http://127.0.0.1:7"), None, &aksk).unwrap();
+        assert_eq!(simulator.client.endpoint().as_str(), "http://127.0.0.1:7/");
+        let remote = obs_target(None, Some("https://ims.example.com"), None, &aksk);
+        assert!(
+            matches!(remote, Err(ObsError::Config(_))),
+            "no region, no OBS endpoint"
+        );
         assert!(matches!(
             obs_target(None, None, None, &aksk),
             Err(ObsError::Config(_))

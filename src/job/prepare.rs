@@ -12,6 +12,7 @@ use crate::run::RunConfig;
 use crate::state::StateError;
 
 use super::journal::{self, Prepared};
+use super::preflight::PreflightSettings;
 use super::target::{self, Target, TargetError};
 use super::{JobObserver, JobOptions};
 
@@ -60,6 +61,14 @@ impl JobError {
     pub fn is_busy(&self) -> bool {
         matches!(self, JobError::State(StateError::Locked { .. }))
     }
+
+    /// SIGINT/SIGTERM stopped the preflight (exit 130, not a mistake).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            JobError::Preflight(crate::preflight::PreflightError::Interrupted)
+        )
+    }
 }
 
 /// A job ready to run.
@@ -70,6 +79,8 @@ pub struct Job {
     pub invalid: Vec<InvalidEntry>,
     pub reports: Vec<PathBuf>,
     pub config: RunConfig,
+    /// Whether and how the objects are checked in OBS before the run.
+    pub preflight: PreflightSettings,
     pub target: Target,
     /// The valid entries after the state journal.
     pub journal: Prepared,
@@ -169,6 +180,7 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         valid_lines,
         invalid,
         reports,
+        preflight: PreflightSettings::resolve(flags, &manifest.settings),
         config,
         target,
         journal,

@@ -137,7 +137,7 @@ impl EntryVerdict {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        Some((first.check.code(), format!("preflight: {message}")))
+        Some((first.check.code(), message))
     }
 }
 

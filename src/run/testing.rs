@@ -30,6 +30,7 @@ pub fn planned(image_id: &str, known_job_id: Option<&str>) -> PlannedImage {
             line: 1,
         },
         known_job_id: known_job_id.map(str::to_string),
+        size_bytes: None,
     }
 }
 

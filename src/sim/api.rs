@@ -80,6 +80,10 @@ impl Shared {
         &self.config
     }
 
+    pub fn add_objects_for(&self, entries: &[crate::manifest::ImageEntry]) {
+        self.obs.add_objects_for(entries);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()

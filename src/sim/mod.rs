@@ -147,6 +147,12 @@ impl SimHandle {
         self.shared.add_images(ids);
     }
 
+    /// Gives every entry an OBS bucket and object (made up as for `--simulate`, see
+    /// [`obs_manifest`]); buckets and objects already known are left alone.
+    pub fn add_objects_for(&self, entries: &[crate::manifest::ImageEntry]) {
+        self.shared.add_objects_for(entries);
+    }
+
     /// Forces an image's status (creating it if unknown), e.g. `active` or `killed`, and
     /// detaches any job from it.
     pub fn set_image_status(&self, id: &str, status: ImageStatus) {

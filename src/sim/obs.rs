@@ -11,7 +11,7 @@
 //! `x-obs-error-code` (HEAD has no body) and an XML body on GET.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Instant, SystemTime};
 
 use axum::body::{Body, Bytes};
@@ -86,7 +86,9 @@ impl ObsStats {
 /// The OBS side's state: the objects (read-only), and the seeded RNG, rate buckets and
 /// counters behind a lock.
 pub struct ObsSide {
-    store: ObsStore,
+    /// Read by every request; written only when a test or `--simulate` adds objects.
+    store: RwLock<ObsStore>,
+    seed: u64,
     started: Instant,
     started_wall: SystemTime,
     inner: Mutex<Inner>,
@@ -107,7 +109,8 @@ impl ObsSide {
             .filter_map(|(name, limit)| Some((ObsApi::from_name(name)?, Bucket::new(limit))))
             .collect();
         Self {
-            store: ObsStore::new(&config.obs),
+            store: RwLock::new(ObsStore::new(&config.obs)),
+            seed: config.seed,
             started: Instant::now(),
             started_wall: SystemTime::now(),
             inner: Mutex::new(Inner {
@@ -130,9 +133,26 @@ impl ObsSide {
         self.lock().stats.clone()
     }
 
+    fn store(&self) -> RwLockReadGuard<'_, ObsStore> {
+        self.store
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// What IMS learns registering `image_url` (see [`ObsStore::facts`]).
     pub fn facts(&self, image_url: &str) -> Option<ObjectFacts> {
-        self.store.facts(image_url)
+        self.store().facts(image_url)
+    }
+
+    /// Adds a bucket and an object for every entry, made up as for `--simulate`
+    /// ([`super::obs_manifest`]); buckets and objects already known are left alone.
+    pub fn add_objects_for(&self, entries: &[crate::manifest::ImageEntry]) {
+        let mut store = self
+            .store
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let made = super::obs_manifest::for_entries(entries, store.region(), self.seed);
+        store.merge(ObsStore::new(&made));
     }
 }
 
@@ -254,7 +274,7 @@ pub async fn handle(side: &ObsSide, config: &SimConfig, request: Request) -> Res
 
     let bucket = verified.bucket.as_deref().unwrap_or_default();
     let key = verified.key.as_deref().unwrap_or_default();
-    let store = &side.store;
+    let store = side.store();
     match api {
         ObsApi::HeadBucket => match store.bucket(bucket) {
             Ok(found) => {

@@ -96,6 +96,23 @@ impl ObsStore {
         &self.region
     }
 
+    /// Adds `other`'s buckets this store does not have, and its objects in buckets both have.
+    pub fn merge(&mut self, other: ObsStore) {
+        for (name, bucket) in other.buckets {
+            match self.buckets.entry(name) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(bucket);
+                }
+                std::collections::hash_map::Entry::Occupied(mut slot) => {
+                    let objects = &mut slot.get_mut().objects;
+                    for (key, object) in bucket.objects {
+                        objects.entry(key).or_insert(object);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }

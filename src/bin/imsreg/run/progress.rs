@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use imsreg::job::JobObserver;
 use imsreg::manifest::{self, Manifest};
+use imsreg::preflight::{self, PreflightReport};
 use imsreg::report::{ImageOutcome, ImageRecord};
 use imsreg::run::{EventSink, PlannedImage, RunConfig, RunEvent};
 
@@ -342,8 +343,45 @@ impl JobObserver for UiSink {
         print_diagnostics(manifest, self.log_format);
     }
 
+    fn preflight_starting(&self, entries: usize, endpoint: &str) {
+        tracing::info!(entries, endpoint, "preflight: checking the objects in OBS");
+    }
+
+    fn preflight_finished(&self, manifest: &str, report: &PreflightReport) {
+        print_preflight(manifest, report, self.log_format);
+    }
+
     fn engine_starting(&self, images: &[PlannedImage], _config: &RunConfig) {
         self.start_display(images);
+    }
+}
+
+/// The preflight's problems on stderr, one `FILE:LINE: ...` line each, then its summary (as
+/// log events in JSON mode).
+fn print_preflight(manifest: &str, report: &PreflightReport, format: LogFormat) {
+    let problems = preflight::render::problems(manifest, &report.verdicts);
+    match format {
+        LogFormat::Text => {
+            let mut stderr = anstream::stderr().lock();
+            for problem in &problems {
+                let _ = writeln!(stderr, "{}", preflight::render::Styled(problem));
+            }
+            let _ = writeln!(stderr, "{}", preflight::render::summary(manifest, report));
+        }
+        LogFormat::Json => {
+            for p in &problems {
+                match p.severity {
+                    manifest::Severity::Error => tracing::error!(
+                        file = %p.file, line = p.line, image_id = %p.image_id, check = p.check,
+                        "preflight: {}", p.message
+                    ),
+                    manifest::Severity::Warning => tracing::warn!(
+                        file = %p.file, line = p.line, image_id = %p.image_id, check = p.check,
+                        "preflight: {}", p.message
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -454,6 +492,9 @@ fn log_finished(record: &ImageRecord, quiet: bool) {
         ImageOutcome::Failed | ImageOutcome::Invalid => {
             tracing::warn!(image_id = %id, job_id = %job, status = %record.status, error_code = %code, "image failed: {reason}");
         }
+        ImageOutcome::PreflightFailed => {
+            tracing::warn!(image_id = %id, status = %record.status, error_code = %code, "not submitted: {reason}");
+        }
         ImageOutcome::Pending => {
             tracing::warn!(image_id = %id, job_id = %job, status = %record.status, "image left pending: its job is still running in IMS (job ID in the report)");
         }
@@ -486,6 +527,7 @@ mod tests {
             submitted_at: None,
             finished_at: None,
             duration_s: None,
+            size_bytes: None,
         }
     }
 

@@ -41,6 +41,11 @@ pub fn render(
         ("registered", s.registered, GREEN),
         ("already registered", s.already_registered, GREEN),
         ("failed", s.failed, RED),
+        (
+            "preflight failed (not submitted: fix them in OBS, run again)",
+            s.preflight_failed,
+            RED,
+        ),
         ("invalid", s.invalid, RED),
         ("pending", s.pending, YELLOW),
         ("cancelled", s.cancelled, YELLOW),
@@ -128,6 +133,7 @@ mod tests {
             submitted_at: None,
             finished_at: None,
             duration_s: None,
+            size_bytes: None,
         }
     }
 
