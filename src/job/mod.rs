@@ -15,6 +15,7 @@
 pub mod dry_run;
 mod journal;
 mod journal_sink;
+pub mod order;
 pub mod outcome;
 pub mod preflight;
 pub mod prepare;
@@ -147,7 +148,9 @@ pub async fn run(
         return Ok(Outcome::Planned(Box::new(plan)));
     }
 
-    let images = job.journal.take_images();
+    // Largest files first when the preflight learned the sizes (records come back in plan
+    // order and are put back in manifest order below).
+    let (images, reordered) = order::largest_first_plan(job.journal.take_images());
     let sizes: Vec<Option<u64>> = images.iter().map(|image| image.size_bytes).collect();
     observer.engine_starting(&images, &job.config);
     let sink: Arc<dyn EventSink> = match job.journal.sink() {
@@ -156,6 +159,7 @@ pub async fn run(
     };
     tracing::info!(
         images = images.len(),
+        order = if reordered.is_some() { "largest first" } else { "manifest" },
         concurrency = job.config.concurrency,
         max_active_jobs = job.config.max_active_jobs,
         submit_rate = job.config.submit_rate,
@@ -181,6 +185,9 @@ pub async fn run(
     let mut engine_records = result.records;
     for (record, size) in engine_records.iter_mut().zip(sizes) {
         record.size_bytes = size;
+    }
+    if let Some(reordered) = &reordered {
+        engine_records = reordered.restore(engine_records);
     }
     let records = job.journal.records(engine_records);
     let records = outcome::records_in_manifest_order(&job.valid_lines, records, &job.invalid);

@@ -115,6 +115,12 @@ pub struct Summary {
     pub unreachable: usize,
     #[serde(default)]
     pub preflight_failed: usize,
+    /// Bytes of the images whose size is known (from the preflight), and of those registered
+    /// or already registered.
+    #[serde(default)]
+    pub total_bytes: u64,
+    #[serde(default)]
+    pub registered_bytes: u64,
 }
 
 impl Summary {
@@ -124,6 +130,11 @@ impl Summary {
             ..Summary::default()
         };
         for record in records {
+            let size = record.size_bytes.unwrap_or(0);
+            summary.total_bytes += size;
+            if record.status.is_success() {
+                summary.registered_bytes += size;
+            }
             *match record.status {
                 ImageOutcome::Registered => &mut summary.registered,
                 ImageOutcome::AlreadyRegistered => &mut summary.already_registered,

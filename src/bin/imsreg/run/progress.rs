@@ -3,6 +3,9 @@
 //! On a terminal it draws an indicatif display (one overall bar with queued / submitted /
 //! registered / failed counts, the current submission and completion rates and an ETA, plus a
 //! bar per running image where IMS reports a percentage) and logs only what needs attention.
+//! When the preflight learned the sizes, the overall bar counts bytes (those of finished
+//! images plus the reported share of running ones), so its ETA follows the bytes, not the
+//! image count: a run that starts with its largest files has few images done early on.
 //! Off a terminal, or with `--no-progress`, there are no bars and every state change is one
 //! log line at info level. The engine never touches the terminal itself.
 
@@ -38,13 +41,21 @@ enum Stage {
     Done(ImageOutcome),
 }
 
+/// One image's stage, size (0 when unknown) and last reported percentage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    stage: Stage,
+    size: u64,
+    percent: u8,
+}
+
 /// Counts per stage, fed by events; pure bookkeeping, unit-tested.
 /// Counters move with each stage change (O(1) per event, whatever the number of images).
 #[derive(Debug)]
 pub struct Tally {
     started: Instant,
     total: usize,
-    stages: ByImageId<Stage>,
+    stages: ByImageId<Slot>,
     /// The stage counters; the rates are filled in by [`Tally::counts`].
     counts: Counts,
     submissions: VecDeque<Instant>,
@@ -63,6 +74,12 @@ pub struct Counts {
     pub retries: u64,
     pub submits_per_s: f64,
     pub done_per_s: f64,
+    /// Bytes of the images whose size is known, of those finished (any outcome), of those
+    /// registered, and the finished bytes plus the reported share of running images.
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub bytes_registered: u64,
+    pub bytes_progress: u64,
 }
 
 impl Counts {
@@ -73,7 +90,12 @@ impl Counts {
 
 impl Tally {
     pub fn new(image_ids: impl IntoIterator<Item = String>, now: Instant) -> Self {
-        let stages = ByImageId::new(image_ids, Stage::Queued);
+        let initial = Slot {
+            stage: Stage::Queued,
+            size: 0,
+            percent: 0,
+        };
+        let stages = ByImageId::new(image_ids, initial);
         Tally {
             started: now,
             total: stages.len(),
@@ -87,9 +109,18 @@ impl Tally {
         }
     }
 
+    /// Records an image's size (from the preflight), counted in the byte totals.
+    pub fn set_size(&mut self, image_id: &str, size: u64) {
+        if let Some(slot) = self.stages.get_mut(image_id) {
+            self.counts.bytes_total = self.counts.bytes_total - slot.size + size;
+            slot.size = size;
+        }
+    }
+
     /// Applies one event. Unknown image IDs and repeated events change nothing twice.
     pub fn apply(&mut self, event: &RunEvent, now: Instant) {
         match event {
+            RunEvent::Progress { image_id, percent } => self.progress(image_id, *percent),
             RunEvent::StatusKnown { image_id, status } if status.eq_ignore_ascii_case("saving") => {
                 self.advance(image_id, Stage::InCloud);
             }
@@ -112,21 +143,46 @@ impl Tally {
         }
     }
 
+    /// A running image's share of its bytes, as IMS reports its percentage.
+    fn progress(&mut self, image_id: &str, percent: f64) {
+        let Some(slot) = self.stages.get_mut(image_id) else {
+            return;
+        };
+        if matches!(slot.stage, Stage::Done(_)) {
+            return;
+        }
+        let percent = percent.clamp(0.0, 100.0).round() as u8;
+        let share = |size: u64, percent: u8| size / 100 * u64::from(percent);
+        self.counts.bytes_progress =
+            self.counts.bytes_progress - share(slot.size, slot.percent) + share(slot.size, percent);
+        slot.percent = percent;
+    }
+
     /// Moves an image forward (never back); true when its stage changed.
     fn advance(&mut self, image_id: &str, to: Stage) -> bool {
-        let Some(stage) = self.stages.get_mut(image_id) else {
+        let Some(slot) = self.stages.get_mut(image_id) else {
             return false;
         };
         let forward = matches!(
-            (*stage, to),
+            (slot.stage, to),
             (Stage::Queued, Stage::InCloud) | (Stage::Queued | Stage::InCloud, Stage::Done(_))
         );
-        if forward {
-            let from = std::mem::replace(stage, to);
-            *self.counter(from) -= 1;
-            *self.counter(to) += 1;
+        if !forward {
+            return false;
         }
-        forward
+        let from = std::mem::replace(&mut slot.stage, to);
+        let (size, percent) = (slot.size, slot.percent);
+        if let Stage::Done(outcome) = to {
+            let counts = &mut self.counts;
+            counts.bytes_progress = counts.bytes_progress - size / 100 * u64::from(percent) + size;
+            counts.bytes_done += size;
+            if outcome.is_success() {
+                counts.bytes_registered += size;
+            }
+        }
+        *self.counter(from) -= 1;
+        *self.counter(to) += 1;
+        true
     }
 
     fn counter(&mut self, stage: Stage) -> &mut usize {
@@ -173,6 +229,13 @@ pub fn status_line(counts: &Counts) -> String {
         "{} queued · {} submitted · {} registered · {} failed",
         counts.queued, counts.in_cloud, counts.registered, counts.failed
     );
+    if counts.bytes_total > 0 {
+        line.push_str(&format!(
+            " · {} images done · {} registered",
+            counts.done(),
+            preflight::render::human_bytes(counts.bytes_registered)
+        ));
+    }
     if counts.other_done > 0 {
         line.push_str(&format!(" · {} other", counts.other_done));
     }
@@ -226,19 +289,34 @@ impl UiSink {
     }
 
     fn start_display(&self, images: &[PlannedImage]) {
-        let tally = Tally::new(
+        let mut tally = Tally::new(
             images.iter().map(|i| i.entry.image_id.clone()),
             Instant::now(),
         );
+        for image in images {
+            if let Some(size) = image.size_bytes {
+                tally.set_size(&image.entry.image_id, size);
+            }
+        }
         let show_bars = self.quiet;
+        let by_bytes = tally.counts.bytes_total > 0;
         let bars = show_bars.then(|| {
-            let overall = self.multi.add(ProgressBar::new(tally.total() as u64));
-            overall.set_style(
-                ProgressStyle::with_template(
+            let (length, template) = if by_bytes {
+                (
+                    tally.counts.bytes_total,
+                    "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {binary_bytes}/{binary_total_bytes} done, ETA {eta}\n  {msg}",
+                )
+            } else {
+                (
+                    tally.total() as u64,
                     "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} done, ETA {eta}\n  {msg}",
                 )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            };
+            let overall = self.multi.add(ProgressBar::new(length));
+            overall.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             overall.enable_steady_tick(Duration::from_millis(120));
             Bars {
@@ -289,7 +367,11 @@ impl UiSink {
         let Some(bars) = inner.bars.as_mut() else {
             return;
         };
-        bars.overall.set_position(counts.done() as u64);
+        bars.overall.set_position(if counts.bytes_total > 0 {
+            counts.bytes_progress
+        } else {
+            counts.done() as u64
+        });
         bars.overall.set_message(status_line(&counts));
         match event {
             RunEvent::CheckingStatus { images } => {
@@ -569,6 +651,43 @@ mod tests {
         assert_eq!(counts.registered, 1);
         assert_eq!(counts.failed, 1);
         assert_eq!(counts.done(), 2);
+    }
+
+    #[test]
+    fn bytes_count_finished_images_and_the_reported_share_of_running_ones() {
+        let t0 = Instant::now();
+        let mut tally = Tally::new(["a", "b", "c"].map(String::from), t0);
+        tally.set_size("a", 100 << 30);
+        tally.set_size("b", 10 << 30);
+        let progress = |id: &str, percent: f64| RunEvent::Progress {
+            image_id: id.into(),
+            percent,
+        };
+        tally.apply(&progress("a", 50.0), t0);
+        let counts = tally.counts(t0);
+        assert_eq!(counts.bytes_total, 110 << 30);
+        assert_eq!(counts.bytes_progress, 50 << 30);
+        assert_eq!(counts.bytes_done, 0);
+        tally.apply(&progress("a", 75.0), t0);
+        tally.apply(&RunEvent::Finished(record("b", ImageOutcome::Failed)), t0);
+        let counts = tally.counts(t0);
+        assert_eq!(counts.bytes_progress, (75 << 30) + (10 << 30));
+        assert_eq!(counts.bytes_done, 10 << 30);
+        assert_eq!(counts.bytes_registered, 0);
+        tally.apply(
+            &RunEvent::Finished(record("a", ImageOutcome::Registered)),
+            t0,
+        );
+        tally.apply(&progress("a", 10.0), t0);
+        let counts = tally.counts(t0);
+        assert_eq!(
+            counts.bytes_progress,
+            110 << 30,
+            "a late percentage changes nothing"
+        );
+        assert_eq!(counts.bytes_done, 110 << 30);
+        assert_eq!(counts.bytes_registered, 100 << 30);
+        assert!(status_line(&counts).contains("2 images done · 100.0 GiB registered"));
     }
 
     #[test]
