@@ -66,7 +66,7 @@ pub fn render(
         ),
         ("failed", O::Failed, s.failed, RED),
         (
-            "preflight failed (not submitted: fix them in OBS, run again)",
+            "preflight failed: not submitted; fix them in OBS and run again",
             O::PreflightFailed,
             s.preflight_failed,
             RED,
@@ -234,7 +234,7 @@ mod tests {
         );
         assert!(text.contains("      1 registered (3.0 GiB)\n"), "{text}");
         assert!(text.contains("      1 preflight failed"), "{text}");
-        assert!(text.contains("run again) (1.0 GiB)\n"), "{text}");
+        assert!(text.contains("run again (1.0 GiB)\n"), "{text}");
     }
 
     #[test]
