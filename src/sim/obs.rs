@@ -279,8 +279,21 @@ pub async fn handle(side: &ObsSide, config: &SimConfig, request: Request) -> Res
         ObsApi::HeadBucket => match store.bucket(bucket) {
             Ok(found) => {
                 let mut response = reply.empty(StatusCode::OK);
-                reply.obs_header(&mut response, "bucket-location", &found.region);
-                reply.obs_header(&mut response, "storage-class", &found.storage_class.0);
+                // The S3-compatible (AWS-V2) answer names both differently, as the SDK reads.
+                match reply.dialect {
+                    Dialect::Obs => {
+                        reply.obs_header(&mut response, "bucket-location", &found.region);
+                        reply.obs_header(&mut response, "storage-class", &found.storage_class.0);
+                    }
+                    Dialect::AwsV2 => {
+                        reply.obs_header(&mut response, "bucket-region", &found.region);
+                        set(
+                            &mut response,
+                            HeaderName::from_static("x-default-storage-class"),
+                            &found.storage_class.0,
+                        );
+                    }
+                }
                 response
             }
             Err(refusal) => reply.error(&refusal),
@@ -474,14 +487,14 @@ impl Reply {
         match object.encryption {
             EncryptionKind::None => {}
             EncryptionKind::Kms => {
-                let kms = match self.dialect {
-                    Dialect::Obs => "kms",
-                    Dialect::AwsV2 => "aws:kms",
+                let (kms, key_header) = match self.dialect {
+                    Dialect::Obs => ("kms", "server-side-encryption-kms-key-id"),
+                    Dialect::AwsV2 => ("aws:kms", "server-side-encryption-aws-kms-key-id"),
                 };
                 self.obs_header(response, "server-side-encryption", kms);
                 self.obs_header(
                     response,
-                    "server-side-encryption-kms-key-id",
+                    key_header,
                     "sim-region:0123456789abcdef0123456789abcdef:key/imsreg-sim-key",
                 );
             }
