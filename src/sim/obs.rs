@@ -75,6 +75,9 @@ pub struct ObsStats {
     pub max_range_bytes: u64,
     /// GETs answered with the whole object (200: no usable range).
     pub whole_reads: u64,
+    /// When each OBS request arrived, in ms since the OBS side started (for rate checks with
+    /// [`super::SimStats::max_in_window`]).
+    pub arrivals_ms: Vec<f64>,
 }
 
 impl ObsStats {
@@ -212,12 +215,12 @@ pub async fn handle(side: &ObsSide, config: &SimConfig, request: Request) -> Res
             });
         }
     };
-    *side
-        .lock()
-        .stats
-        .requests
-        .entry(api.name().into())
-        .or_default() += 1;
+    {
+        let arrived = side.started.elapsed().as_secs_f64() * 1000.0;
+        let stats = &mut side.lock().stats;
+        *stats.requests.entry(api.name().into()).or_default() += 1;
+        stats.arrivals_ms.push(arrived);
+    }
 
     if !config.latency.is_zero() {
         let unit = side.lock().rng.random::<f64>();
