@@ -389,6 +389,7 @@ async fn newlines_in_names_cannot_forge_summary_or_log_lines() {
             &manifest,
             &[
                 "--no-progress",
+                "--no-preflight",
                 "--skip-invalid",
                 "--report",
                 "r.json",
@@ -418,7 +419,9 @@ async fn newlines_in_names_cannot_forge_summary_or_log_lines() {
         "{out}"
     );
     // Log lines (text format) quote the file name escaped; so does the resumed journal's.
-    let again = world.run(&manifest, &["--no-progress"]).await;
+    let again = world
+        .run(&manifest, &["--no-progress", "--no-preflight"])
+        .await;
     assert_eq!(code(&again), 2);
     let err = stderr(&again);
     assert!(
@@ -426,7 +429,10 @@ async fn newlines_in_names_cannot_forge_summary_or_log_lines() {
         "{err}"
     );
     let resumed = world
-        .run(&manifest, &["--no-progress", "--skip-invalid"])
+        .run(
+            &manifest,
+            &["--no-progress", "--no-preflight", "--skip-invalid"],
+        )
         .await;
     let err = stderr(&resumed);
     assert!(

@@ -530,3 +530,50 @@ fn a_slice_boundary_that_cannot_be_cut_falls_back_to_whole_reading() {
         + 1;
     assert_eq!(entry.line, line);
 }
+
+#[test]
+fn preflight_settings_are_validated_with_their_position() {
+    let entry =
+        "images:\n  - {image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86, image_url: b01:a.vhd}\n";
+    let good = format!(
+        "settings:\n  preflight: false\n  obs_endpoint: https://obs.ap-southeast-1.myhuaweicloud.com\n{entry}"
+    );
+    let manifest = manifest::parse_str(&good, "m.yaml");
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    assert_eq!(manifest.settings.preflight, Some(false));
+    assert_eq!(
+        manifest.settings.obs_endpoint.as_deref(),
+        Some("https://obs.ap-southeast-1.myhuaweicloud.com")
+    );
+
+    let bad = format!(
+        "settings:\n  preflight: maybe\n  obs_endpoint: https://obs.example.com/bucket\n{entry}"
+    );
+    let manifest = manifest::parse_str(&bad, "m.yaml");
+    let at = |field: &str| {
+        manifest
+            .diagnostics
+            .iter()
+            .find(|d| d.field == field)
+            .unwrap_or_else(|| panic!("no diagnostic for {field}: {}", render(&manifest)))
+    };
+    let preflight = at("settings.preflight");
+    assert_eq!((preflight.line, preflight.column), (2, 14));
+    assert!(
+        preflight.message.contains("true or false"),
+        "{}",
+        preflight.message
+    );
+    let endpoint = at("settings.obs_endpoint");
+    assert_eq!((endpoint.line, endpoint.column), (3, 17));
+    assert!(endpoint.message.contains("path"), "{}", endpoint.message);
+    assert!(manifest.fatal);
+
+    let typo = format!("settings:\n  obs_endpiont: https://obs.x.myhuaweicloud.com\n{entry}");
+    let manifest = manifest::parse_str(&typo, "m.yaml");
+    assert!(
+        manifest.diagnostics[0].message.contains("obs_endpoint"),
+        "{}",
+        render(&manifest)
+    );
+}

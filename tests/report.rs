@@ -36,6 +36,7 @@ fn record(status: ImageOutcome, n: u32) -> ImageRecord {
         submitted_at: submitted.then_some(start),
         finished_at: submitted.then_some(start + Duration::milliseconds(90_500)),
         duration_s: submitted.then_some(90.5),
+        size_bytes: None,
     }
 }
 

@@ -26,7 +26,8 @@ use tokio::time::Instant;
 const BIN: &str = env!("CARGO_BIN_EXE_imsreg");
 
 /// Quick polls, 20 submissions per second, room for every job to run at once.
-const SETTINGS: &str = "  poll_interval: 100ms\n  submit_rate: 20\n  query_rate: 200\n  concurrency: 8\n  max_active_jobs: 40";
+/// The region is the simulator's: the preflight checks the buckets are in it.
+const SETTINGS: &str = "  region: ap-southeast-1\n  poll_interval: 100ms\n  submit_rate: 20\n  query_rate: 200\n  concurrency: 8\n  max_active_jobs: 40";
 
 /// How long any awaited condition may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -70,6 +71,9 @@ impl World {
         std::fs::write(&path, text).unwrap();
         self.sim
             .add_images(entries.iter().map(|(index, _)| image_id(*index)));
+        // Objects in the simulator's OBS, so that the preflight passes every entry.
+        let manifest = imsreg::manifest::load(&path).unwrap();
+        self.sim.add_objects_for(&manifest.images);
         path
     }
 

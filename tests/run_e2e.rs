@@ -378,6 +378,7 @@ fn manifest_with_invalid_entry(world: &World) -> (PathBuf, Vec<String>) {
     let path = world.path("invalid.yaml");
     std::fs::write(&path, text).unwrap();
     world.sim.add_images(ids.clone());
+    world.add_objects(&path);
     (path, ids)
 }
 
@@ -507,16 +508,28 @@ async fn wrong_secret_key_stops_the_run() {
     let objects = objects(4);
     let (manifest, _) = world.manifest("m.yaml", &refs(&objects), FAST);
     let creds = world.sim.config().credentials.clone();
+    let wrong = [
+        ("HUAWEICLOUD_SDK_AK", creds.ak.as_str()),
+        ("HUAWEICLOUD_SDK_SK", "not-the-right-secret"),
+        ("HUAWEICLOUD_SDK_PROJECT_ID", creds.project_id.as_str()),
+    ];
+    // The preflight's first OBS request is refused: the run stops there, before IMS.
     let output = world
-        .run_with_env(
-            &manifest,
-            &["--no-progress"],
-            &[
-                ("HUAWEICLOUD_SDK_AK", creds.ak.as_str()),
-                ("HUAWEICLOUD_SDK_SK", "not-the-right-secret"),
-                ("HUAWEICLOUD_SDK_PROJECT_ID", creds.project_id.as_str()),
-            ],
-        )
+        .run_with_env(&manifest, &["--no-progress"], &wrong)
+        .await;
+    assert_eq!(code(&output), 2, "a credentials error");
+    let stats = world.stats();
+    assert_eq!(
+        stats.obs.auth_failures, 1,
+        "one refused signature, then nothing"
+    );
+    assert_eq!(total_requests(&stats), 0, "IMS was never asked");
+    assert!(stderr(&output).contains("OBS refused the credentials"));
+    assert!(!stderr(&output).contains("not-the-right-secret"));
+
+    // Without the preflight IMS refuses them, and the run stops just the same.
+    let output = world
+        .run_with_env(&manifest, &["--no-progress", "--no-preflight"], &wrong)
         .await;
     assert_eq!(
         code(&output),

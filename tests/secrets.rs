@@ -354,7 +354,12 @@ async fn refused_credentials_leak_nothing_at_trace_level() {
     // A wrong secret key: the simulator answers 401, the run stops.
     let wrong_sk = imsreg(
         &world,
-        &run_args(&world, &manifest, &["--report", "out/sk.json"]),
+        // IMS's own 401 (the preflight would have OBS refuse the signature first).
+        &run_args(
+            &world,
+            &manifest,
+            &["--report", "out/sk.json", "--no-preflight"],
+        ),
         &aksk_env(&world, WRONG_SK),
     )
     .await;
@@ -369,7 +374,13 @@ async fn refused_credentials_leak_nothing_at_trace_level() {
         &run_args(
             &world,
             &manifest,
-            &["--report", "out/token.json", "--log-format", "json"],
+            &[
+                "--report",
+                "out/token.json",
+                "--log-format",
+                "json",
+                "--no-preflight",
+            ],
         ),
         &token_env(&world, WRONG_TOKEN),
     )

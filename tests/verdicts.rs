@@ -29,10 +29,19 @@ async fn an_outage_is_reported_unreachable_and_the_next_run_registers_everything
         let name = format!("m{n}.yaml");
         let (manifest, _) = world.manifest(&name, &refs(&objects), FAST);
         let report = format!("down-{n}.json");
+        // OBS (the simulator) answers the preflight; IMS is down.
+        let sim = world.sim.url();
         let output = world
             .command_without_endpoint(
                 &manifest,
-                &["--endpoint", &dead_endpoint(), "--report", &report],
+                &[
+                    "--endpoint",
+                    &dead_endpoint(),
+                    "--obs-endpoint",
+                    &sim,
+                    "--report",
+                    &report,
+                ],
             )
             .envs(world.credentials_env())
             .output()
@@ -75,8 +84,18 @@ async fn an_outage_is_reported_unreachable_and_the_next_run_registers_everything
 async fn a_dry_run_against_an_outage_exits_one_without_a_plan() {
     let world = World::start(quick_jobs());
     let (manifest, _) = world.manifest("m.yaml", &["a.qcow2"], FAST);
+    let sim = world.sim.url();
     let output = world
-        .command_without_endpoint(&manifest, &["--endpoint", &dead_endpoint(), "--dry-run"])
+        .command_without_endpoint(
+            &manifest,
+            &[
+                "--endpoint",
+                &dead_endpoint(),
+                "--obs-endpoint",
+                &sim,
+                "--dry-run",
+            ],
+        )
         .envs(world.credentials_env())
         .output()
         .await

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::report::escape::printable;
 
 use crate::manifest::InvalidEntry;
+use crate::report::ImageRecord;
 use crate::run::{
     Action, CloudStatus, EventSink, PlannedImage, RunConfig, StatusMap, action_for, check_only,
 };
@@ -32,6 +33,8 @@ pub struct DryRunPlan {
     pub settled: usize,
     /// Invalid entries (with `--skip-invalid`).
     pub invalid: Vec<InvalidEntry>,
+    /// Entries the preflight failed (never submitted), in manifest order.
+    pub preflight_failed: Vec<ImageRecord>,
     pub config: RunConfig,
     pub endpoint: String,
     /// `AllRegistered` when the plan was made; `Unreachable` or `CredentialsRejected` when IMS
@@ -43,9 +46,12 @@ impl DryRunPlan {
     /// The plan as text for stdout.
     pub fn render(&self) -> String {
         render(
-            &self.images,
-            self.settled,
-            &self.invalid,
+            &Listed {
+                images: &self.images,
+                settled: self.settled,
+                invalid: &self.invalid,
+                preflight_failed: &self.preflight_failed,
+            },
             &self.statuses,
             &self.config,
             &self.endpoint,
@@ -71,6 +77,7 @@ pub async fn plan(
     };
     DryRunPlan {
         settled: job.journal.settled(),
+        preflight_failed: job.journal.preflight_failed().cloned().collect(),
         images,
         statuses: check.statuses,
         invalid: std::mem::take(&mut job.invalid),
@@ -80,15 +87,22 @@ pub async fn plan(
     }
 }
 
-/// The plan as text for stdout.
-fn render(
-    images: &[PlannedImage],
+/// What the plan lists besides the cloud statuses.
+struct Listed<'a> {
+    images: &'a [PlannedImage],
     settled: usize,
-    invalid: &[InvalidEntry],
-    statuses: &StatusMap,
-    config: &RunConfig,
-    endpoint: &str,
-) -> String {
+    invalid: &'a [InvalidEntry],
+    preflight_failed: &'a [ImageRecord],
+}
+
+/// The plan as text for stdout.
+fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoint: &str) -> String {
+    let Listed {
+        images,
+        settled,
+        invalid,
+        preflight_failed,
+    } = *listed;
     let actions: Vec<Action> = images
         .iter()
         .map(|i| action_for(i, statuses.get(&i.entry.image_id)))
@@ -138,6 +152,13 @@ fn render(
             invalid.len()
         );
     }
+    if !preflight_failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "  preflight       {} failed (would not be submitted: IMS would fail them)",
+            preflight_failed.len()
+        );
+    }
     let _ = writeln!(out);
     for (image, action) in images.iter().zip(&actions) {
         let entry = &image.entry;
@@ -163,6 +184,16 @@ fn render(
             entry.image_id, entry.image_url
         );
         let _ = writeln!(out, "  {}", printable(&line));
+    }
+    for record in preflight_failed {
+        let _ = writeln!(
+            out,
+            "  {:<7} {}  {}  {}",
+            "refuse",
+            record.image_id.as_deref().unwrap_or("-"),
+            record.image_url.as_deref().unwrap_or("-"),
+            record.error_message.as_deref().unwrap_or("")
+        );
     }
     for entry in invalid {
         let line = format!(
@@ -202,6 +233,7 @@ mod tests {
                 line: 1,
             },
             known_job_id: None,
+            size_bytes: None,
         }
     }
 
@@ -215,7 +247,13 @@ mod tests {
             (id("d"), CloudStatus::Absent),
         ]);
         let config = RunConfig::resolve(&Default::default(), &Default::default());
-        let text = render(&images, 0, &[], &statuses, &config, "http://127.0.0.1:1");
+        let listed = Listed {
+            images: &images,
+            settled: 0,
+            invalid: &[],
+            preflight_failed: &[],
+        };
+        let text = render(&listed, &statuses, &config, "http://127.0.0.1:1");
         assert!(text.contains("would submit    1"), "{text}");
         assert!(text.contains("would skip      1"), "{text}");
         assert!(text.contains("would poll      1"), "{text}");
@@ -241,7 +279,13 @@ mod tests {
             CloudStatus::Found(ImageStatus::Other("queued\u{1b}[2J".into())),
         )]);
         let config = RunConfig::resolve(&Default::default(), &Default::default());
-        let text = render(&[image], 0, &[], &statuses, &config, "x");
+        let listed = Listed {
+            images: &[image],
+            settled: 0,
+            invalid: &[],
+            preflight_failed: &[],
+        };
+        let text = render(&listed, &statuses, &config, "x");
         assert!(!text.contains("\n  skip"), "{text}");
         assert!(text.contains("(web\\n  skip    b"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text}");
@@ -257,7 +301,22 @@ mod tests {
             problems: vec!["image_id: not a UUID".into()],
         }];
         let config = RunConfig::resolve(&Default::default(), &Default::default());
-        let text = render(&[], 2, &invalid, &StatusMap::new(), &config, "x");
+        let mut refused = ImageRecord::for_entry(
+            &planned("e").entry,
+            crate::report::ImageOutcome::PreflightFailed,
+        );
+        refused.error_message = Some("cold".into());
+        let listed = Listed {
+            images: &[],
+            settled: 2,
+            invalid: &invalid,
+            preflight_failed: &[refused],
+        };
+        let text = render(&listed, &StatusMap::new(), &config, "x");
+        assert!(text.contains("preflight       1 failed"), "{text}");
+        let refused_line = format!("refuse  {}  bucket:", id("e"));
+        assert!(text.contains(&refused_line), "{text}");
+        assert!(text.contains("cold"), "{text}");
         assert!(text.contains("invalid         1"), "{text}");
         assert!(text.contains("settled         2"), "{text}");
         assert!(

@@ -83,8 +83,43 @@ impl Prepared {
         self.journal.as_ref().and_then(|(sink, _)| sink.error())
     }
 
+    /// Entries an earlier run settled (per the journal; preflight failures not counted).
     pub fn settled(&self) -> usize {
-        self.settled.iter().filter(|slot| slot.is_some()).count()
+        self.settled
+            .iter()
+            .flatten()
+            .filter(|record| record.status != ImageOutcome::PreflightFailed)
+            .count()
+    }
+
+    /// The records of entries the preflight settled, in manifest order.
+    pub fn preflight_failed(&self) -> impl Iterator<Item = &ImageRecord> {
+        self.settled
+            .iter()
+            .flatten()
+            .map(|record| record.as_ref())
+            .filter(|record| record.status == ImageOutcome::PreflightFailed)
+    }
+
+    /// Settles the planned images `settle` answers a record for, in their manifest place;
+    /// the others stay planned, in order (and `settle` may update them, e.g. their size).
+    pub fn settle_planned(
+        &mut self,
+        mut settle: impl FnMut(&mut PlannedImage) -> Option<ImageRecord>,
+    ) {
+        let mut planned = std::mem::take(&mut self.images).into_iter();
+        let mut kept = Vec::with_capacity(planned.len());
+        for slot in self.settled.iter_mut().filter(|slot| slot.is_none()) {
+            let Some(mut image) = planned.next() else {
+                break;
+            };
+            match settle(&mut image) {
+                Some(record) => *slot = Some(Box::new(record)),
+                None => kept.push(image),
+            }
+        }
+        kept.extend(planned);
+        self.images = kept;
     }
 
     /// Records for every valid entry in manifest order: settled ones from the journal, the
@@ -121,6 +156,7 @@ fn missing() -> ImageRecord {
         submitted_at: None,
         finished_at: None,
         duration_s: None,
+        size_bytes: None,
     }
 }
 
@@ -185,6 +221,63 @@ fn report_replay(path: &Path, replayed: &Replayed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settling_planned_images_keeps_manifest_places_and_order() {
+        let planned = |id: &str| PlannedImage {
+            entry: ImageEntry {
+                image_id: crate::ids::ImageId::named(id),
+                image_url: crate::manifest::ImageUrl {
+                    bucket: "bkt".into(),
+                    object: format!("{id}.qcow2"),
+                },
+                name: None,
+                format: crate::manifest::ImageFormat::Qcow2,
+                line: 1,
+            },
+            known_job_id: None,
+            size_bytes: None,
+        };
+        let journaled = ImageRecord::for_entry(&planned("a").entry, ImageOutcome::Registered);
+        let mut prepared = Prepared {
+            settled: vec![Some(Box::new(journaled)), None, None, None],
+            images: vec![planned("b"), planned("c"), planned("d")],
+            journal: None,
+        };
+        prepared.settle_planned(|image| {
+            image.size_bytes = Some(7);
+            (image.entry.image_id == crate::ids::ImageId::named("c"))
+                .then(|| ImageRecord::for_entry(&image.entry, ImageOutcome::PreflightFailed))
+        });
+        let left: Vec<_> = prepared.images.iter().map(|i| i.entry.image_id).collect();
+        assert_eq!(left, ["b", "d"].map(crate::ids::ImageId::named));
+        assert!(prepared.images.iter().all(|i| i.size_bytes == Some(7)));
+        assert_eq!(
+            prepared.settled(),
+            1,
+            "preflight failures are not journal-settled"
+        );
+        assert_eq!(prepared.preflight_failed().count(), 1);
+        let engine = vec![
+            ImageRecord::for_entry(&planned("b").entry, ImageOutcome::Registered),
+            ImageRecord::for_entry(&planned("d").entry, ImageOutcome::Registered),
+        ];
+        let records = prepared.records(engine);
+        let name = |n: &str| crate::ids::ImageId::named(n).to_string();
+        let order: Vec<_> = records
+            .iter()
+            .map(|r| (r.image_id.clone().unwrap(), r.status))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (name("a"), ImageOutcome::Registered),
+                (name("b"), ImageOutcome::Registered),
+                (name("c"), ImageOutcome::PreflightFailed),
+                (name("d"), ImageOutcome::Registered),
+            ]
+        );
+    }
 
     #[test]
     fn simulate_and_no_state_turn_the_journal_off() {

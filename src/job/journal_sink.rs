@@ -19,7 +19,11 @@ fn journaled(status: ImageOutcome) -> Option<JournalStatus> {
         ImageOutcome::AlreadyRegistered => Some(JournalStatus::AlreadyRegistered),
         ImageOutcome::Failed => Some(JournalStatus::Failed),
         ImageOutcome::Pending => Some(JournalStatus::Pending),
-        ImageOutcome::Invalid | ImageOutcome::Cancelled | ImageOutcome::Unreachable => None,
+        // A preflight failure is fixed in OBS, not in IMS: the next run checks it afresh.
+        ImageOutcome::Invalid
+        | ImageOutcome::Cancelled
+        | ImageOutcome::Unreachable
+        | ImageOutcome::PreflightFailed => None,
     }
 }
 

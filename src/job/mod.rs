@@ -7,15 +7,18 @@
 //! the binary turns into an exit code. The binary keeps only the terminal: flags, logging,
 //! progress display, summary, signals and the verdict -> exit code mapping.
 //!
-//! The steps, in order: [`prepare`] (manifest, settings, target, journal), then either
-//! [`dry_run`] or the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest
-//! order, report, verdict).
+//! The steps, in order: [`prepare`] (manifest, settings, target, journal), [`preflight`] (every
+//! object checked in OBS; failures settled as `preflight_failed`), then either [`dry_run`] or
+//! the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest order, report,
+//! verdict).
 
 pub mod dry_run;
 mod journal;
 mod journal_sink;
 mod options;
+pub mod order;
 pub mod outcome;
+pub mod preflight;
 pub mod prepare;
 pub mod resume;
 pub mod target;
@@ -35,6 +38,7 @@ pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
 pub use options::{JobObserver, JobOptions, Unobserved};
 pub use outcome::Verdict;
+pub use preflight::{PreflightOptions, PreflightOutcome, PreflightSettings};
 pub use prepare::{DEFAULT_REPORT, JobError, SIMULATE_POLL_INTERVAL};
 pub use target::Environment;
 
@@ -82,6 +86,13 @@ pub async fn run(
     let started_at = Utc::now();
     let mut job = prepare::prepare(&options, observer.as_ref())?;
 
+    // The preflight settles what IMS would fail anyway before anything is sent to IMS.
+    let label = options.manifest.display().to_string();
+    if let Err(err) = preflight::screen(&mut job, &label, observer.as_ref(), cancel.clone()).await {
+        job.shutdown().await;
+        return Err(err);
+    }
+
     if options.dry_run {
         let sink: Arc<dyn EventSink> = observer.clone();
         let plan = dry_run::plan(&mut job, sink, cancel).await;
@@ -89,7 +100,10 @@ pub async fn run(
         return Ok(Outcome::Planned(Box::new(plan)));
     }
 
-    let images = job.journal.take_images();
+    // Largest files first when the preflight learned the sizes (records come back in plan
+    // order and are put back in manifest order below).
+    let (images, reordered) = order::largest_first_plan(job.journal.take_images());
+    let sizes: Vec<Option<u64>> = images.iter().map(|image| image.size_bytes).collect();
     observer.engine_starting(&images, &job.config);
     let sink: Arc<dyn EventSink> = match job.journal.sink() {
         Some(journal) => Arc::new(Tee(vec![journal, observer.clone()])),
@@ -97,6 +111,7 @@ pub async fn run(
     };
     tracing::info!(
         images = images.len(),
+        order = if reordered.is_some() { "largest first" } else { "manifest" },
         concurrency = job.config.concurrency,
         max_active_jobs = job.config.max_active_jobs,
         submit_rate = job.config.submit_rate,
@@ -119,7 +134,14 @@ pub async fn run(
         auth_failed: result.auth_failed,
         unreachable: result.unreachable,
     };
-    let records = job.journal.records(result.records);
+    let mut engine_records = result.records;
+    for (record, size) in engine_records.iter_mut().zip(sizes) {
+        record.size_bytes = size;
+    }
+    if let Some(reordered) = &reordered {
+        engine_records = reordered.restore(engine_records);
+    }
+    let records = job.journal.records(engine_records);
     let records = outcome::records_in_manifest_order(&job.valid_lines, records, &job.invalid);
     let report = outcome::build_report(
         &options.manifest,
@@ -149,6 +171,7 @@ pub async fn run(
         pending = summary.pending,
         cancelled = summary.cancelled,
         unreachable = summary.unreachable,
+        preflight_failed = summary.preflight_failed,
         verdict = ?verdict,
         "run finished"
     );

@@ -37,6 +37,13 @@ pub trait JobObserver: EventSink {
     /// when the manifest is unusable (then [`run`] answers [`JobError::Manifest`]).
     fn manifest_checked(&self, _manifest: &Manifest) {}
 
+    /// The preflight is about to check this many entries' objects at this OBS endpoint.
+    fn preflight_starting(&self, _entries: usize, _endpoint: &str) {}
+
+    /// The preflight of a run has judged the entries (`manifest` is the path as given); its
+    /// problems are to be shown. Not called by `imsreg preflight`, which prints them itself.
+    fn preflight_finished(&self, _manifest: &str, _report: &crate::preflight::PreflightReport) {}
+
     /// The engine is about to run these images (after the state journal) with this config.
     fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}
 }

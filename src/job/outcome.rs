@@ -84,6 +84,7 @@ pub fn invalid_record(entry: &InvalidEntry) -> ImageRecord {
         submitted_at: None,
         finished_at: None,
         duration_s: None,
+        size_bytes: None,
     }
 }
 
@@ -182,6 +183,7 @@ mod tests {
             submitted_at: None,
             finished_at: None,
             duration_s: None,
+            size_bytes: None,
         }
     }
 

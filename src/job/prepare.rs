@@ -13,6 +13,7 @@ use crate::state::StateError;
 
 use super::journal::{self, Prepared};
 use super::options::{JobObserver, JobOptions};
+use super::preflight::PreflightSettings;
 use super::target::{self, Target, TargetError};
 
 /// The report written when no `--report` is given.
@@ -47,12 +48,26 @@ pub enum JobError {
     Target(#[from] TargetError),
     #[error("{0}")]
     State(#[from] StateError),
+    /// The preflight cannot ask OBS (no or a bad OBS endpoint, only an IAM token).
+    #[error("preflight: {0}")]
+    Obs(crate::obs::ObsError),
+    /// OBS could not be reached, or refused the credentials: no verdict, nothing submitted.
+    #[error("preflight: {0}")]
+    Preflight(#[from] crate::preflight::PreflightError),
 }
 
 impl JobError {
     /// Another run holds the state journal's lock: try again later (exit 75), not a mistake.
     pub fn is_busy(&self) -> bool {
         matches!(self, JobError::State(StateError::Locked { .. }))
+    }
+
+    /// SIGINT/SIGTERM stopped the preflight (exit 130, not a mistake).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            JobError::Preflight(crate::preflight::PreflightError::Interrupted)
+        )
     }
 }
 
@@ -64,6 +79,8 @@ pub struct Job {
     pub invalid: Vec<InvalidEntry>,
     pub reports: Vec<PathBuf>,
     pub config: RunConfig,
+    /// Whether and how the objects are checked in OBS before the run.
+    pub preflight: PreflightSettings,
     pub target: Target,
     /// The valid entries after the state journal.
     pub journal: Prepared,
@@ -128,13 +145,8 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         if flags.poll_interval.is_none() {
             config.poll_interval = SIMULATE_POLL_INTERVAL;
         }
-        target::simulated(
-            manifest
-                .images
-                .iter()
-                .map(|e| e.image_id.to_string())
-                .collect(),
-        )?
+        let region = flags.region.clone().or(manifest.settings.region.clone());
+        target::simulated(&manifest.images, region)?
     } else {
         target::real(
             target::Location {
@@ -168,6 +180,7 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         valid_lines,
         invalid,
         reports,
+        preflight: PreflightSettings::resolve(flags, &manifest.settings),
         config,
         target,
         journal,

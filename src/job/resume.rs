@@ -57,6 +57,7 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
             resumed.slots.push(Slot::Run(PlannedImage {
                 entry,
                 known_job_id: None,
+                size_bytes: None,
             }));
             continue;
         };
@@ -117,6 +118,7 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
         let slot = Slot::Run(PlannedImage {
             entry,
             known_job_id,
+            size_bytes: None,
         });
         resumed.slots.push(slot);
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::ims::auth::{self, Credentials, Secret};
 use crate::ims::client::{self, Client, ClientConfig};
+use crate::manifest::ImageEntry;
 use crate::sim::{DurationDist, SimConfig, SimHandle, Simulator};
 
 /// Why the run cannot start; each is exit code 2 (nothing attempted).
@@ -40,6 +41,8 @@ pub struct Target {
     pub endpoint: String,
     pub region: Option<String>,
     pub project_id: Option<String>,
+    /// The credentials in use, for the preflight's OBS requests (never logged).
+    pub credentials: Credentials,
     /// The in-process simulator (`--simulate`); dropped after the run.
     pub simulator: Option<SimHandle>,
 }
@@ -54,7 +57,7 @@ pub enum Environment {
 }
 
 impl Environment {
-    fn discover(&self) -> Result<auth::Discovered, auth::AuthError> {
+    pub fn discover(&self) -> Result<auth::Discovered, auth::AuthError> {
         match self {
             Environment::Process => auth::discover_from_process_env(),
             Environment::Vars(vars) => auth::discover(|name| vars.get(name).cloned()),
@@ -94,7 +97,8 @@ pub fn real(location: Location, environment: &Environment) -> Result<Target, Tar
         endpoint = %endpoint,
         "using IMS"
     );
-    let mut config = ClientConfig::new(endpoint.clone(), found.credentials);
+    let credentials = found.credentials;
+    let mut config = ClientConfig::new(endpoint.clone(), credentials.clone());
     config.project_id = project_id.clone();
     let client = Client::new(config).map_err(TargetError::Endpoint)?;
     Ok(Target {
@@ -102,6 +106,7 @@ pub fn real(location: Location, environment: &Environment) -> Result<Target, Tar
         endpoint: endpoint.to_string(),
         region: location.region,
         project_id,
+        credentials,
         simulator: None,
     })
 }
@@ -109,15 +114,23 @@ pub fn real(location: Location, environment: &Environment) -> Result<Target, Tar
 /// Simulated job durations: long enough to watch, short enough for a demo in seconds.
 pub const SIM_JOB_DURATION: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3));
 
-/// `--simulate`: starts the simulator on a free loopback port, knowing `image_ids` as queued,
-/// and a client pointed at it with the simulator's own credentials.
-pub fn simulated(image_ids: Vec<String>) -> Result<Target, TargetError> {
+/// Added to a simulated job per GiB of its object (made-up objects are 2-40 GiB).
+pub const SIM_JOB_PER_GIB: Duration = Duration::from_millis(25);
+
+/// `--simulate`: starts the simulator on a free loopback port, knowing the entries' image IDs
+/// as queued and an OBS object for each (see [`crate::sim::obs_manifest`]), in `region` (the
+/// run's, else the simulator's default), and a client pointed at it with the simulator's own
+/// credentials.
+pub fn simulated(entries: &[ImageEntry], region: Option<String>) -> Result<Target, TargetError> {
+    let region = region.unwrap_or_else(|| crate::sim::obs_config::DEFAULT_REGION.to_string());
     let config = SimConfig {
         job_duration: DurationDist::Uniform {
             min: SIM_JOB_DURATION.0,
             max: SIM_JOB_DURATION.1,
         },
-        images: image_ids,
+        job_duration_per_gib: SIM_JOB_PER_GIB,
+        images: entries.iter().map(|e| e.image_id.to_string()).collect(),
+        obs: crate::sim::obs_manifest::for_entries(entries, &region, SimConfig::default().seed),
         ..SimConfig::default()
     };
     tracing::info!(
@@ -130,21 +143,20 @@ pub fn simulated(image_ids: Vec<String>) -> Result<Target, TargetError> {
     let endpoint = url::Url::parse(&url)
         .map_err(|e| TargetError::Simulator(std::io::Error::other(e.to_string())))?;
     tracing::info!(endpoint = %endpoint, "simulator listening");
-    let mut client_config = ClientConfig::new(
-        endpoint.clone(),
-        Credentials::AkSk {
-            ak: creds.ak,
-            sk: Secret::new(creds.sk),
-            security_token: None,
-        },
-    );
+    let credentials = Credentials::AkSk {
+        ak: creds.ak,
+        sk: Secret::new(creds.sk),
+        security_token: None,
+    };
+    let mut client_config = ClientConfig::new(endpoint.clone(), credentials.clone());
     client_config.project_id = Some(creds.project_id.clone());
     let client = Client::new(client_config).map_err(TargetError::Endpoint)?;
     Ok(Target {
         client,
         endpoint: endpoint.to_string(),
-        region: None,
+        region: Some(region),
         project_id: Some(creds.project_id),
+        credentials,
         simulator: Some(handle),
     })
 }

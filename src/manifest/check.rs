@@ -27,10 +27,12 @@ use super::text;
 
 const TOP_KEYS: [&str; 3] = ["version", "settings", "images"];
 const ENTRY_KEYS: [&str; 4] = ["image_id", "image_url", "name", "format"];
-const SETTINGS_KEYS: [&str; 9] = [
+const SETTINGS_KEYS: [&str; 11] = [
     "region",
     "project_id",
     "endpoint",
+    "obs_endpoint",
+    "preflight",
     "concurrency",
     "max_active_jobs",
     "submit_rate",
@@ -346,6 +348,14 @@ impl Checker {
                 }),
                 "endpoint" => rules::endpoint(value).map(|v| {
                     s.endpoint = Some(v);
+                    None
+                }),
+                "obs_endpoint" => rules::obs_endpoint(value).map(|v| {
+                    s.obs_endpoint = Some(v);
+                    None
+                }),
+                "preflight" => rules::boolean(value).map(|v| {
+                    s.preflight = Some(v);
                     None
                 }),
                 "concurrency" => rules::positive_count(value, &bounds::CONCURRENCY).map(|v| {

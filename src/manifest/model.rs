@@ -94,6 +94,12 @@ pub struct Settings {
     pub region: Option<String>,
     pub project_id: Option<String>,
     pub endpoint: Option<String>,
+    /// Where the preflight asks OBS (default `https://obs.{region}.myhuaweicloud.com`).
+    pub obs_endpoint: Option<String>,
+    /// `false` skips the preflight before a run (`--no-preflight`).
+    pub preflight: Option<bool>,
+    /// OBS requests per second of the preflight (`--obs-rate` only).
+    pub obs_rate: Option<f64>,
     pub concurrency: Option<u32>,
     pub max_active_jobs: Option<u32>,
     pub submit_rate: Option<f64>,

@@ -426,6 +426,50 @@ pub fn endpoint(raw: &Raw) -> RuleResult<String> {
     }
 }
 
+/// `obs_endpoint`: an http(s) URL with a host and nothing after it (OBS puts the bucket and
+/// the object in the host and path).
+pub fn obs_endpoint(raw: &Raw) -> RuleResult<String> {
+    let example = "e.g. https://obs.ap-southeast-1.myhuaweicloud.com, or remove it to derive \
+                   it from the region";
+    let Raw::Str(s) = raw else {
+        return Err(format!(
+            "must be a URL, found {} ({example})",
+            describe_value(raw)
+        ));
+    };
+    match url::Url::parse(s) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && matches!(url.path(), "" | "/")
+                && url.query().is_none() =>
+        {
+            Ok(s.to_string())
+        }
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Err(format!(
+                "`{}` has a path or query; give only the scheme and host ({example})",
+                shorten(s)
+            ))
+        }
+        _ => Err(format!(
+            "`{}` is not an http(s) URL ({example})",
+            shorten(s)
+        )),
+    }
+}
+
+/// `preflight`: `true` or `false`.
+pub fn boolean(raw: &Raw) -> RuleResult<bool> {
+    match raw {
+        Raw::Bool(b) => Ok(*b),
+        other => Err(format!(
+            "must be true or false, found {} (unquoted)",
+            describe_value(other)
+        )),
+    }
+}
+
 fn describe_value(raw: &Raw) -> String {
     match raw {
         Raw::Str(s) => format!("`{}`", shorten(s)),
@@ -635,6 +679,17 @@ mod tests {
         );
         assert!(region(&s("ap-southeast-1")).is_ok());
         assert!(region(&s("AP South")).is_err());
+        assert!(obs_endpoint(&s("https://obs.ap-southeast-1.myhuaweicloud.com")).is_ok());
+        assert!(obs_endpoint(&s("http://127.0.0.1:9000/")).is_ok());
+        assert!(
+            obs_endpoint(&s("https://obs.example.com/images"))
+                .unwrap_err()
+                .contains("path")
+        );
+        assert!(obs_endpoint(&s("obs.example.com")).is_err());
+        assert!(obs_endpoint(&Raw::Int(3)).is_err());
+        assert_eq!(boolean(&Raw::Bool(false)), Ok(false));
+        assert!(boolean(&s("no")).unwrap_err().contains("true or false"));
     }
 
     #[test]

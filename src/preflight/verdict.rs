@@ -36,6 +36,28 @@ pub enum Check {
     Unverified,
 }
 
+impl Check {
+    /// `storage_class`, `format`, ...: for JSON and report codes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Bucket => "bucket",
+            Check::Region => "region",
+            Check::BucketStorageClass => "bucket_storage_class",
+            Check::Object => "object",
+            Check::StorageClass => "storage_class",
+            Check::Size => "size",
+            Check::Encryption => "encryption",
+            Check::Format => "format",
+            Check::Unverified => "unverified",
+        }
+    }
+
+    /// The report's `error_code` of an entry this check failed: `PREFLIGHT.STORAGE_CLASS`.
+    pub fn code(self) -> String {
+        format!("PREFLIGHT.{}", self.name().to_ascii_uppercase())
+    }
+}
+
 /// One problem found with an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -94,6 +116,28 @@ impl EntryVerdict {
     /// No error: the entry may be submitted (warnings allowed).
     pub fn passed(&self) -> bool {
         !self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+
+    /// The errors.
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+
+    /// Why the entry failed, for the report: the first error's code and every error's
+    /// message (`None` when it passed).
+    pub fn failure(&self) -> Option<(String, String)> {
+        let first = self.errors().next()?;
+        let message = self
+            .errors()
+            .map(|f| match f.ims_code {
+                Some(code) => format!("{} [{code}]", f.message),
+                None => f.message.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some((first.check.code(), message))
     }
 }
 

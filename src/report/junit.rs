@@ -29,7 +29,8 @@ fn status_of(record: &ImageRecord) -> TestCaseStatus {
         ImageOutcome::Failed
         | ImageOutcome::Invalid
         | ImageOutcome::Pending
-        | ImageOutcome::Unreachable => {
+        | ImageOutcome::Unreachable
+        | ImageOutcome::PreflightFailed => {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             status.set_type(record.status.as_str());
             status.set_message(reason());

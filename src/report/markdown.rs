@@ -39,6 +39,7 @@ pub fn render(report: &Report) -> String {
         ("registered", s.registered),
         ("already registered", s.already_registered),
         ("failed", s.failed),
+        ("preflight failed", s.preflight_failed),
         ("invalid", s.invalid),
         ("pending", s.pending),
         ("cancelled", s.cancelled),

@@ -23,6 +23,9 @@ pub enum ImageOutcome {
     /// Not settled: IMS could not be reached, or its answer not understood, so imsreg does not
     /// know where the image stands. Nothing is recorded as final; the next run tries again.
     Unreachable,
+    /// Never submitted: the preflight found in OBS that IMS would fail it (the reason is in
+    /// `error_message`). Not recorded as final: the next run checks it again, once fixed.
+    PreflightFailed,
 }
 
 impl ImageOutcome {
@@ -35,6 +38,7 @@ impl ImageOutcome {
             ImageOutcome::Pending => "pending",
             ImageOutcome::Cancelled => "cancelled",
             ImageOutcome::Unreachable => "unreachable",
+            ImageOutcome::PreflightFailed => "preflight_failed",
         }
     }
 
@@ -71,6 +75,9 @@ pub struct ImageRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// From submission to the end of the job, in seconds.
     pub duration_s: Option<f64>,
+    /// The object's size in OBS, when the preflight learned it.
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
 }
 
 impl ImageRecord {
@@ -89,6 +96,7 @@ impl ImageRecord {
             submitted_at: None,
             finished_at: None,
             duration_s: None,
+            size_bytes: None,
         }
     }
 }
@@ -105,6 +113,14 @@ pub struct Summary {
     pub cancelled: usize,
     #[serde(default)]
     pub unreachable: usize,
+    #[serde(default)]
+    pub preflight_failed: usize,
+    /// Bytes of the images whose size is known (from the preflight), and of those registered
+    /// or already registered.
+    #[serde(default)]
+    pub total_bytes: u64,
+    #[serde(default)]
+    pub registered_bytes: u64,
 }
 
 impl Summary {
@@ -114,6 +130,11 @@ impl Summary {
             ..Summary::default()
         };
         for record in records {
+            let size = record.size_bytes.unwrap_or(0);
+            summary.total_bytes += size;
+            if record.status.is_success() {
+                summary.registered_bytes += size;
+            }
             *match record.status {
                 ImageOutcome::Registered => &mut summary.registered,
                 ImageOutcome::AlreadyRegistered => &mut summary.already_registered,
@@ -122,6 +143,7 @@ impl Summary {
                 ImageOutcome::Pending => &mut summary.pending,
                 ImageOutcome::Cancelled => &mut summary.cancelled,
                 ImageOutcome::Unreachable => &mut summary.unreachable,
+                ImageOutcome::PreflightFailed => &mut summary.preflight_failed,
             } += 1;
         }
         summary

@@ -127,6 +127,7 @@ impl ImageResult {
             submitted_at: self.submitted_at,
             finished_at: self.finished_at,
             duration_s: self.duration_s,
+            size_bytes: None,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct PlannedImage {
     pub entry: ImageEntry,
     /// A job already accepted for this image: poll it, never re-submit.
     pub known_job_id: Option<JobId>,
+    /// The object's size in OBS, when the preflight learned it (sets the submission order).
+    pub size_bytes: Option<u64>,
 }
 
 /// What the cloud told the status check about one image.

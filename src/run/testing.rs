@@ -31,6 +31,7 @@ pub fn planned(image_id: &str, known_job_id: Option<&str>) -> PlannedImage {
             line: 1,
         },
         known_job_id: known_job_id.map(job_id),
+        size_bytes: None,
     }
 }
 

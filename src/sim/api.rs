@@ -41,6 +41,8 @@ pub struct Shared {
     start: Instant,
     start_wall: DateTime<Utc>,
     inner: Mutex<Inner>,
+    /// The OBS side (same listener, path-style).
+    obs: super::obs::ObsSide,
 }
 
 struct Inner {
@@ -67,6 +69,7 @@ impl Shared {
             stats: SimStats::default(),
         };
         Self {
+            obs: super::obs::ObsSide::new(&config),
             config,
             start: Instant::now(),
             start_wall,
@@ -76,6 +79,10 @@ impl Shared {
 
     pub fn config(&self) -> &SimConfig {
         &self.config
+    }
+
+    pub fn add_objects_for(&self, entries: &[crate::manifest::ImageEntry]) {
+        self.obs.add_objects_for(entries);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -120,6 +127,7 @@ impl Shared {
         stats.running_jobs = running;
         stats.images = images;
         stats.jobs = counters.accepted_at.len();
+        stats.obs = self.obs.stats();
         stats
     }
 }
@@ -143,7 +151,10 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// Every API request comes through here.
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if super::obs::is_obs_path(request.uri().path()) {
+        return super::obs::handle(&shared.obs, &shared.config, request).await;
+    }
     let (parts, body) = request.into_parts();
     let killer = parts.extensions.get::<ConnectionKiller>().cloned();
     let request_id = {
@@ -381,7 +392,11 @@ fn register(shared: &Shared, image_id: &str, body: &[u8]) -> Result<Answer, ImsF
         ));
     };
     let now = shared.now();
-    let job_id = shared.lock().store.register(image_id, image_url, now)?;
+    let facts = shared.obs.facts(image_url).unwrap_or_default();
+    let job_id = shared
+        .lock()
+        .store
+        .register_with(image_id, image_url, now, facts)?;
     Ok(Answer::Registered(job_id))
 }
 

@@ -49,6 +49,12 @@ pub struct SimConfig {
     pub max_clock_skew: Duration,
     /// Image IDs known from the start, as `queued` (in addition to `--images`).
     pub images: Vec<String>,
+    /// Added to a register job's duration per GiB of its object, when the OBS side knows the
+    /// object (IMS job time grows with the file's size).
+    #[serde(deserialize_with = "de_duration")]
+    pub job_duration_per_gib: Duration,
+    /// The OBS side: buckets, objects, faults.
+    pub obs: super::obs_config::ObsConfig,
 }
 
 impl Default for SimConfig {
@@ -67,6 +73,8 @@ impl Default for SimConfig {
             latency: DurationDist::Fixed(Duration::ZERO),
             max_clock_skew: Duration::from_secs(15 * 60),
             images: Vec::new(),
+            job_duration_per_gib: Duration::ZERO,
+            obs: super::obs_config::ObsConfig::default(),
         }
     }
 }
@@ -84,6 +92,10 @@ impl fmt::Debug for SimConfig {
             .field("latency", &self.latency)
             .field("max_clock_skew", &self.max_clock_skew)
             .field("images", &self.images.len())
+            .field("job_duration_per_gib", &self.job_duration_per_gib)
+            .field("obs_region", &self.obs.region)
+            .field("obs_buckets", &self.obs.buckets.len())
+            .field("obs_faults", &self.obs.faults)
             .finish()
     }
 }
@@ -165,10 +177,12 @@ impl SimConfig {
             ));
         }
         for (name, limit) in &self.rate_limits {
-            if Api::from_name(name).is_none() {
+            let obs_api = crate::sim::obs::ObsApi::from_name(name);
+            if Api::from_name(name).is_none() && obs_api.is_none() {
                 return Err(format!(
-                    "rate_limits: unknown API {name:?} (known: {})",
-                    Api::ALL.map(|a| a.name()).join(", ")
+                    "rate_limits: unknown API {name:?} (known: {}, {})",
+                    Api::ALL.map(|a| a.name()).join(", "),
+                    crate::sim::obs::ObsApi::ALL.map(|a| a.name()).join(", ")
                 ));
             }
             if limit.rate.is_nan() || limit.rate <= 0.0 || limit.burst == 0 {
@@ -180,7 +194,7 @@ impl SimConfig {
         if self.task_limit == 0 {
             return Err("task_limit must be at least 1".into());
         }
-        Ok(())
+        self.obs.check()
     }
 }
 

@@ -7,11 +7,21 @@
 //! [`auth`] (AK/SK and token checks), [`limits`] (rate limits), [`stats`] (counters),
 //! `routes` (the APIs and their paths), `api` (request handling) and `server` (connections,
 //! dropped responses, shutdown).
+//!
+//! The same listener serves OBS, path-style: [`obs`] (requests), [`obs_store`] (buckets and
+//! virtual objects, and what IMS learns from them), [`obs_config`] (the `obs:` block),
+//! `obs_content` (the bytes of real image heads) and [`obs_manifest`] (objects made up for a
+//! manifest's entries, for `--simulate`).
 
 mod api;
 pub mod auth;
 pub mod config;
 pub mod limits;
+pub mod obs;
+pub mod obs_config;
+mod obs_content;
+pub mod obs_manifest;
+pub mod obs_store;
 mod routes;
 mod server;
 pub mod state;
@@ -21,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{Credentials, DurationDist, Faults, GarbledBody, RateLimit, SimConfig};
+pub use obs_config::ObsConfig;
 pub use routes::Api;
 pub use stats::SimStats;
 
@@ -94,6 +105,12 @@ impl SimHandle {
     /// Makes image IDs known as `queued` (already known ones are left alone).
     pub fn add_images(&self, ids: impl IntoIterator<Item = String>) {
         self.shared.add_images(ids);
+    }
+
+    /// Gives every entry an OBS bucket and object (made up as for `--simulate`, see
+    /// [`obs_manifest`]); buckets and objects already known are left alone.
+    pub fn add_objects_for(&self, entries: &[crate::manifest::ImageEntry]) {
+        self.shared.add_objects_for(entries);
     }
 
     /// Forces an image's status (creating it if unknown), e.g. `active` or `killed`, and

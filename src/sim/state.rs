@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::config::SimConfig;
+use super::obs_store::ObjectFacts;
 use crate::ims::{ImageStatus, JobStatus};
 
 /// The register job type IMS reports.
@@ -243,6 +244,18 @@ impl Store {
         image_url: &str,
         now: Duration,
     ) -> Result<String, ImsFault> {
+        self.register_with(image_id, image_url, now, ObjectFacts::default())
+    }
+
+    /// [`Store::register`] knowing what the OBS side says about the file: its size lengthens
+    /// the job (`job_duration_per_gib`), and a file IMS cannot register fails the job.
+    pub fn register_with(
+        &mut self,
+        image_id: &str,
+        image_url: &str,
+        now: Duration,
+        facts: ObjectFacts,
+    ) -> Result<String, ImsFault> {
         let Some(image) = self.images.get(image_id) else {
             return Err(ImsFault::new(
                 404,
@@ -271,8 +284,16 @@ impl Store {
         }
 
         let job_id = format!("{:032x}", self.rng.random::<u128>());
-        let duration = self.config.job_duration.pick(self.rng.random::<f64>());
-        let outcome = self.outcome(image_id, image_url, object);
+        let gib = facts.size_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64;
+        let duration = self.config.job_duration.pick(self.rng.random::<f64>())
+            + self.config.job_duration_per_gib.mul_f64(gib);
+        let outcome = match facts.failure {
+            Some((error_code, fail_reason)) => Outcome::Fail {
+                error_code,
+                fail_reason,
+            },
+            None => self.outcome(image_id, image_url, object),
+        };
         self.jobs.insert(
             job_id.clone(),
             JobRecord {
@@ -637,6 +658,38 @@ mod tests {
         assert!(status(&s, 11.0)["error_code"].is_null());
         assert_eq!(s.image_status(ID, at(11.0)), Some(ImageStatus::Active));
         assert_eq!(s.counters.submissions[ID], 1);
+    }
+
+    #[test]
+    fn object_size_lengthens_the_job_and_obs_facts_can_fail_it() {
+        let mut s = store(SimConfig {
+            job_duration_per_gib: Duration::from_millis(100),
+            ..fixed(1)
+        });
+        let facts = |size: u64, failure: Option<(&'static str, String)>| ObjectFacts {
+            size_bytes: Some(size),
+            failure,
+        };
+        // 1 s + 20 GiB x 100 ms = 3 s.
+        let job = s
+            .register_with(ID, URL, at(0.0), facts(20 << 30, None))
+            .unwrap();
+        assert_eq!(
+            s.job_json(&job, at(2.9), false).unwrap()["status"],
+            "RUNNING"
+        );
+        assert_eq!(
+            s.job_json(&job, at(3.0), false).unwrap()["status"],
+            "SUCCESS"
+        );
+
+        let other = "5ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86";
+        s.add_queued([other.to_string()], Duration::ZERO);
+        let failing = facts(1 << 30, Some(("IMG.0058", "another region".to_string())));
+        let job = s.register_with(other, URL, at(0.0), failing).unwrap();
+        let answer = s.job_json(&job, at(2.0), false).unwrap();
+        assert_eq!(answer["status"], "FAIL");
+        assert_eq!(answer["error_code"], "IMG.0058");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct SimStats {
     /// Images known and jobs created.
     pub images: usize,
     pub jobs: usize,
+    /// The OBS side's counters.
+    #[serde(default)]
+    pub obs: super::obs::ObsStats,
 }
 
 impl SimStats {

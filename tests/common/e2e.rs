@@ -58,7 +58,15 @@ impl World {
         let path = self.path(name);
         std::fs::write(&path, text).unwrap();
         self.sim.add_images(ids.clone());
+        self.add_objects(&path);
         (path, ids)
+    }
+
+    /// Gives the simulator's OBS an object for every valid entry of a manifest, so that the
+    /// preflight passes them (made up as under `--simulate`).
+    pub fn add_objects(&self, manifest: &Path) {
+        let manifest = imsreg::manifest::load(manifest).unwrap();
+        self.sim.add_objects_for(&manifest.images);
     }
 
     /// Runs `imsreg run MANIFEST --endpoint SIM ARGS...` with the simulator's credentials.

@@ -41,8 +41,10 @@ pub fn options_for(
 ) -> JobOptions {
     JobOptions {
         manifest: manifest.to_path_buf(),
+        // These tests are about the IMS side of the job; the preflight has tests/preflight.rs.
         flags: Settings {
             endpoint: Some(endpoint.to_string()),
+            preflight: Some(false),
             ..Settings::default()
         },
         reports: vec![report.to_path_buf()],

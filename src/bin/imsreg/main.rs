@@ -1,6 +1,7 @@
 //! The `imsreg` command line: a thin layer over the library that parses flags, sets up logging
 //! and the terminal, calls into `imsreg::*`, and maps outcomes to exit codes.
 
+mod preflight;
 mod run;
 mod simulate;
 mod status;
@@ -70,6 +71,8 @@ struct Cli {
 enum Command {
     /// Check a manifest offline and report every problem with its line.
     Validate(validate::Args),
+    /// Check every entry's object in OBS (exists, Standard, size, encryption, format), read-only.
+    Preflight(preflight::Args),
     /// Register every image of a manifest: submit, poll, confirm, report.
     Run(Box<run::Args>),
     /// Serve the built-in IMS simulator over HTTP (for demos, tests and benchmarks).
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Validate(args) => validate::main(args),
+        Command::Preflight(args) => preflight::main(args),
         Command::Run(args) => run::main(*args),
         Command::Simulate(args) => simulate::main(args),
         Command::Status(args) => status::main(args),

@@ -3,7 +3,7 @@
 //! whole job: manifest, settings, target, journal, engine or dry run, reports), prints the
 //! summary or the plan, and maps the verdict to an exit code.
 
-mod logging;
+pub mod logging;
 mod progress;
 mod signals;
 mod summary;
@@ -24,9 +24,9 @@ use crate::exit;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 all registered, 1 some failed/invalid/pending, \
-2 nothing attempted (usage, manifest, configuration or credentials), 75 the state journal \
-is locked by another run, 130 interrupted."
+    after_help = "Exit codes: 0 all registered, 1 some failed/invalid/pending/preflight_failed, \
+2 nothing attempted (usage, manifest, configuration, credentials, or OBS not reachable for the \
+preflight), 75 the state journal is locked by another run, 130 interrupted."
 )]
 pub struct Args {
     /// The manifest of images to register.
@@ -107,6 +107,19 @@ pub struct Args {
     /// Try again images an earlier run reported failed, if IMS shows them `queued` again.
     #[arg(long)]
     pub retry_failed: bool,
+
+    /// Submit without checking the objects in OBS first (manifest: `preflight: false`).
+    #[arg(long)]
+    pub no_preflight: bool,
+
+    /// OBS endpoint of the preflight [default: https://obs.REGION.myhuaweicloud.com; http://
+    /// only for loopback].
+    #[arg(long, value_name = "URL", conflicts_with = "simulate")]
+    pub obs_endpoint: Option<String>,
+
+    /// OBS requests per second of the preflight, 0.01 to 1000000 [default: 20].
+    #[arg(long, value_name = "RATE", value_parser = bounds::parse_rate)]
+    pub obs_rate: Option<f64>,
 }
 
 impl Args {
@@ -135,6 +148,9 @@ impl Args {
             region: self.region.clone(),
             project_id: self.project_id.clone(),
             endpoint: self.endpoint.clone(),
+            obs_endpoint: self.obs_endpoint.clone(),
+            preflight: self.no_preflight.then_some(false),
+            obs_rate: self.obs_rate,
             concurrency: self.concurrency,
             max_active_jobs: self.max_active_jobs,
             submit_rate: self.submit_rate,
@@ -223,10 +239,13 @@ fn exit_code(verdict: Verdict) -> u8 {
     }
 }
 
-/// Nothing was attempted: busy (75) or a usage/configuration problem (2).
+/// Nothing was attempted: busy (75), interrupted during the preflight (130), or a usage,
+/// configuration, credentials or OBS problem (2).
 fn error_exit_code(err: &JobError) -> u8 {
     if err.is_busy() {
         exit::LOCKED
+    } else if err.is_interrupted() {
+        exit::INTERRUPTED
     } else {
         exit::USAGE
     }

@@ -20,7 +20,8 @@ pub struct Args {
     /// Simulator settings (YAML): durations, limits, faults, credentials. See docs/simulator.md.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// A manifest whose image IDs the simulator knows from the start, as `queued`.
+    /// A manifest whose image IDs the simulator knows from the start, as `queued`, with an
+    /// OBS object for each entry (unless the config lists its bucket).
     #[arg(long, value_name = "MANIFEST")]
     pub images: Option<PathBuf>,
 }
@@ -68,13 +69,18 @@ fn load_config(args: &Args) -> Result<SimConfig, String> {
         }
     }
     if let Some(manifest) = &args.images {
-        config.images.extend(manifest_image_ids(manifest)?);
+        let entries = manifest_entries(manifest)?;
+        config
+            .images
+            .extend(entries.iter().map(|entry| entry.image_id.to_string()));
+        let seed = config.seed;
+        imsreg::sim::obs_manifest::add_entries(&mut config.obs, &entries, seed);
     }
     Ok(config)
 }
 
-/// The image IDs of a manifest's valid entries (invalid entries are reported and skipped).
-fn manifest_image_ids(path: &Path) -> Result<Vec<String>, String> {
+/// A manifest's valid entries (invalid entries are reported and skipped).
+fn manifest_entries(path: &Path) -> Result<Vec<imsreg::manifest::ImageEntry>, String> {
     let manifest = imsreg::manifest::load(path).map_err(|e| e.to_string())?;
     if manifest.error_count() > 0 {
         eprintln!(
@@ -86,15 +92,13 @@ fn manifest_image_ids(path: &Path) -> Result<Vec<String>, String> {
             path.display()
         );
     }
-    Ok(manifest
-        .images
-        .into_iter()
-        .map(|entry| entry.image_id.to_string())
-        .collect())
+    Ok(manifest.images)
 }
 
 async fn serve(config: SimConfig, listen: SocketAddr) -> u8 {
     let image_count = config.images.len();
+    let bucket_count = config.obs.buckets.len();
+    let obs_region = config.obs.region.clone();
     let ak = config.credentials.ak.clone();
     let project_id = config.credentials.project_id.clone();
     let handle = match Simulator::start(config, listen) {
@@ -109,7 +113,9 @@ async fn serve(config: SimConfig, listen: SocketAddr) -> u8 {
     let _ = stdout.flush();
     eprintln!(
         "imsreg simulate: {image_count} queued image(s); AK {ak}, project {project_id}; \
+         OBS path-style at {}/BUCKET/KEY ({bucket_count} bucket(s), region {obs_region}); \
          stats at {}/_sim/stats; stop with Ctrl-C",
+        handle.url(),
         handle.url()
     );
 

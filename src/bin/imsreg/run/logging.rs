@@ -34,8 +34,14 @@ const DEFAULT_FILTER: &str = "info";
 
 /// Installs the global subscriber. Later calls (tests running `main` twice) are ignored.
 pub fn init(format: LogFormat, bars: MultiProgress) {
+    init_with_default(format, bars, DEFAULT_FILTER);
+}
+
+/// [`init`] with another filter for when `RUST_LOG` is unset (`imsreg preflight` logs only
+/// warnings: its findings go to stdout).
+pub fn init_with_default(format: LogFormat, bars: MultiProgress, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let writer = BarSafeStderr { bars };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

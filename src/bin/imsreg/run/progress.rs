@@ -5,6 +5,10 @@
 //! bar per running image where IMS reports a percentage) and logs only what needs attention.
 //! Off a terminal, or with `--no-progress`, there are no bars and every state change is one
 //! log line at info level. The engine never touches the terminal itself.
+//!
+//! When the preflight learned the sizes, the overall bar counts bytes (those of finished
+//! images plus the reported share of running ones), so its ETA follows the bytes, not the
+//! image count: a run that starts with its largest files has few images done early on.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
@@ -15,6 +19,7 @@ use imsreg::ids::ImageId;
 use imsreg::ims::ImageStatus;
 use imsreg::job::JobObserver;
 use imsreg::manifest::{self, Manifest};
+use imsreg::preflight::{self, PreflightReport};
 use imsreg::report::ImageOutcome;
 use imsreg::run::{CloudStatus, EventSink, ImageResult, PlannedImage, RunConfig, RunEvent};
 
@@ -38,13 +43,21 @@ enum Stage {
     Done(ImageOutcome),
 }
 
+/// One image's stage, size (0 when unknown) and last reported percentage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    stage: Stage,
+    size: u64,
+    percent: u8,
+}
+
 /// Counts per stage, fed by events; pure bookkeeping, unit-tested.
 /// Counters move with each stage change (O(1) per event, whatever the number of images).
 #[derive(Debug)]
 pub struct Tally {
     started: Instant,
     total: usize,
-    stages: HashMap<ImageId, Stage>,
+    stages: HashMap<ImageId, Slot>,
     /// The stage counters; the rates are filled in by [`Tally::counts`].
     counts: Counts,
     submissions: VecDeque<Instant>,
@@ -63,6 +76,12 @@ pub struct Counts {
     pub retries: u64,
     pub submits_per_s: f64,
     pub done_per_s: f64,
+    /// Bytes of the images whose size is known, of those finished (any outcome), of those
+    /// registered, and the finished bytes plus the reported share of running images.
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub bytes_registered: u64,
+    pub bytes_progress: u64,
 }
 
 impl Counts {
@@ -73,10 +92,13 @@ impl Counts {
 
 impl Tally {
     pub fn new(image_ids: impl IntoIterator<Item = ImageId>, now: Instant) -> Self {
-        let stages: HashMap<ImageId, Stage> = image_ids
-            .into_iter()
-            .map(|id| (id, Stage::Queued))
-            .collect();
+        let initial = Slot {
+            stage: Stage::Queued,
+            size: 0,
+            percent: 0,
+        };
+        let stages: HashMap<ImageId, Slot> =
+            image_ids.into_iter().map(|id| (id, initial)).collect();
         Tally {
             started: now,
             total: stages.len(),
@@ -91,8 +113,17 @@ impl Tally {
     }
 
     /// Applies one event. Unknown image IDs and repeated events change nothing twice.
+    /// Records an image's size (from the preflight), counted in the byte totals.
+    pub fn set_size(&mut self, image_id: &ImageId, size: u64) {
+        if let Some(slot) = self.stages.get_mut(image_id) {
+            self.counts.bytes_total = self.counts.bytes_total - slot.size + size;
+            slot.size = size;
+        }
+    }
+
     pub fn apply(&mut self, event: &RunEvent, now: Instant) {
         match event {
+            RunEvent::Progress { image_id, percent } => self.progress(image_id, *percent),
             RunEvent::StatusKnown {
                 image_id,
                 status: CloudStatus::Found(ImageStatus::Saving),
@@ -116,21 +147,46 @@ impl Tally {
         }
     }
 
+    /// A running image's share of its bytes, as IMS reports its percentage.
+    fn progress(&mut self, image_id: &ImageId, percent: f64) {
+        let Some(slot) = self.stages.get_mut(image_id) else {
+            return;
+        };
+        if matches!(slot.stage, Stage::Done(_)) {
+            return;
+        }
+        let percent = percent.clamp(0.0, 100.0).round() as u8;
+        let share = |size: u64, percent: u8| size / 100 * u64::from(percent);
+        self.counts.bytes_progress =
+            self.counts.bytes_progress - share(slot.size, slot.percent) + share(slot.size, percent);
+        slot.percent = percent;
+    }
+
     /// Moves an image forward (never back); true when its stage changed.
     fn advance(&mut self, image_id: &ImageId, to: Stage) -> bool {
-        let Some(stage) = self.stages.get_mut(image_id) else {
+        let Some(slot) = self.stages.get_mut(image_id) else {
             return false;
         };
         let forward = matches!(
-            (*stage, to),
+            (slot.stage, to),
             (Stage::Queued, Stage::InCloud) | (Stage::Queued | Stage::InCloud, Stage::Done(_))
         );
-        if forward {
-            let from = std::mem::replace(stage, to);
-            *self.counter(from) -= 1;
-            *self.counter(to) += 1;
+        if !forward {
+            return false;
         }
-        forward
+        let from = std::mem::replace(&mut slot.stage, to);
+        let (size, percent) = (slot.size, slot.percent);
+        if let Stage::Done(outcome) = to {
+            let counts = &mut self.counts;
+            counts.bytes_progress = counts.bytes_progress - size / 100 * u64::from(percent) + size;
+            counts.bytes_done += size;
+            if outcome.is_success() {
+                counts.bytes_registered += size;
+            }
+        }
+        *self.counter(from) -= 1;
+        *self.counter(to) += 1;
+        true
     }
 
     fn counter(&mut self, stage: Stage) -> &mut usize {
@@ -177,6 +233,13 @@ pub fn status_line(counts: &Counts) -> String {
         "{} queued · {} submitted · {} registered · {} failed",
         counts.queued, counts.in_cloud, counts.registered, counts.failed
     );
+    if counts.bytes_total > 0 {
+        line.push_str(&format!(
+            " · {} images done · {} registered",
+            counts.done(),
+            preflight::render::human_bytes(counts.bytes_registered)
+        ));
+    }
     if counts.other_done > 0 {
         line.push_str(&format!(" · {} other", counts.other_done));
     }
@@ -230,16 +293,31 @@ impl UiSink {
     }
 
     fn start_display(&self, images: &[PlannedImage]) {
-        let tally = Tally::new(images.iter().map(|i| i.entry.image_id), Instant::now());
+        let mut tally = Tally::new(images.iter().map(|i| i.entry.image_id), Instant::now());
+        for image in images {
+            if let Some(size) = image.size_bytes {
+                tally.set_size(&image.entry.image_id, size);
+            }
+        }
         let show_bars = self.quiet;
+        let by_bytes = tally.counts.bytes_total > 0;
         let bars = show_bars.then(|| {
-            let overall = self.multi.add(ProgressBar::new(tally.total() as u64));
-            overall.set_style(
-                ProgressStyle::with_template(
+            let (length, template) = if by_bytes {
+                (
+                    tally.counts.bytes_total,
+                    "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {binary_bytes}/{binary_total_bytes} done, ETA {eta}\n  {msg}",
+                )
+            } else {
+                (
+                    tally.total() as u64,
                     "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} done, ETA {eta}\n  {msg}",
                 )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            };
+            let overall = self.multi.add(ProgressBar::new(length));
+            overall.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             overall.enable_steady_tick(Duration::from_millis(120));
             Bars {
@@ -290,7 +368,11 @@ impl UiSink {
         let Some(bars) = inner.bars.as_mut() else {
             return;
         };
-        bars.overall.set_position(counts.done() as u64);
+        bars.overall.set_position(if counts.bytes_total > 0 {
+            counts.bytes_progress
+        } else {
+            counts.done() as u64
+        });
         bars.overall.set_message(status_line(&counts));
         match event {
             RunEvent::CheckingStatus { images } => {
@@ -344,8 +426,45 @@ impl JobObserver for UiSink {
         print_diagnostics(manifest, self.log_format);
     }
 
+    fn preflight_starting(&self, entries: usize, endpoint: &str) {
+        tracing::info!(entries, endpoint, "preflight: checking the objects in OBS");
+    }
+
+    fn preflight_finished(&self, manifest: &str, report: &PreflightReport) {
+        print_preflight(manifest, report, self.log_format);
+    }
+
     fn engine_starting(&self, images: &[PlannedImage], _config: &RunConfig) {
         self.start_display(images);
+    }
+}
+
+/// The preflight's problems on stderr, one `FILE:LINE: ...` line each, then its summary (as
+/// log events in JSON mode).
+fn print_preflight(manifest: &str, report: &PreflightReport, format: LogFormat) {
+    let problems = preflight::render::problems(manifest, &report.verdicts);
+    match format {
+        LogFormat::Text => {
+            let mut stderr = anstream::stderr().lock();
+            for problem in &problems {
+                let _ = writeln!(stderr, "{}", preflight::render::Styled(problem));
+            }
+            let _ = writeln!(stderr, "{}", preflight::render::summary(manifest, report));
+        }
+        LogFormat::Json => {
+            for p in &problems {
+                match p.severity {
+                    manifest::Severity::Error => tracing::error!(
+                        file = %p.file, line = p.line, image_id = %p.image_id, check = p.check,
+                        "preflight: {}", p.message
+                    ),
+                    manifest::Severity::Warning => tracing::warn!(
+                        file = %p.file, line = p.line, image_id = %p.image_id, check = p.check,
+                        "preflight: {}", p.message
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -477,6 +596,9 @@ fn log_finished(result: &ImageResult, quiet: bool) {
         // Said once for the run when IMS was not reached at all (RunEvent::Unreachable).
         ImageOutcome::Unreachable => {
             tracing::debug!(image_id = %id, job_id = %job, status = %status, "image not settled: {reason}");
+        }
+        ImageOutcome::PreflightFailed => {
+            tracing::warn!(image_id = %id, status = %status, error_code = %code, "not submitted: {reason}");
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
+use imsreg::preflight::render::human_bytes;
 use imsreg::report::escape::printable;
 use imsreg::report::{ImageOutcome, Report};
 
@@ -33,26 +34,57 @@ pub fn render(
     } else {
         format!("{RED}Finished with problems{RED:#}")
     };
+    let bytes = |status: &[ImageOutcome]| -> String {
+        if s.total_bytes == 0 {
+            return String::new();
+        }
+        let sum: u64 = report
+            .images
+            .iter()
+            .filter(|r| status.contains(&r.status))
+            .filter_map(|r| r.size_bytes)
+            .sum();
+        format!(" ({})", human_bytes(sum))
+    };
+    let all_bytes = if s.total_bytes > 0 {
+        format!(" ({})", human_bytes(s.total_bytes))
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{headline}: {} images in {}\n",
+        "{headline}: {} images{all_bytes} in {}\n",
         s.total,
         humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
     ));
+    use ImageOutcome as O;
     let rows = [
-        ("registered", s.registered, GREEN),
-        ("already registered", s.already_registered, GREEN),
-        ("failed", s.failed, RED),
-        ("invalid", s.invalid, RED),
-        ("pending", s.pending, YELLOW),
-        ("cancelled", s.cancelled, YELLOW),
+        ("registered", O::Registered, s.registered, GREEN),
+        (
+            "already registered",
+            O::AlreadyRegistered,
+            s.already_registered,
+            GREEN,
+        ),
+        ("failed", O::Failed, s.failed, RED),
+        (
+            "preflight failed: not submitted; fix them in OBS and run again",
+            O::PreflightFailed,
+            s.preflight_failed,
+            RED,
+        ),
+        ("invalid", O::Invalid, s.invalid, RED),
+        ("pending", O::Pending, s.pending, YELLOW),
+        ("cancelled", O::Cancelled, s.cancelled, YELLOW),
         (
             "unreachable (not settled: run again)",
+            O::Unreachable,
             s.unreachable,
             YELLOW,
         ),
     ];
-    for (label, count, style) in rows.into_iter().filter(|(_, count, _)| *count > 0) {
-        out.push_str(&format!("  {style}{count:>7}{style:#} {label}\n"));
+    for (label, status, count, style) in rows.into_iter().filter(|row| row.2 > 0) {
+        let bytes = bytes(&[status]);
+        out.push_str(&format!("  {style}{count:>7}{style:#} {label}{bytes}\n"));
     }
 
     let problems: Vec<_> = report
@@ -136,6 +168,7 @@ mod tests {
             submitted_at: None,
             finished_at: None,
             duration_s: None,
+            size_bytes: None,
         }
     }
 
@@ -209,6 +242,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Report: r\\n.json"), "{text}");
+    }
+
+    #[test]
+    fn bytes_are_counted_when_sizes_are_known() {
+        let mut big = record(0, ImageOutcome::Registered);
+        big.size_bytes = Some(3 << 30);
+        let mut small = record(1, ImageOutcome::PreflightFailed);
+        small.size_bytes = Some(1 << 30);
+        let text = plain(&render(
+            &report(vec![big, small]),
+            Duration::from_secs(2),
+            &[],
+            false,
+        ));
+        assert!(
+            text.starts_with("Finished with problems: 2 images (4.0 GiB) in 2s\n"),
+            "{text}"
+        );
+        assert!(text.contains("      1 registered (3.0 GiB)\n"), "{text}");
+        assert!(text.contains("      1 preflight failed"), "{text}");
+        assert!(text.contains("run again (1.0 GiB)\n"), "{text}");
     }
 
     #[test]
