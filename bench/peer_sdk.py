@@ -12,10 +12,12 @@ What a careful user adds to the bare loop, and nothing more:
     when the account's quota is known;
   * the SDK's own retry of 429 answers (HttpConfig.retry_times, honouring Retry-After), a
     connection pool as large as the thread pool, and a per-image try/except so one error does
-    not stop the run.
+    not stop the run;
+  * `--retry-busy S`, for accounts at IMS's limit of running jobs: a RegisterImage answered
+    400 IMG.0060 ("too many tasks") is sent again after S seconds (in its worker thread).
 
 Usage: peer_sdk.py MANIFEST --endpoint http://127.0.0.1:PORT --results out.json
-                   [--rate 50] [--workers 16] [--poll-interval 2]
+                   [--rate 50] [--workers 16] [--poll-interval 2] [--retry-busy 1]
 Exit code 0 when every image ended SUCCESS, 1 otherwise.
 """
 
@@ -90,6 +92,8 @@ def main():
     parser.add_argument("--rate", type=float, default=0.0, help="RegisterImage calls per second (0: unpaced)")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--poll-interval", type=float, default=2.0)
+    parser.add_argument("--retry-busy", type=float, default=0.0,
+                        help="seconds before re-sending a register answered IMG.0060 (0: give up)")
     args = parser.parse_args()
 
     with open(args.manifest) as f:
@@ -100,13 +104,19 @@ def main():
 
     def register(image):
         image_id = image["image_id"]
-        pacer.wait()
-        try:
-            body = RegisterImageRequestBody(image_url=image["image_url"])
-            answer = ims.register_image(RegisterImageRequest(image_id=image_id, body=body))
-            return image_id, {"job_id": answer.job_id, "status": "SUBMITTED"}
-        except Exception as err:  # one image's error must not stop the others
-            return image_id, {"job_id": None, "status": "ERROR", "error": error_text(err)}
+        while True:
+            pacer.wait()
+            try:
+                body = RegisterImageRequestBody(image_url=image["image_url"])
+                answer = ims.register_image(RegisterImageRequest(image_id=image_id, body=body))
+                return image_id, {"job_id": answer.job_id, "status": "SUBMITTED"}
+            except exceptions.ServiceResponseException as err:
+                if args.retry_busy > 0 and err.error_code == "IMG.0060":
+                    time.sleep(args.retry_busy)
+                    continue
+                return image_id, {"job_id": None, "status": "ERROR", "error": error_text(err)}
+            except Exception as err:  # one image's error must not stop the others
+                return image_id, {"job_id": None, "status": "ERROR", "error": error_text(err)}
 
     def show_job(image_id):
         result = results[image_id]
