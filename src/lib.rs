@@ -7,6 +7,7 @@
 //! typed IMS client (signing, errors) and [`sim`] the built-in simulator that stands in for IMS
 //! in the demo, tests and benchmarks; [`ids`] the typed image and job IDs every layer shares.
 
+pub mod endpoint;
 pub mod ids;
 pub mod ims;
 pub mod input;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
-use url::{Host, Url};
+use url::Url;
 
 use super::api::ImsApi;
 use super::auth::{self, Credentials};
@@ -90,78 +90,13 @@ impl std::fmt::Debug for ClientConfig {
 /// The IMS endpoint: `endpoint` when given (an override, e.g. the simulator), else
 /// `https://ims.{region}.myhuaweicloud.com`. See [`check_endpoint`] for what is accepted.
 pub fn resolve_endpoint(region: Option<&str>, endpoint: Option<&str>) -> Result<Url, ImsError> {
-    let region = region.map(str::trim).filter(|r| !r.is_empty());
-    let endpoint = endpoint.map(str::trim).filter(|e| !e.is_empty());
-    let url = match (endpoint, region) {
-        (Some(raw), _) => Url::parse(raw).map_err(|err| {
-            ImsError::Config(format!(
-                "the IMS endpoint {raw:?} is not a valid URL ({err}); write it as \
-                 https://ims.<region>.myhuaweicloud.com"
-            ))
-        })?,
-        (None, Some(region)) => {
-            let valid = region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !valid {
-                return Err(ImsError::Config(format!(
-                    "the region {region:?} is not a Huawei Cloud region ID (e.g. cn-north-4, \
-                     ap-southeast-1)"
-                )));
-            }
-            Url::parse(&format!("https://ims.{region}.myhuaweicloud.com")).map_err(|err| {
-                ImsError::Config(format!(
-                    "cannot build the endpoint of region {region}: {err}"
-                ))
-            })?
-        }
-        (None, None) => {
-            return Err(ImsError::Config(
-                "no IMS region or endpoint: set the region (`region:` in the manifest \
-                 settings or on the command line), or an endpoint (`endpoint:`)"
-                    .to_string(),
-            ));
-        }
-    };
-    check_endpoint(&url)?;
-    Ok(url)
+    crate::endpoint::resolve(crate::endpoint::IMS, region, endpoint).map_err(ImsError::Config)
 }
 
 /// Accepts `https://host[:port][/base]`, and `http://` only for loopback hosts (127.0.0.0/8,
 /// `::1`, `localhost`): signed requests and tokens must not travel in clear over a network.
 pub fn check_endpoint(url: &Url) -> Result<(), ImsError> {
-    // Never echo a password someone put into the URL.
-    let mut shown = url.clone();
-    let _ = shown.set_password(None);
-    let _ = shown.set_username("");
-    let refuse = |why: &str| Err(ImsError::Config(format!("the IMS endpoint {shown} {why}")));
-    if url.host().is_none() {
-        return refuse("has no host name");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return refuse("must not contain a user name or password");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return refuse("must not contain a query (?...) or a fragment (#...)");
-    }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(url) => Ok(()),
-        "http" => refuse(
-            "uses plain http://, which is only allowed for a loopback address (127.0.0.1, ::1, \
-             localhost); use https://",
-        ),
-        _ => refuse("must start with https:// (or http:// for a loopback address)"),
-    }
-}
-
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+    crate::endpoint::check(crate::endpoint::IMS, url).map_err(ImsError::Config)
 }
 
 /// The IMS HTTP client. Cheap to clone: clones share one connection pool.

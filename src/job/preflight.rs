@@ -90,7 +90,7 @@ pub fn obs_target(
     let ims_region = ims_region(region, ims_endpoint);
     // A loopback IMS is the simulator, which serves OBS on the same port.
     let local_ims = ims_endpoint
-        .filter(|e| url::Url::parse(e).is_ok_and(|url| crate::ims::client::is_loopback(&url)));
+        .filter(|e| url::Url::parse(e).is_ok_and(|url| crate::endpoint::is_loopback(&url)));
     let endpoint = crate::obs::resolve_endpoint(ims_region.as_deref(), obs_endpoint.or(local_ims))?;
     let mut warnings = Vec::new();
     if ims_region.is_none() {

@@ -19,8 +19,9 @@ use url::{Host, Url};
 use super::error::{ObsApiError, ObsError, parse_error_body};
 use super::signer::{self, Addressing, Dialect, SigningInput};
 use super::types::{BucketInfo, Encryption, ObjectInfo, RangeRead, StorageClass};
+use crate::endpoint::is_loopback;
 use crate::ims::auth::{Credentials, Secret};
-use crate::ims::client::{error_chain, is_loopback, request_never_started};
+use crate::ims::client::{error_chain, request_never_started};
 use crate::ims::error::parse_retry_after;
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,75 +62,15 @@ impl ObsClientConfig {
 /// The OBS endpoint: `endpoint` when given (e.g. the simulator), else
 /// `https://obs.{region}.myhuaweicloud.com`. See [`check_endpoint`] for what is accepted.
 pub fn resolve_endpoint(region: Option<&str>, endpoint: Option<&str>) -> Result<Url, ObsError> {
-    let region = region.map(str::trim).filter(|r| !r.is_empty());
-    let endpoint = endpoint.map(str::trim).filter(|e| !e.is_empty());
-    let url = match (endpoint, region) {
-        (Some(raw), _) => Url::parse(raw).map_err(|err| {
-            ObsError::Config(format!(
-                "the OBS endpoint {raw:?} is not a valid URL ({err}); write it as \
-                 https://obs.<region>.myhuaweicloud.com"
-            ))
-        })?,
-        (None, Some(region)) => {
-            let valid = region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !valid {
-                return Err(ObsError::Config(format!(
-                    "the region {region:?} is not a Huawei Cloud region ID (e.g. cn-north-4, \
-                     ap-southeast-1)"
-                )));
-            }
-            Url::parse(&format!("https://obs.{region}.myhuaweicloud.com")).map_err(|err| {
-                ObsError::Config(format!(
-                    "cannot build the OBS endpoint of region {region}: {err}"
-                ))
-            })?
-        }
-        (None, None) => {
-            return Err(ObsError::Config(
-                "no OBS endpoint: set the region (`region:` in the manifest settings or on the \
-                 command line), or the OBS endpoint (`obs_endpoint:`)"
-                    .to_string(),
-            ));
-        }
-    };
-    check_endpoint(&url)?;
-    Ok(url)
+    crate::endpoint::resolve(crate::endpoint::OBS, region, endpoint).map_err(ObsError::Config)
 }
 
 /// Accepts `https://host[:port]`, and `http://` only for a loopback host; answers how buckets
 /// are addressed there: path-style on an IP address or loopback name, else virtual-hosted.
 pub fn check_endpoint(url: &Url) -> Result<Addressing, ObsError> {
-    let mut shown = url.clone();
-    let _ = shown.set_password(None);
-    let _ = shown.set_username("");
-    let refuse = |why: &str| Err(ObsError::Config(format!("the OBS endpoint {shown} {why}")));
-    let Some(host) = url.host() else {
-        return refuse("has no host name");
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return refuse("must not contain a user name or password");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return refuse("must not contain a query (?...) or a fragment (#...)");
-    }
-    if url.path() != "/" && !url.path().is_empty() {
-        return refuse("must not have a path: OBS puts the bucket and object there");
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(url) => {}
-        "http" => {
-            return refuse(
-                "uses plain http://, which is only allowed for a loopback address (127.0.0.1, \
-                 ::1, localhost); use https://",
-            );
-        }
-        _ => return refuse("must start with https:// (or http:// for a loopback address)"),
-    }
-    Ok(match host {
-        Host::Domain(_) if !is_loopback(url) => Addressing::VirtualHosted,
+    crate::endpoint::check(crate::endpoint::OBS, url).map_err(ObsError::Config)?;
+    Ok(match url.host() {
+        Some(Host::Domain(_)) if !is_loopback(url) => Addressing::VirtualHosted,
         _ => Addressing::PathStyle,
     })
 }
