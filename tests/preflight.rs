@@ -429,7 +429,7 @@ async fn no_verdict_is_exit_two_unreachable_refused_or_token_only() {
     .await;
     assert_eq!(code(&output), 2);
     assert!(
-        stderr(&output).contains("no OBS endpoint"),
+        stderr(&output).contains("no OBS region or endpoint"),
         "{}",
         stderr(&output)
     );

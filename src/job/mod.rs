@@ -36,9 +36,9 @@ use crate::run::{EventSink, Tee};
 pub use dry_run::DryRunPlan;
 pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
-pub use options::{JobObserver, JobOptions, Unobserved};
+pub use options::{JobObserver, JobOptions, PreflightSettings, Unobserved};
 pub use outcome::Verdict;
-pub use preflight::{PreflightOptions, PreflightOutcome, PreflightSettings};
+pub use preflight::{PreflightOptions, PreflightOutcome};
 pub use prepare::{DEFAULT_REPORT, JobError, SIMULATE_POLL_INTERVAL};
 pub use target::Environment;
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::manifest::{Manifest, Settings};
+use crate::preflight::DEFAULT_OBS_RATE;
 use crate::run::{EventSink, PlannedImage, RunConfig};
 
 use super::journal::JournalChoice;
@@ -56,3 +57,28 @@ impl EventSink for Unobserved {
 }
 
 impl JobObserver for Unobserved {}
+
+/// The preflight's settings after flags > manifest `settings:` > defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreflightSettings {
+    /// `--no-preflight` / `preflight: false` turn it off in a run.
+    pub enabled: bool,
+    pub obs_endpoint: Option<String>,
+    pub obs_rate: f64,
+}
+
+impl PreflightSettings {
+    pub fn resolve(flags: &Settings, manifest: &Settings) -> Self {
+        PreflightSettings {
+            enabled: flags.preflight.or(manifest.preflight).unwrap_or(true),
+            obs_endpoint: flags
+                .obs_endpoint
+                .clone()
+                .or_else(|| manifest.obs_endpoint.clone()),
+            obs_rate: flags
+                .obs_rate
+                .or(manifest.obs_rate)
+                .unwrap_or(DEFAULT_OBS_RATE),
+        }
+    }
+}

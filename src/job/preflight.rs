@@ -16,38 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::ims::auth::Credentials;
 use crate::manifest::{self, Settings};
 use crate::obs::{ObsClient, ObsClientConfig, ObsError};
-use crate::preflight::{self, DEFAULT_OBS_RATE, PreflightConfig, PreflightReport};
+use crate::preflight::{self, PreflightConfig, PreflightReport};
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::RunConfig;
 
-use super::JobObserver;
+use super::options::{JobObserver, PreflightSettings};
 use super::prepare::{Job, JobError};
 use super::target::{self, Environment};
-
-/// The preflight's settings after flags > manifest `settings:` > defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PreflightSettings {
-    /// `--no-preflight` / `preflight: false` turn it off in a run.
-    pub enabled: bool,
-    pub obs_endpoint: Option<String>,
-    pub obs_rate: f64,
-}
-
-impl PreflightSettings {
-    pub fn resolve(flags: &Settings, manifest: &Settings) -> Self {
-        PreflightSettings {
-            enabled: flags.preflight.or(manifest.preflight).unwrap_or(true),
-            obs_endpoint: flags
-                .obs_endpoint
-                .clone()
-                .or_else(|| manifest.obs_endpoint.clone()),
-            obs_rate: flags
-                .obs_rate
-                .or(manifest.obs_rate)
-                .unwrap_or(DEFAULT_OBS_RATE),
-        }
-    }
-}
 
 /// Where and as whom the preflight asks OBS.
 pub struct ObsTarget {
@@ -341,7 +316,7 @@ mod tests {
     fn settings_resolve_flags_over_manifest_over_defaults() {
         let defaults = PreflightSettings::resolve(&Settings::default(), &Settings::default());
         assert!(defaults.enabled);
-        assert_eq!(defaults.obs_rate, DEFAULT_OBS_RATE);
+        assert_eq!(defaults.obs_rate, crate::preflight::DEFAULT_OBS_RATE);
         let manifest = Settings {
             preflight: Some(false),
             obs_endpoint: Some("https://obs.x.myhuaweicloud.com".into()),

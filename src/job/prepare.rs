@@ -12,8 +12,7 @@ use crate::run::RunConfig;
 use crate::state::StateError;
 
 use super::journal::{self, Prepared};
-use super::options::{JobObserver, JobOptions};
-use super::preflight::PreflightSettings;
+use super::options::{JobObserver, JobOptions, PreflightSettings};
 use super::target::{self, Target, TargetError};
 
 /// The report written when no `--report` is given.

@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::format::{HEAD_BYTES, head_range, needs_tail, tail_range};
+use super::format::{HEAD_BYTES, TAIL_BYTES, head_range, needs_tail, tail_range};
 use super::verdict::{Answers, EntryVerdict, judge};
 use crate::ims;
 use crate::manifest::ImageEntry;
@@ -197,11 +197,10 @@ async fn ask(
         answers.tail = Some(if size <= HEAD_BYTES {
             // The whole object is in hand: its tail is the end of the first read.
             Ok(RangeRead {
-                first: size.saturating_sub(super::TAIL_BYTES),
+                first: size.saturating_sub(TAIL_BYTES),
                 last: size - 1,
                 total: size,
-                bytes: read.bytes[read.bytes.len().saturating_sub(super::TAIL_BYTES as usize)..]
-                    .to_vec(),
+                bytes: read.bytes[read.bytes.len().saturating_sub(TAIL_BYTES as usize)..].to_vec(),
                 request_id: read.request_id.clone(),
             })
         } else {
@@ -320,7 +319,7 @@ impl<'a> Lane<'a> {
                     return Err(error);
                 }
                 _ => {
-                    if !crate::preflight::verdict::is_about_the_entry(&error)
+                    if !super::verdict::is_about_the_entry(&error)
                         && let Ok(mut last) = self.last_failure.lock()
                     {
                         *last = Some(error.to_string());

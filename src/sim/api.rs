@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +22,7 @@ use super::auth::{self, Received};
 use super::config::SimConfig;
 use super::limits::Bucket;
 use super::routes::{Api, route};
-use super::server::ConnectionKiller;
+use super::server::{ConnectionKiller, drop_connection};
 use super::state::{ImsFault, ListFilter, Store, parse_time_filter};
 use super::stats::SimStats;
 use crate::ims::ImageStatus;
@@ -357,20 +356,6 @@ fn pick_fault(shared: &Shared) -> Fault {
         }
     }
     Fault::None
-}
-
-/// Closes the connection without answering (the request future is dropped with it).
-async fn drop_connection(killer: Option<ConnectionKiller>) -> Response {
-    match killer {
-        Some(killer) => {
-            killer.kill();
-            std::future::pending().await
-        }
-        // Not served by our connection loop: the nearest thing is an aborted body.
-        None => Response::new(Body::from_stream(futures::stream::once(async {
-            Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
-        }))),
-    }
 }
 
 fn register(shared: &Shared, image_id: &str, body: &[u8]) -> Result<Answer, ImsFault> {

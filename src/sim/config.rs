@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::routes::Api;
+use super::routes::{Api, ObsApi};
 
 /// Default access key the simulator accepts.
 pub const DEFAULT_AK: &str = "IMSREGSIMULATORAK00";
@@ -177,12 +177,12 @@ impl SimConfig {
             ));
         }
         for (name, limit) in &self.rate_limits {
-            let obs_api = crate::sim::obs::ObsApi::from_name(name);
+            let obs_api = ObsApi::from_name(name);
             if Api::from_name(name).is_none() && obs_api.is_none() {
                 return Err(format!(
                     "rate_limits: unknown API {name:?} (known: {}, {})",
                     Api::ALL.map(|a| a.name()).join(", "),
-                    crate::sim::obs::ObsApi::ALL.map(|a| a.name()).join(", ")
+                    ObsApi::ALL.map(|a| a.name()).join(", ")
                 ));
             }
             if limit.rate.is_nan() || limit.rate <= 0.0 || limit.burst == 0 {

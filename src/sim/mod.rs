@@ -16,6 +16,7 @@
 mod api;
 pub mod auth;
 pub mod config;
+mod hash;
 pub mod limits;
 pub mod obs;
 pub mod obs_config;

@@ -28,35 +28,12 @@ use super::limits::Bucket;
 use super::obs_config::{EncryptionKind, is_bucket_name};
 use super::obs_content;
 use super::obs_store::{ObjectFacts, ObsRefusal, ObsStore, Read, SimObject};
-use super::server::ConnectionKiller;
+use super::routes::ObsApi;
+use super::server::{ConnectionKiller, drop_connection};
 use crate::obs::signer::{self, Dialect, ReceivedRequest};
 
 /// Chunk size of a whole-object answer's body.
 const STREAM_CHUNK: u64 = 64 * 1024;
-
-/// The OBS calls the simulator serves; the names key `rate_limits` and [`ObsStats::requests`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ObsApi {
-    HeadBucket,
-    HeadObject,
-    GetObject,
-}
-
-impl ObsApi {
-    pub const ALL: [ObsApi; 3] = [ObsApi::HeadBucket, ObsApi::HeadObject, ObsApi::GetObject];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ObsApi::HeadBucket => "obs_head_bucket",
-            ObsApi::HeadObject => "obs_head_object",
-            ObsApi::GetObject => "obs_get_object",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<ObsApi> {
-        ObsApi::ALL.into_iter().find(|api| api.name() == name)
-    }
-}
 
 /// What the OBS side saw (part of [`super::SimStats`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -429,18 +406,6 @@ fn pick_fault(side: &ObsSide, config: &SimConfig) -> Fault {
         }
     }
     Fault::None
-}
-
-async fn drop_connection(killer: Option<ConnectionKiller>) -> Response {
-    match killer {
-        Some(killer) => {
-            killer.kill();
-            std::future::pending().await
-        }
-        None => Response::new(Body::from_stream(futures::stream::once(async {
-            Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
-        }))),
-    }
 }
 
 /// How answers to one request are dressed.

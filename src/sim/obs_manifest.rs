@@ -21,10 +21,10 @@
 
 use std::collections::btree_map::Entry;
 
+use super::hash::unit_hash;
 use super::obs_config::{
     BucketConfig, ClassName, Content, EncryptionKind, ObjectConfig, ObsConfig,
 };
-use super::state::unit_hash;
 use crate::manifest::ImageEntry;
 
 /// Where a bucket named `otherregion` lives.

@@ -272,8 +272,8 @@ fn sim_bucket(name: &str, config: &BucketConfig, default_region: &str) -> SimBuc
         .map(|(key, object)| {
             let etag = format!(
                 "\"{:016x}{:016x}\"",
-                super::state::unit_hash(object.size, name).to_bits(),
-                super::state::unit_hash(object.size, key).to_bits()
+                super::hash::unit_hash(object.size, name).to_bits(),
+                super::hash::unit_hash(object.size, key).to_bits()
             );
             let sim = SimObject {
                 size: object.size,

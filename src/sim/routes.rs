@@ -67,6 +67,30 @@ pub fn route(method: &Method, path: &str) -> Option<(Api, Vec<String>)> {
     Some((api.0, api.1.into_iter().map(String::from).collect()))
 }
 
+/// The OBS calls the simulator serves; the names key `rate_limits` and `ObsStats::requests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObsApi {
+    HeadBucket,
+    HeadObject,
+    GetObject,
+}
+
+impl ObsApi {
+    pub const ALL: [ObsApi; 3] = [ObsApi::HeadBucket, ObsApi::HeadObject, ObsApi::GetObject];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ObsApi::HeadBucket => "obs_head_bucket",
+            ObsApi::HeadObject => "obs_head_object",
+            ObsApi::GetObject => "obs_get_object",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ObsApi> {
+        ObsApi::ALL.into_iter().find(|api| api.name() == name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -89,5 +91,19 @@ async fn serve_connection(stream: TcpStream, router: Router, mut shutdown: watch
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Closes the connection without answering (the request future is dropped with it).
+pub async fn drop_connection(killer: Option<ConnectionKiller>) -> Response {
+    match killer {
+        Some(killer) => {
+            killer.kill();
+            std::future::pending().await
+        }
+        // Not served by our connection loop: the nearest thing is an aborted body.
+        None => Response::new(Body::from_stream(futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
+        }))),
     }
 }
