@@ -10,9 +10,10 @@ use crate::exit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// `FILE:LINE:COL: error: field: message` lines and a summary.
+    /// One `FILE:LINE...: error: ...` line per problem, then a summary.
     Text,
-    /// A JSON array of {file, line, column, severity, field, message}.
+    /// JSON (validate: an array of {file, line, column, severity, field, message}; preflight:
+    /// {file, warnings, summary, problems, entries}).
     Json,
 }
 
