@@ -68,8 +68,9 @@ SCENARIOS = {
     "a": {
         "title": "(a) unlimited rate, 0.5 s jobs",
         "sim": "sim-unlimited.yaml",
+        # a-d measure the IMS side, as the peer has no preflight; e measures it with one.
         "imsreg": ["--concurrency", "16", "--submit-rate", "1000000", "--query-rate", "1000000",
-                   "--max-active-jobs", "100000", "--poll-interval", "2s"],
+                   "--max-active-jobs", "100000", "--poll-interval", "2s", "--no-preflight"],
         # imsreg's bulk status sweeps cost about one list request per interval whatever the
         # number of jobs, so polling faster is cheap for it (not for the peer's ShowJob loop).
         # The state journal fsyncs every accepted job ID and every outcome; the no-state
@@ -82,7 +83,7 @@ SCENARIOS = {
         "title": "(b) quota-bound: 50 registers/s enforced, 2 s jobs",
         "sim": "sim-quota.yaml",
         "imsreg": ["--concurrency", "16", "--submit-rate", "50", "--max-active-jobs", "200",
-                   "--poll-interval", "2s"],
+                   "--poll-interval", "2s", "--no-preflight"],
         "peer": ["--rate", "50"],
         "server_rate": 50, "job_s": 2,
     },
@@ -90,7 +91,7 @@ SCENARIOS = {
         "title": "(d) server limit 20 % below the set rate: 40 registers/s enforced, tools at 50/s, 2 s jobs",
         "sim": "sim-quota-low.yaml",
         "imsreg": ["--concurrency", "16", "--submit-rate", "50", "--max-active-jobs", "200",
-                   "--poll-interval", "2s"],
+                   "--poll-interval", "2s", "--no-preflight"],
         "peer": ["--rate", "50"],
         "server_rate": 40, "job_s": 2,
     },
@@ -108,7 +109,7 @@ SCENARIOS = {
         "title": "(c) imsreg scaling, 2 s jobs",
         "sim": "sim-scaling.yaml",
         "imsreg": ["--concurrency", "16", "--submit-rate", "1000000", "--query-rate", "100",
-                   "--max-active-jobs", "4000", "--poll-interval", "2s"],
+                   "--max-active-jobs", "4000", "--poll-interval", "2s", "--no-preflight"],
     },
 }
 
