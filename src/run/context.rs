@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -36,6 +36,9 @@ pub struct Ctx<C> {
     pub pacer: Pacer,
     pub active: Arc<ActiveJobs>,
     pub sweeper: Sweeper,
+    /// Images still to be submitted (waiting for their turn, or their register call on the
+    /// wire); set by the engine once it knows which images it submits.
+    pub unsubmitted: AtomicUsize,
     /// Fires on cancellation or on an authentication failure: no new request after it.
     pub stop: CancellationToken,
     auth_failed: AtomicBool,
@@ -71,6 +74,7 @@ impl<C: ImsApi> Ctx<C> {
             query_limiter: Limiter::new(config.query_rate),
             active: ActiveJobs::new(config.max_active_jobs),
             sweeper: Sweeper::new(),
+            unsubmitted: AtomicUsize::new(0),
             stop,
             auth_failed: AtomicBool::new(false),
             progress_unsupported: AtomicBool::new(false),

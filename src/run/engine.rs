@@ -139,6 +139,7 @@ pub async fn execute<C: ImsApi>(
     let sweeper = tokio::spawn(run_sweeps(ctx.clone(), sweeps_done.clone()));
     let done = Done::new(images.len());
     let to_submit = start_followers(&ctx, &images, &statuses, &done);
+    ctx.unsubmitted.store(to_submit.len(), Ordering::Relaxed);
     drop(statuses);
     tokio::spawn(submit_in_order(
         ctx.clone(),
@@ -317,6 +318,7 @@ async fn run_image<C: ImsApi>(
         Start::Submit => {
             // Boxed while it lasts: the task then waits for its job's end at half the size.
             let end = Box::pin(submit(&ctx, &image.entry, &mut result.attempts)).await;
+            ctx.unsubmitted.fetch_sub(1, Ordering::Relaxed);
             started = Instant::now();
             match end {
                 SubmitEnd::Accepted { job_id, active } => {

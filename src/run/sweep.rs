@@ -46,6 +46,8 @@ pub const FIRST_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 /// While no watched registration is expected to have ended, sweeps pause for at most this
 /// many poll intervals.
 pub const MAX_SKIPPED_PERIODS: u32 = 4;
+/// At the run's end, sweeps come this many times per poll interval (see [`run_sweeps`]).
+pub const TAIL_DIVISOR: u32 = 4;
 /// A sweep without the `updated_at` filter at least this often.
 pub const FULL_SWEEP_EVERY: Duration = Duration::from_secs(300);
 
@@ -99,8 +101,16 @@ pub async fn run_sweeps<C: ImsApi>(ctx: Arc<Ctx<C>>, done: CancellationToken) {
         if full {
             last_full = Instant::now();
         }
-        // Back to back when a sweep takes longer than the period (pages x query rate).
-        next = sweep_started + period;
+        // Back to back when a sweep takes longer than the period (pages x query rate). At the
+        // run's end (nothing left to submit, and every watched registration could have ended
+        // by now, judging by the fastest seen) a fraction of the period, so that the last
+        // jobs' end is noticed soon, for a few more small list requests in the whole run.
+        let tail = ctx.unsubmitted.load(std::sync::atomic::Ordering::Relaxed) == 0
+            && ctx
+                .sweeper
+                .last_possible_end()
+                .is_some_and(|end| end <= Instant::now() + period / TAIL_DIVISOR);
+        next = sweep_started + if tail { period / TAIL_DIVISOR } else { period };
     }
 }
 

@@ -106,6 +106,14 @@ impl Sweeper {
         Some(oldest + fastest)
     }
 
+    /// The instant by which every watched registration can be expected to have ended, judging
+    /// by the fastest one seen so far: the newest watch plus that duration (`None` as above).
+    pub fn last_possible_end(&self) -> Option<Instant> {
+        let fastest = (*self.fastest.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let newest = self.lock().values().map(|w| w.started).max()?;
+        Some(newest + fastest)
+    }
+
     fn remove(&self, image_id: &ImageId) -> Option<Watcher> {
         let removed = self.lock().remove(image_id);
         if removed.is_some() && self.count.fetch_sub(1, Ordering::Relaxed) == BULK_THRESHOLD {
