@@ -210,10 +210,14 @@ async fn run(args: Args) -> u8 {
         Ok(Outcome::Planned(plan)) => {
             match plan.verdict {
                 Verdict::Unreachable => {
-                    tracing::error!("dry run: IMS could not be reached; no plan was made")
+                    tracing::error!(
+                        "dry run: IMS could not be reached (or its answers not understood), so no plan was made; check the network, the endpoint (--endpoint or --region) and any proxy, then run again"
+                    )
                 }
                 Verdict::CredentialsRejected => {
-                    tracing::error!("dry run: IMS rejected the credentials; no plan was made")
+                    tracing::error!(
+                        "dry run: IMS rejected the credentials, so no plan was made; check HUAWEICLOUD_SDK_AK/SK (or OS_AUTH_TOKEN), the project ID and the machine's clock"
+                    )
                 }
                 _ => {
                     let mut stdout = std::io::stdout().lock();
