@@ -15,6 +15,7 @@
 pub mod dry_run;
 mod journal;
 mod journal_sink;
+pub mod lookup;
 mod options;
 pub mod order;
 pub mod outcome;

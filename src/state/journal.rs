@@ -95,6 +95,54 @@ pub enum EntryKind {
     },
 }
 
+/// A line about an image imsreg creates itself (a manifest entry without `image_id`), keyed by
+/// the entry's identity: the value of its `imsreg-key` tag. These lines let a re-run know that
+/// a create may still be on its way (an intent without an answer) or which image an earlier
+/// run created; the cloud lookup by tag stays the truth, the journal is a shortcut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateLine {
+    /// Format version.
+    pub v: u32,
+    /// When the line was written.
+    pub at: DateTime<Utc>,
+    /// The identity tag's value.
+    pub key: String,
+    /// The entry's name (for people reading the journal and for `imsreg status`).
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: CreateKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CreateKind {
+    /// A create call is about to be sent (written and fsynced before it is).
+    CreateIntent,
+    /// The create call answered this image, or a lookup found the image an earlier create made.
+    Created { image_id: String },
+    /// IMS refused the create for good: no create is on its way any more.
+    CreateRefused,
+}
+
+/// What the journal knows about one entry imsreg creates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateState {
+    pub name: String,
+    /// The image the last create answered (or a lookup found).
+    pub image_id: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// A create sent at this time has no answer on record: it may still land.
+    pub intent_at: Option<DateTime<Utc>>,
+}
+
+/// One journal line of either kind (an image's registration, or a create).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Image(Entry),
+    Create(CreateLine),
+}
+
 /// What the journal knows about one image.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageState {
@@ -113,6 +161,8 @@ pub struct ImageState {
 #[derive(Debug, Clone, Default)]
 pub struct Replayed {
     pub images: HashMap<String, ImageState>,
+    /// The entries imsreg creates, by identity tag value.
+    pub creates: HashMap<String, CreateState>,
     /// A last line cut short by a crash, ignored.
     pub torn_tail: bool,
     /// Lines before the last that could not be read (1-based line numbers), skipped.
@@ -156,6 +206,52 @@ impl Replayed {
                 state.error_message = error_message;
             }
         }
+    }
+
+    fn apply_create(&mut self, line: CreateLine) {
+        self.last_update = Some(self.last_update.map_or(line.at, |t| t.max(line.at)));
+        let state = self.creates.entry(line.key).or_default();
+        state.name = line.name;
+        match line.kind {
+            CreateKind::CreateIntent => state.intent_at = Some(line.at),
+            CreateKind::Created { image_id } => {
+                state.image_id = Some(image_id);
+                state.created_at = Some(line.at);
+                state.intent_at = None;
+            }
+            CreateKind::CreateRefused => state.intent_at = None,
+        }
+    }
+
+    /// The create lines compaction keeps: per entry, the image created last, then an intent
+    /// still without an answer.
+    fn compacted_creates(&self) -> Vec<CreateLine> {
+        let mut keys: Vec<&String> = self.creates.keys().collect();
+        keys.sort();
+        let mut lines = Vec::new();
+        for key in keys {
+            let state = &self.creates[key];
+            let line = |at: DateTime<Utc>, kind: CreateKind| CreateLine {
+                v: FORMAT_VERSION,
+                at,
+                key: key.clone(),
+                name: state.name.clone(),
+                kind,
+            };
+            if let Some(image_id) = &state.image_id {
+                let at = state.created_at.unwrap_or_else(Utc::now);
+                lines.push(line(
+                    at,
+                    CreateKind::Created {
+                        image_id: image_id.clone(),
+                    },
+                ));
+            }
+            if let Some(at) = state.intent_at {
+                lines.push(line(at, CreateKind::CreateIntent));
+            }
+        }
+        lines
     }
 
     /// One line per image that carries everything replay would rebuild (compaction).
@@ -225,10 +321,14 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Entry>(text) {
-            Ok(entry) if entry.v == FORMAT_VERSION => {
+        match serde_json::from_slice::<Line>(text) {
+            Ok(Line::Image(entry)) if entry.v == FORMAT_VERSION => {
                 replayed.lines += 1;
                 replayed.apply(entry);
+            }
+            Ok(Line::Create(line)) if line.v == FORMAT_VERSION => {
+                replayed.lines += 1;
+                replayed.apply_create(line);
             }
             Ok(_) | Err(_) => {
                 if replayed.lines == 0 && !looks_like_a_journal_line(text) {
@@ -287,6 +387,11 @@ impl Journal {
             let mut bytes = Vec::new();
             for entry in replayed.compacted_entries() {
                 serde_json::to_writer(&mut bytes, &entry)
+                    .map_err(|e| StateError::Encode(e.to_string()))?;
+                bytes.push(b'\n');
+            }
+            for line in replayed.compacted_creates() {
+                serde_json::to_writer(&mut bytes, &line)
                     .map_err(|e| StateError::Encode(e.to_string()))?;
                 bytes.push(b'\n');
             }
@@ -351,6 +456,34 @@ impl Journal {
             .write_all(&line)
             .map_err(|source| StateError::io(&self.path, source))?;
         self.unsynced = true;
+        Ok(())
+    }
+
+    /// Appends a create line and fsyncs it (with every line before it) before returning: an
+    /// intent must be on disk before its create is sent, and a created image's ID as soon as
+    /// it is known.
+    pub fn append_create(
+        &mut self,
+        key: &str,
+        name: &str,
+        kind: CreateKind,
+    ) -> Result<(), StateError> {
+        let line = CreateLine {
+            v: FORMAT_VERSION,
+            at: Utc::now(),
+            key: key.to_string(),
+            name: name.to_string(),
+            kind,
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(|e| StateError::Encode(e.to_string()))?;
+        bytes.push(b'\n');
+        self.file
+            .write_all(&bytes)
+            .map_err(|source| StateError::io(&self.path, source))?;
+        self.file
+            .sync_data()
+            .map_err(|source| StateError::io(&self.path, source))?;
+        self.unsynced = false;
         Ok(())
     }
 
@@ -487,6 +620,68 @@ mod tests {
         assert_eq!(after.images["img-1"].job_id.as_deref(), Some("job-4"));
         assert_eq!(after.images["img-1"].outcome, Some(JournalStatus::Failed));
         assert_eq!(after.images["img-2"].job_id.as_deref(), Some("job-x"));
+    }
+
+    #[test]
+    fn create_lines_replay_and_survive_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal
+            .append_create("k1", "web", CreateKind::CreateIntent)
+            .unwrap();
+        journal
+            .append_create(
+                "k1",
+                "web",
+                CreateKind::Created {
+                    image_id: "img-1".into(),
+                },
+            )
+            .unwrap();
+        journal
+            .append_create("k2", "db", CreateKind::CreateIntent)
+            .unwrap();
+        journal
+            .append_create("k3", "bad", CreateKind::CreateIntent)
+            .unwrap();
+        journal
+            .append_create("k3", "bad", CreateKind::CreateRefused)
+            .unwrap();
+        journal.append("img-1", submitted("job-1")).unwrap();
+        drop(journal);
+
+        let check = |replayed: &Replayed| {
+            let web = &replayed.creates["k1"];
+            assert_eq!(web.name, "web");
+            assert_eq!(web.image_id.as_deref(), Some("img-1"));
+            assert_eq!(web.intent_at, None, "answered");
+            let db = &replayed.creates["k2"];
+            assert!(db.intent_at.is_some(), "a create may still be on its way");
+            assert_eq!(db.image_id, None);
+            // Refused: nothing on its way (compaction then drops the entry).
+            assert!(
+                replayed
+                    .creates
+                    .get("k3")
+                    .is_none_or(|s| s.intent_at.is_none())
+            );
+            assert_eq!(replayed.images["img-1"].job_id.as_deref(), Some("job-1"));
+            assert!(replayed.unreadable_lines.is_empty());
+        };
+        let before = replay(&path).unwrap();
+        check(&before);
+        let (_journal, replayed) = Journal::open(&path).unwrap();
+        check(&replayed);
+        let after = replay(&path).unwrap();
+        check(&after);
+        assert_eq!(
+            after.creates["k2"].intent_at,
+            before.creates["k2"].intent_at
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains(r#""event":"create_intent""#), "{text}");
     }
 
     #[test]

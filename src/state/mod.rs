@@ -12,6 +12,8 @@ mod path;
 
 pub use error::StateError;
 pub use holder::LockHolder;
-pub use journal::{EntryKind, ImageState, Journal, JournalStatus, Replayed, replay};
+pub use journal::{
+    CreateKind, CreateState, EntryKind, ImageState, Journal, JournalStatus, Replayed, replay,
+};
 pub use lock::{LockState, RunLock};
 pub use path::{default_path, resolve};
