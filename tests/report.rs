@@ -37,6 +37,7 @@ fn record(status: ImageOutcome, n: u32) -> ImageRecord {
         finished_at: submitted.then_some(start + Duration::milliseconds(90_500)),
         duration_s: submitted.then_some(90.5),
         size_bytes: None,
+        created: false,
     }
 }
 

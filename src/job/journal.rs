@@ -157,6 +157,7 @@ fn missing() -> ImageRecord {
         finished_at: None,
         duration_s: None,
         size_bytes: None,
+        created: false,
     }
 }
 

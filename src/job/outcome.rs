@@ -85,6 +85,7 @@ pub fn invalid_record(entry: &InvalidEntry) -> ImageRecord {
         finished_at: None,
         duration_s: None,
         size_bytes: None,
+        created: false,
     }
 }
 
@@ -184,6 +185,7 @@ mod tests {
             finished_at: None,
             duration_s: None,
             size_bytes: None,
+            created: false,
         }
     }
 

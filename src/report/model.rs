@@ -78,6 +78,10 @@ pub struct ImageRecord {
     /// The object's size in OBS, when the preflight learned it.
     #[serde(default)]
     pub size_bytes: Option<u64>,
+    /// imsreg created this image (the manifest entry had no `image_id`; `image_id` is the
+    /// image imsreg made for it, in this run or an earlier one, found again by its tag).
+    #[serde(default)]
+    pub created: bool,
 }
 
 impl ImageRecord {
@@ -97,6 +101,7 @@ impl ImageRecord {
             finished_at: None,
             duration_s: None,
             size_bytes: None,
+            created: false,
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct Summary {
     pub total_bytes: u64,
     #[serde(default)]
     pub registered_bytes: u64,
+    /// Entries whose image imsreg created (`created: true`).
+    #[serde(default)]
+    pub created: usize,
 }
 
 impl Summary {
@@ -131,6 +139,7 @@ impl Summary {
         };
         for record in records {
             let size = record.size_bytes.unwrap_or(0);
+            summary.created += usize::from(record.created);
             summary.total_bytes += size;
             if record.status.is_success() {
                 summary.registered_bytes += size;

@@ -169,6 +169,7 @@ mod tests {
             finished_at: None,
             duration_s: None,
             size_bytes: None,
+            created: false,
         }
     }
 
