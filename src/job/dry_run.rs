@@ -6,6 +6,7 @@
 //! retries as a real run) and asks the engine's own decision ([`action_for`]) what it would
 //! do with each. It never sends a registration and writes no report.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -13,12 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::report::escape::printable;
 
-use crate::manifest::InvalidEntry;
+use crate::ids::ImageId;
+use crate::manifest::{CreateEntry, InvalidEntry};
 use crate::report::ImageRecord;
 use crate::run::{
     Action, CloudStatus, EventSink, PlannedImage, RunConfig, StatusMap, action_for, check_only,
 };
 
+use super::create_stage::CreateStage;
 use super::outcome::Verdict;
 use super::prepare::Job;
 
@@ -35,6 +38,10 @@ pub struct DryRunPlan {
     pub invalid: Vec<InvalidEntry>,
     /// Entries the preflight failed (never submitted), in manifest order.
     pub preflight_failed: Vec<ImageRecord>,
+    /// Entries without an `image_id` that no image's tag matches: a run would create them.
+    pub to_create: Vec<CreateEntry>,
+    /// The images found by their tag for entries imsreg creates (among `images`).
+    pub created_images: HashSet<ImageId>,
     pub config: RunConfig,
     pub endpoint: String,
     /// `AllRegistered` when the plan was made; `Unreachable` or `CredentialsRejected` when IMS
@@ -51,6 +58,8 @@ impl DryRunPlan {
                 settled: self.settled,
                 invalid: &self.invalid,
                 preflight_failed: &self.preflight_failed,
+                to_create: &self.to_create,
+                created_images: &self.created_images,
             },
             &self.statuses,
             &self.config,
@@ -62,6 +71,7 @@ impl DryRunPlan {
 /// Reads the cloud status of the job's images and plans.
 pub async fn plan(
     job: &mut Job,
+    created: &CreateStage,
     sink: Arc<dyn EventSink>,
     cancel: CancellationToken,
 ) -> DryRunPlan {
@@ -80,6 +90,8 @@ pub async fn plan(
         preflight_failed: job.journal.preflight_failed().cloned().collect(),
         images,
         statuses: check.statuses,
+        to_create: created.to_create.clone(),
+        created_images: created.images.clone(),
         invalid: std::mem::take(&mut job.invalid),
         config: job.config.clone(),
         endpoint: job.target.endpoint.clone(),
@@ -93,6 +105,8 @@ struct Listed<'a> {
     settled: usize,
     invalid: &'a [InvalidEntry],
     preflight_failed: &'a [ImageRecord],
+    to_create: &'a [CreateEntry],
+    created_images: &'a HashSet<ImageId>,
 }
 
 /// The plan as text for stdout.
@@ -102,6 +116,8 @@ fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoin
         settled,
         invalid,
         preflight_failed,
+        to_create,
+        created_images,
     } = *listed;
     let actions: Vec<Action> = images
         .iter()
@@ -126,6 +142,18 @@ fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoin
     let poll = count(|a| matches!(a, Action::FollowJob(_) | Action::FollowImage));
     let fail = count(|a| matches!(a, Action::Fail { .. }));
     let unsettled = count(|a| matches!(a, Action::Unsettled { .. }));
+    if !to_create.is_empty() || !created_images.is_empty() {
+        let _ = writeln!(
+            out,
+            "  would create    {} (no image carries their imsreg-key tag yet)",
+            to_create.len()
+        );
+        let _ = writeln!(
+            out,
+            "  found           {} (created by imsreg before, found by their tag; planned below)",
+            created_images.len()
+        );
+    }
     let _ = writeln!(out, "  would submit    {submit}");
     let _ = writeln!(out, "  would skip      {skip} (already active)");
     let _ = writeln!(out, "  would poll      {poll} (already saving)");
@@ -165,11 +193,15 @@ fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoin
         let status = statuses
             .get(&entry.image_id)
             .map_or("unknown", CloudStatus::label);
-        let name = entry
-            .name
-            .as_deref()
-            .map(|n| format!("  ({n})"))
-            .unwrap_or_default();
+        let created = if created_images.contains(&entry.image_id) {
+            ", created by imsreg"
+        } else {
+            ""
+        };
+        let name = match entry.name.as_deref() {
+            Some(n) => format!("  ({n}{created})"),
+            None => String::new(),
+        };
         let (label, why) = match action {
             Action::Submit => ("submit", String::new()),
             Action::AlreadyRegistered => ("skip", String::new()),
@@ -182,6 +214,13 @@ fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoin
         let line = format!(
             "{label:<7} {}  {}  [{status}]{name}{why}",
             entry.image_id, entry.image_url
+        );
+        let _ = writeln!(out, "  {}", printable(&line));
+    }
+    for entry in to_create {
+        let line = format!(
+            "{:<7} {:<36}  {}  ({}, line {})",
+            "create", "-", entry.image_url, entry.name, entry.line
         );
         let _ = writeln!(out, "  {}", printable(&line));
     }
@@ -252,6 +291,8 @@ mod tests {
             settled: 0,
             invalid: &[],
             preflight_failed: &[],
+            to_create: &[],
+            created_images: &HashSet::new(),
         };
         let text = render(&listed, &statuses, &config, "http://127.0.0.1:1");
         assert!(text.contains("would submit    1"), "{text}");
@@ -284,6 +325,8 @@ mod tests {
             settled: 0,
             invalid: &[],
             preflight_failed: &[],
+            to_create: &[],
+            created_images: &HashSet::new(),
         };
         let text = render(&listed, &statuses, &config, "x");
         assert!(!text.contains("\n  skip"), "{text}");

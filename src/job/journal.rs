@@ -5,13 +5,14 @@
 //! `--no-state` run without one (a simulated cloud forgets everything when the process ends,
 //! so its journal would lie to the next run).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::manifest::ImageEntry;
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::{EventSink, PlannedImage};
-use crate::state::{self, Journal, Replayed, RunLock, StateError};
+use crate::state::{self, CreateState, ImageState, Journal, Replayed, RunLock, StateError};
 
 use super::journal_sink::JournalSink;
 use super::resume::{self, Slot};
@@ -63,6 +64,11 @@ pub struct Prepared {
     pub images: Vec<PlannedImage>,
     /// The journal writer and the lock that guards it, while the run lasts.
     pub journal: Option<(Arc<JournalSink>, RunLock)>,
+    /// What the journal knows of the entries imsreg creates, by identity tag value.
+    pub creates: HashMap<String, CreateState>,
+    /// The journal's records of the images those entries were created as, by image ID: the
+    /// create stage's entries are resumed from them once their images are known.
+    created_images: HashMap<String, ImageState>,
 }
 
 impl Prepared {
@@ -122,6 +128,33 @@ impl Prepared {
         self.images = kept;
     }
 
+    /// Adds the entries the create stage backed with an image (found or created) after the
+    /// others, resumed from what the journal knows of their images.
+    pub fn add_created(&mut self, entries: Vec<ImageEntry>, retry_failed: bool) {
+        let replayed = Replayed {
+            images: std::mem::take(&mut self.created_images),
+            ..Replayed::default()
+        };
+        let resumed = resume::resume(entries, &replayed, retry_failed);
+        for warning in &resumed.warnings {
+            tracing::warn!("{warning}");
+        }
+        for slot in resumed.slots {
+            match slot {
+                Slot::Settled(record) => self.settled.push(Some(record)),
+                Slot::Run(planned) => {
+                    self.settled.push(None);
+                    self.images.push(planned);
+                }
+            }
+        }
+    }
+
+    /// Adds an entry the create stage settled itself (after every other).
+    pub fn add_settled(&mut self, record: ImageRecord) {
+        self.settled.push(Some(Box::new(record)));
+    }
+
     /// Records for every valid entry in manifest order: settled ones from the journal, the
     /// others from the engine (one per planned image, in plan order).
     pub fn records(&mut self, engine_records: Vec<ImageRecord>) -> Vec<ImageRecord> {
@@ -179,6 +212,12 @@ pub fn prepare(
     if let Mode::ReadOnly(path) | Mode::ReadWrite(path) = mode {
         report_replay(path, &replayed);
     }
+    let creates = replayed.creates.clone();
+    let created_images = creates
+        .values()
+        .filter_map(|state| state.image_id.as_ref())
+        .filter_map(|id| Some((id.clone(), replayed.images.get(id)?.clone())))
+        .collect();
     let resumed = resume::resume(entries, &replayed, retry_failed);
     for warning in &resumed.warnings {
         tracing::warn!("{warning}");
@@ -204,6 +243,8 @@ pub fn prepare(
         settled,
         images,
         journal,
+        creates,
+        created_images,
     })
 }
 
@@ -214,7 +255,7 @@ fn report_replay(path: &Path, replayed: &Replayed) {
     if !replayed.unreadable_lines.is_empty() {
         tracing::warn!(state = %path.display(), lines = ?replayed.unreadable_lines, "unreadable state journal lines skipped");
     }
-    if !replayed.images.is_empty() {
+    if !replayed.images.is_empty() || !replayed.creates.is_empty() {
         tracing::info!(state = %path.display(), images = replayed.images.len(), "resuming from the state journal");
     }
 }
@@ -244,6 +285,8 @@ mod tests {
             settled: vec![Some(Box::new(journaled)), None, None, None],
             images: vec![planned("b"), planned("c"), planned("d")],
             journal: None,
+            creates: HashMap::new(),
+            created_images: HashMap::new(),
         };
         prepared.settle_planned(|image| {
             image.size_bytes = Some(7);

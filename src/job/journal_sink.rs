@@ -8,7 +8,7 @@ use crate::ids::ImageId;
 use crate::report::ImageOutcome;
 use crate::run::{Durable, EventSink, RunEvent};
 use crate::state::commit::GroupCommit;
-use crate::state::{EntryKind, Journal, JournalStatus, StateError};
+use crate::state::{CreateKind, EntryKind, Journal, JournalStatus, StateError};
 
 /// What the journal remembers of a report status: only the cloud's verdicts and running jobs.
 /// Images that are not settled (never submitted, or whose status could not be learned) leave
@@ -49,6 +49,23 @@ impl JournalSink {
     pub fn error(&self) -> Option<String> {
         let written = self.first_error.lock().ok().and_then(|e| e.clone());
         written.or_else(|| self.commit.as_ref().and_then(GroupCommit::failure))
+    }
+
+    /// Writes and fsyncs a create line (an intent before its create is sent, the created
+    /// image's ID as soon as it is known). An error means the line may not be on disk: the
+    /// caller sends no create then.
+    pub fn record_create(&self, key: &str, name: &str, kind: CreateKind) -> Result<(), String> {
+        let result = match self.journal.lock() {
+            Ok(mut journal) => journal.append_create(key, name, kind),
+            Err(_) => Err(StateError::Encode("journal lock poisoned".into())),
+        };
+        result.map_err(|e| {
+            let text = e.to_string();
+            if let Ok(mut first) = self.first_error.lock() {
+                first.get_or_insert_with(|| text.clone());
+            }
+            text
+        })
     }
 
     fn append(&self, image_id: &ImageId, kind: EntryKind) {

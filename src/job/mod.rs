@@ -8,10 +8,13 @@
 //! progress display, summary, signals and the verdict -> exit code mapping.
 //!
 //! The steps, in order: [`prepare`] (manifest, settings, target, journal), [`preflight`] (every
-//! object checked in OBS; failures settled as `preflight_failed`), then either [`dry_run`] or
+//! object checked in OBS; failures settled as `preflight_failed`), [`create`] (the images of
+//! entries without an `image_id`, found by their tag or created), then either [`dry_run`] or
 //! the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest order, report,
 //! verdict).
 
+pub mod create;
+mod create_stage;
 pub mod dry_run;
 mod journal;
 mod journal_sink;
@@ -94,9 +97,18 @@ pub async fn run(
         return Err(err);
     }
 
+    // Entries without an image_id get their image (found by its tag, or created) first.
+    let created = match create_stage::run(&mut job, &options, observer.as_ref(), cancel.clone()).await {
+        Ok(created) => created,
+        Err(err) => {
+            job.shutdown().await;
+            return Err(err);
+        }
+    };
+
     if options.dry_run {
         let sink: Arc<dyn EventSink> = observer.clone();
-        let plan = dry_run::plan(&mut job, sink, cancel).await;
+        let plan = dry_run::plan(&mut job, &created, sink, cancel).await;
         job.shutdown().await;
         return Ok(Outcome::Planned(Box::new(plan)));
     }
@@ -142,7 +154,8 @@ pub async fn run(
     if let Some(reordered) = &reordered {
         engine_records = reordered.restore(engine_records);
     }
-    let records = job.journal.records(engine_records);
+    let mut records = job.journal.records(engine_records);
+    created.mark(&mut records);
     let records = outcome::records_in_manifest_order(&job.valid_lines, records, &job.invalid);
     let report = outcome::build_report(
         &options.manifest,
@@ -173,6 +186,7 @@ pub async fn run(
         cancelled = summary.cancelled,
         unreachable = summary.unreachable,
         preflight_failed = summary.preflight_failed,
+        created = summary.created,
         verdict = ?verdict,
         "run finished"
     );

@@ -28,6 +28,10 @@ pub struct JobOptions {
     pub retry_failed: bool,
     /// Where credentials are looked up (the process environment for `imsreg run`).
     pub environment: Environment,
+    /// `--request-timeout`: how long one IMS call may take (default 60 s). A create whose
+    /// answer was lost may still land until then, so a re-run waits that long before it
+    /// decides that it did not.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and
@@ -44,6 +48,13 @@ pub trait JobObserver: EventSink {
     /// The preflight of a run has judged the entries (`manifest` is the path as given); its
     /// problems are to be shown. Not called by `imsreg preflight`, which prints them itself.
     fn preflight_finished(&self, _manifest: &str, _report: &crate::preflight::PreflightReport) {}
+
+    /// The create stage is about to look up (and create) the images of this many entries.
+    fn creating_images(&self, _entries: usize) {}
+
+    /// The create stage is done: images created in this run, found by their tag, and entries
+    /// it settled itself (refused, conflicting, not reached).
+    fn images_created(&self, _created: usize, _found: usize, _settled: usize) {}
 
     /// The engine is about to run these images (after the state journal) with this config.
     fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}

@@ -105,7 +105,7 @@ pub fn records_in_manifest_order(
         valid_records.len(),
         "one record per valid entry"
     );
-    if invalid.is_empty() {
+    if invalid.is_empty() && valid_lines.is_sorted() {
         return valid_records;
     }
     let in_line_order = valid_lines.is_sorted() && invalid.is_sorted_by_key(|entry| entry.line);

@@ -127,7 +127,8 @@ pub async fn preflight(
     let region = flags.region.clone().or(manifest.settings.region.clone());
     let mut simulator = None;
     let obs = if options.simulate {
-        let sim = target::simulated(&manifest.images, region)?;
+        let to_create = super::create::placeholder_entries(&manifest.creates);
+        let sim = target::simulated(&manifest.images, &to_create, region, None)?;
         let obs = obs_target(
             sim.region.as_deref(),
             None,
@@ -220,16 +221,45 @@ pub async fn screen(
         ims_region: obs.ims_region.clone(),
     };
     let images = &job.journal.images;
+    // The entries imsreg creates are checked too, before any image is created for them.
+    let to_create = super::create::placeholder_entries(&job.creates);
     let entries: Vec<&manifest::ImageEntry> = images
         .iter()
         .filter(|image| image.known_job_id.is_none())
         .map(|image| &image.entry)
+        .chain(&to_create)
         .collect();
     observer.preflight_starting(entries.len(), obs.client.endpoint().as_str());
     let report = preflight::check(&obs.client, &entries, &config, cancel).await?;
     observer.preflight_finished(manifest, &report);
 
-    let mut verdicts = report.verdicts.iter();
+    let registered = entries.len() - to_create.len();
+    let mut create_verdicts = report.verdicts.iter().skip(registered);
+    let mut kept = Vec::with_capacity(job.creates.len());
+    for entry in std::mem::take(&mut job.creates) {
+        let Some(verdict) = create_verdicts.next() else {
+            kept.push(entry);
+            continue;
+        };
+        if let Some((code, message)) = verdict.failure() {
+            let placeholder = super::create::placeholder_entries(std::slice::from_ref(&entry));
+            let mut record = ImageRecord::for_entry(&placeholder[0], ImageOutcome::PreflightFailed);
+            record.image_id = None;
+            record.error_code = Some(code);
+            record.error_message = Some(message);
+            record.size_bytes = verdict.size_bytes;
+            job.valid_lines.push(entry.line);
+            job.journal.add_settled(record);
+        } else {
+            if let Some(size) = verdict.size_bytes {
+                job.create_sizes.insert(entry.line, size);
+            }
+            kept.push(entry);
+        }
+    }
+    job.creates = kept;
+
+    let mut verdicts = report.verdicts.iter().take(registered);
     job.journal.settle_planned(|image| {
         if image.known_job_id.is_some() {
             return None;

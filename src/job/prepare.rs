@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::manifest::{self, InvalidEntry};
+use crate::manifest::{self, CreateEntry, InvalidEntry};
 use crate::report::ReportSettings;
 use crate::run::RunConfig;
 use crate::state::StateError;
@@ -47,6 +47,10 @@ pub enum JobError {
     Target(#[from] TargetError),
     #[error("{0}")]
     State(#[from] StateError),
+    /// The entries to create cannot be created (unknown os_version, image quota, credentials):
+    /// nothing was created.
+    #[error("{0}")]
+    Create(#[from] super::create::CreateError),
     /// The preflight cannot ask OBS (no or a bad OBS endpoint, only an IAM token).
     #[error("preflight: {0}")]
     Obs(crate::obs::ObsError),
@@ -83,6 +87,12 @@ pub struct Job {
     pub target: Target,
     /// The valid entries after the state journal.
     pub journal: Prepared,
+    /// The valid entries without an `image_id`: the create stage makes their images.
+    pub creates: Vec<CreateEntry>,
+    /// How long one IMS call may take (a create sent may land until then).
+    pub request_timeout: Duration,
+    /// The objects' sizes of entries to create, by manifest line (from the preflight).
+    pub create_sizes: std::collections::HashMap<usize, u64>,
 }
 
 impl Job {
@@ -145,7 +155,13 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
             config.poll_interval = SIMULATE_POLL_INTERVAL;
         }
         let region = flags.region.clone().or(manifest.settings.region.clone());
-        target::simulated(&manifest.images, region)?
+        let to_create = super::create::placeholder_entries(&manifest.creates);
+        target::simulated(
+            &manifest.images,
+            &to_create,
+            region,
+            options.request_timeout,
+        )?
     } else {
         target::real(
             target::Location {
@@ -160,6 +176,7 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
                     .or(manifest.settings.project_id.clone()),
             },
             &options.environment,
+            options.request_timeout,
         )?
     };
 
@@ -170,6 +187,7 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
     let valid_lines = manifest.images.iter().map(|entry| entry.line).collect();
     let entries = std::mem::take(&mut manifest.images);
     let journal = journal::prepare(&mode, entries, options.retry_failed)?;
+    let creates = std::mem::take(&mut manifest.creates);
     let invalid = if options.skip_invalid {
         std::mem::take(&mut manifest.invalid)
     } else {
@@ -183,6 +201,11 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         config,
         target,
         journal,
+        creates,
+        request_timeout: options
+            .request_timeout
+            .unwrap_or(crate::ims::client::DEFAULT_REQUEST_TIMEOUT),
+        create_sizes: std::collections::HashMap::new(),
     })
 }
 

@@ -81,7 +81,11 @@ impl std::fmt::Debug for Environment {
 
 /// The real cloud: credentials from the environment (or the credentials file), checked before
 /// any request is sent.
-pub fn real(location: Location, environment: &Environment) -> Result<Target, TargetError> {
+pub fn real(
+    location: Location,
+    environment: &Environment,
+    request_timeout: Option<Duration>,
+) -> Result<Target, TargetError> {
     let endpoint =
         client::resolve_endpoint(location.region.as_deref(), location.endpoint.as_deref())
             .map_err(TargetError::Endpoint)?;
@@ -100,6 +104,9 @@ pub fn real(location: Location, environment: &Environment) -> Result<Target, Tar
     let credentials = found.credentials;
     let mut config = ClientConfig::new(endpoint.clone(), credentials.clone());
     config.project_id = project_id.clone();
+    if let Some(timeout) = request_timeout {
+        config.request_timeout = timeout;
+    }
     let client = Client::new(config).map_err(TargetError::Endpoint)?;
     Ok(Target {
         client,
@@ -121,8 +128,17 @@ pub const SIM_JOB_PER_GIB: Duration = Duration::from_millis(25);
 /// as queued and an OBS object for each (see [`crate::sim::obs_manifest`]), in `region` (the
 /// run's, else the simulator's default), and a client pointed at it with the simulator's own
 /// credentials.
-pub fn simulated(entries: &[ImageEntry], region: Option<String>) -> Result<Target, TargetError> {
+///
+/// `to_create` are the entries imsreg creates (their image IDs are placeholders): the simulator
+/// holds their objects, not their images.
+pub fn simulated(
+    entries: &[ImageEntry],
+    to_create: &[ImageEntry],
+    region: Option<String>,
+    request_timeout: Option<Duration>,
+) -> Result<Target, TargetError> {
     let region = region.unwrap_or_else(|| crate::sim::obs_config::DEFAULT_REGION.to_string());
+    let objects: Vec<ImageEntry> = entries.iter().chain(to_create).cloned().collect();
     let config = SimConfig {
         job_duration: DurationDist::Uniform {
             min: SIM_JOB_DURATION.0,
@@ -130,7 +146,7 @@ pub fn simulated(entries: &[ImageEntry], region: Option<String>) -> Result<Targe
         },
         job_duration_per_gib: SIM_JOB_PER_GIB,
         images: entries.iter().map(|e| e.image_id.to_string()).collect(),
-        obs: crate::sim::obs_manifest::for_entries(entries, &region, SimConfig::default().seed),
+        obs: crate::sim::obs_manifest::for_entries(&objects, &region, SimConfig::default().seed),
         ..SimConfig::default()
     };
     tracing::info!(
@@ -150,6 +166,9 @@ pub fn simulated(entries: &[ImageEntry], region: Option<String>) -> Result<Targe
     };
     let mut client_config = ClientConfig::new(endpoint.clone(), credentials.clone());
     client_config.project_id = Some(creds.project_id.clone());
+    if let Some(timeout) = request_timeout {
+        client_config.request_timeout = timeout;
+    }
     let client = Client::new(client_config).map_err(TargetError::Endpoint)?;
     Ok(Target {
         client,

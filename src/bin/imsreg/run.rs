@@ -117,9 +117,21 @@ pub struct Args {
     #[arg(long, value_name = "URL", conflicts_with = "simulate")]
     pub obs_endpoint: Option<String>,
 
+    /// How long one IMS call may take, 100ms to 1h [default: 60s]. A create whose answer was
+    /// lost may land until then, so a re-run waits that long before it creates again.
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<Duration>,
+
     /// OBS requests per second of the preflight, 0.01 to 1000000 [default: 20].
     #[arg(long, value_name = "RATE", value_parser = bounds::parse_rate)]
     pub obs_rate: Option<f64>,
+}
+
+fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    bounds::parse_duration(
+        text,
+        &(Duration::from_millis(100)..=Duration::from_secs(3600)),
+    )
 }
 
 impl Args {
@@ -139,6 +151,7 @@ impl Args {
             },
             retry_failed: self.retry_failed,
             environment: job::Environment::Process,
+            request_timeout: self.request_timeout,
         }
     }
 

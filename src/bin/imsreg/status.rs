@@ -62,6 +62,7 @@ pub fn main(args: Args) -> u8 {
         }
     }
     in_flight.sort();
+    let creates = Creates::of(&replayed, args.manifest.as_deref());
     // Only looked at, never taken: `status` must not make a starting run exit 75, nor
     // overwrite the holder, nor need write access.
     let lock = match state::lock::probe(&path) {
@@ -87,6 +88,14 @@ pub fn main(args: Args) -> u8 {
             "in_flight": in_flight.iter().map(|(at, id, job)| serde_json::json!({
                 "image_id": id, "job_id": job, "submitted_at": at,
             })).collect::<Vec<_>>(),
+            "creates": {
+                "created": creates.created.len(),
+                "create_sent": creates.sent,
+                "to_create": creates.to_create,
+                "images": creates.created.iter().map(|(name, id)| serde_json::json!({
+                    "name": name, "image_id": id,
+                })).collect::<Vec<_>>(),
+            },
             "last_update": replayed.last_update,
             "torn_tail": replayed.torn_tail,
             "unreadable_lines": replayed.unreadable_lines,
@@ -129,6 +138,20 @@ pub fn main(args: Args) -> u8 {
             line!("  {}", printable(&entry));
         }
     }
+    if !creates.is_empty() {
+        line!("images imsreg creates (entries without image_id)");
+        line!("  {:<20} {}", "created or found", creates.created.len());
+        if creates.sent > 0 {
+            line!(
+                "  {:<20} {} (no answer recorded; the next run looks them up before creating)",
+                "create sent",
+                creates.sent
+            );
+        }
+        if let Some(to_create) = creates.to_create {
+            line!("  {:<20} {to_create} (in the manifest, no create recorded yet)", "to create");
+        }
+    }
     if replayed.torn_tail {
         line!("note: the last line was cut short by a crash; the next run ignores it");
     }
@@ -145,4 +168,52 @@ pub fn main(args: Args) -> u8 {
 /// Prints without panicking when stdout is closed early (`imsreg status | head`).
 fn print_all(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// What the journal (and the manifest, when given) tells of the entries imsreg creates.
+struct Creates {
+    /// (name, image ID) of each entry whose image is known.
+    created: Vec<(String, String)>,
+    /// Creates sent without a recorded answer.
+    sent: usize,
+    /// Entries of the manifest without image_id and without any create line (`None` when no
+    /// manifest was read).
+    to_create: Option<usize>,
+}
+
+impl Creates {
+    fn of(replayed: &state::Replayed, manifest: Option<&std::path::Path>) -> Self {
+        let mut created: Vec<(String, String)> = replayed
+            .creates
+            .values()
+            .filter_map(|c| Some((c.name.clone(), c.image_id.clone()?)))
+            .collect();
+        created.sort();
+        let sent = replayed
+            .creates
+            .values()
+            .filter(|c| c.intent_at.is_some())
+            .count();
+        let to_create = manifest
+            .and_then(|path| imsreg::manifest::load(path).ok())
+            .map(|manifest| {
+                manifest
+                    .creates
+                    .iter()
+                    .filter(|entry| {
+                        let key = imsreg::ids::identity_tag_value(&entry.name);
+                        !replayed.creates.contains_key(&key)
+                    })
+                    .count()
+            });
+        Creates {
+            created,
+            sent,
+            to_create,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.sent == 0 && self.to_create.is_none_or(|n| n == 0)
+    }
 }

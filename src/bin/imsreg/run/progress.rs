@@ -434,6 +434,17 @@ impl JobObserver for UiSink {
         print_preflight(manifest, report, self.log_format);
     }
 
+    fn creating_images(&self, entries: usize) {
+        tracing::info!(
+            entries,
+            "looking up the images of the entries without image_id (by their imsreg-key tag); creating those not found"
+        );
+    }
+
+    fn images_created(&self, created: usize, found: usize, settled: usize) {
+        tracing::info!(created, found, not_created = settled, "images to create: done");
+    }
+
     fn engine_starting(&self, images: &[PlannedImage], _config: &RunConfig) {
         self.start_display(images);
     }

@@ -86,6 +86,12 @@ pub fn render(
         let bytes = bytes(&[status]);
         out.push_str(&format!("  {style}{count:>7}{style:#} {label}{bytes}\n"));
     }
+    if s.created > 0 {
+        out.push_str(&format!(
+            "  {:>7} of them with images imsreg created (no image_id in the manifest; see `created` in the report)\n",
+            s.created
+        ));
+    }
 
     let problems: Vec<_> = report
         .images
