@@ -407,6 +407,7 @@ async fn list_images_sends_the_canonical_query_and_pages() {
         updated_at: Some("gt:2018-10-28T10:00:00Z".into()),
         marker: Some("a0".into()),
         limit: Some(100),
+        tag: None,
     };
     let page = client(&server).list_images(&query).await.unwrap();
     assert_eq!(page.images.len(), 2);
@@ -521,6 +522,200 @@ async fn create_image_metadata_posts_the_body_and_reads_201() {
                            "disk_format":"qcow2","min_disk":40,"tags":["k=v"]})
     );
     assert!(verify_signature(&request, SK));
+}
+
+#[tokio::test]
+async fn a_create_answered_2xx_with_an_unreadable_body_is_ambiguous() {
+    for body in [
+        "<html>gateway</html>",
+        "{}",
+        r#"{"id":"","status":"queued"}"#,
+    ] {
+        let server = Server::start(move |_| reply(201, body)).await;
+        let request = CreateImageMetadataRequest {
+            name: Some("web-01".into()),
+            ..Default::default()
+        };
+        let err = ImsApi::create_image_metadata(&client(&server), &request)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ImsError::Ambiguous { .. }), "{body}: {err:?}");
+        assert_eq!(err.class(), ErrorClass::Ambiguous);
+        assert!(
+            err.to_string().contains("CreateImageMetadata web-01"),
+            "{err}"
+        );
+        // Sent once: the client never repeats a create by itself.
+        assert_eq!(server.requests().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_create_whose_connection_drops_is_ambiguous_and_sent_once() {
+    let server = Server::start(|_| Reply::Drop).await;
+    let err =
+        ImsApi::create_image_metadata(&client(&server), &CreateImageMetadataRequest::default())
+            .await
+            .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Ambiguous);
+    assert_eq!(server.only_request().method, "POST");
+}
+
+/// Two pages of images: `marker` absent gives the first (with a `next_marker`), `c3` the last.
+fn tagged_pages(request: &Received) -> Reply {
+    match request.query_value("marker").as_deref() {
+        None => reply(
+            200,
+            r#"{"images":[
+                {"id":"a1","status":"queued","tags":["imsreg-key=k1","team=web"]},
+                {"id":"b2","status":"active","tags":["team=web"]},
+                {"id":"c3","status":"saving","tags":["imsreg-key=k2"]}],
+               "page_info":{"next_marker":"c3"}}"#,
+        ),
+        Some("c3") => reply(
+            200,
+            r#"{"images":[{"id":"d4","status":"killed","tags":["imsreg-key=k1"]},
+                          {"id":"e5","status":"active"}]}"#,
+        ),
+        Some(other) => panic!("unexpected marker {other}"),
+    }
+}
+
+#[tokio::test]
+async fn find_images_by_tag_sends_the_tag_filter_and_reads_every_page() {
+    let server = Server::start(tagged_pages).await;
+    let found = ImsApi::find_images_by_tag(&client(&server), "imsreg-key", "k1")
+        .await
+        .unwrap();
+    // The server ignored the filter here; only images that carry the tag are kept.
+    let ids: Vec<_> = found.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["a1", "d4"]);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].raw_query(),
+        "__imagetype=private&limit=1000&tag=imsreg-key%3Dk1"
+    );
+    assert_eq!(requests[1].query_value("marker").as_deref(), Some("c3"));
+    assert_eq!(
+        requests[1].query_value("tag").as_deref(),
+        Some("imsreg-key=k1")
+    );
+    for request in &requests {
+        assert_eq!(request.path(), "/v2/cloudimages");
+        assert!(verify_signature(request, SK));
+    }
+}
+
+#[tokio::test]
+async fn list_images_tagged_keeps_every_image_with_the_key() {
+    let server = Server::start(tagged_pages).await;
+    let found = ImsApi::list_images_tagged(&client(&server), "imsreg-key")
+        .await
+        .unwrap();
+    let got: Vec<_> = found
+        .iter()
+        .map(|i| (i.id.as_str(), i.tag("imsreg-key")))
+        .collect();
+    assert_eq!(
+        got,
+        [("a1", Some("k1")), ("c3", Some("k2")), ("d4", Some("k1"))]
+    );
+    let requests = server.requests();
+    assert_eq!(requests[0].raw_query(), "__imagetype=private&limit=1000");
+    assert_eq!(requests.len(), 2);
+}
+
+#[tokio::test]
+async fn paging_that_does_not_advance_is_an_error_not_a_loop() {
+    let server = Server::start(|_| {
+        reply(
+            200,
+            r#"{"images":[{"id":"a1","status":"queued"}],"page_info":{"next_marker":"a1"}}"#,
+        )
+    })
+    .await;
+    let err = ImsApi::list_images_tagged(&client(&server), "imsreg-key")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImsError::Decode { .. }), "{err:?}");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn os_versions_are_read_from_the_bare_array() {
+    let server = Server::start(|_| {
+        reply(
+            200,
+            r#"[{"platform":"CentOS","version_list":[
+                  {"platform":"CentOS","os_version_key":"CentOS 7.9 64bit",
+                   "os_version":"CentOS 7.9 64bit","os_bit":64,"os_type":"Linux"}]},
+                {"platform":"Ubuntu","version_list":[
+                  {"platform":"Ubuntu","os_version":"Ubuntu 22.04 server 64bit","os_bit":64,
+                   "os_type":"Linux"}]}]"#,
+        )
+    })
+    .await;
+    let versions = ImsApi::list_os_versions(&client(&server)).await.unwrap();
+    let names: Vec<_> = versions.iter().map(|v| v.os_version.as_str()).collect();
+    assert_eq!(names, ["CentOS 7.9 64bit", "Ubuntu 22.04 server 64bit"]);
+    assert_eq!(versions[1].platform, "Ubuntu");
+    let request = server.only_request();
+    assert_eq!(
+        (request.method.as_str(), request.target.as_str()),
+        ("GET", "/v1/cloudimages/os_version")
+    );
+    assert!(verify_signature(&request, SK));
+}
+
+#[tokio::test]
+async fn the_image_quota_is_read_and_a_missing_resource_is_an_error() {
+    let server = Server::start(|_| {
+        reply(
+            200,
+            r#"{"quotas":{"resources":[{"type":"image","used":7,"quota":20,"min":1,"max":1000}]}}"#,
+        )
+    })
+    .await;
+    let quota = ImsApi::image_quota(&client(&server)).await.unwrap();
+    assert_eq!((quota.used, quota.quota), (7, 20));
+    assert_eq!(server.only_request().target, "/v1/cloudimages/quota");
+
+    let server = Server::start(|_| reply(200, r#"{"quotas":{"resources":[]}}"#)).await;
+    let err = ImsApi::image_quota(&client(&server)).await.unwrap_err();
+    assert!(matches!(err, ImsError::Decode { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn delete_image_treats_404_as_gone_and_reports_other_refusals() {
+    let server =
+        Server::start(
+            |request| match request.path().rsplit('/').next().unwrap_or_default() {
+                "4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86" => reply(204, ""),
+                "00000000-0000-4000-8000-000000000404" => reply(
+                    404,
+                    r#"{"error":{"code":"IMG.0144","message":"The image does not exist."}}"#,
+                ),
+                _ => reply(
+                    409,
+                    r#"{"error":{"code":"IMG.0085","message":"The image is being created."}}"#,
+                ),
+            },
+        )
+        .await;
+    let ims = client(&server);
+    let id = |text: &str| ImageId::parse(text).unwrap();
+    ImsApi::delete_image(&ims, &id(IMAGE_ID)).await.unwrap();
+    ImsApi::delete_image(&ims, &id("00000000-0000-4000-8000-000000000404"))
+        .await
+        .unwrap();
+    let refused =
+        api_error(ImsApi::delete_image(&ims, &id("00000000-0000-4000-8000-000000000409")).await);
+    assert_eq!((refused.status, refused.code.as_str()), (409, "IMG.0085"));
+    let requests = server.requests();
+    assert_eq!(requests[0].method, "DELETE");
+    assert_eq!(requests[0].target, format!("/v2/images/{IMAGE_ID}"));
+    assert!(verify_signature(&requests[0], SK));
 }
 
 #[tokio::test]

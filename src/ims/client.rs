@@ -20,10 +20,12 @@ use url::Url;
 use super::api::ImsApi;
 use super::auth::{self, Credentials};
 use super::error::{ImsError, excerpt, parse_error_body, parse_retry_after};
+use super::paging::{PAGE_LIMIT, next_marker_of};
 use super::signer::{self, SigningInput};
 use super::types::{
-    CreateImageMetadataRequest, ImageInfo, ImageStatusPage, Job, ListImagesQuery,
-    ListImagesResponse, RegisterImageRequest, RegisterImageResponse,
+    CreateImageMetadataRequest, ImageInfo, ImageQuota, ImageStatusPage, Job, ListImagesQuery,
+    ListImagesResponse, OsPlatform, OsVersion, QuotaResponse, RegisterImageRequest,
+    RegisterImageResponse, flatten_os_versions,
 };
 use crate::ids::{ImageId, JobId};
 
@@ -422,21 +424,146 @@ impl Client {
     }
 
     /// `POST /v2/images`: creates the metadata of a private image (status `queued`, 201).
+    ///
+    /// Sent once, never repeated here: a lost answer may still have created the image. A 2xx
+    /// whose body cannot be read as an image is [`ImsError::Ambiguous`] (the image was
+    /// probably created), like an answer that never arrived.
     pub async fn create_image_metadata(
         &self,
         request: &CreateImageMetadataRequest,
     ) -> Result<ImageInfo, ImsError> {
         let body = serde_json::to_vec(request)
             .map_err(|err| ImsError::Config(format!("cannot encode the image metadata: {err}")))?;
+        let subject = request.name.as_deref().unwrap_or("(unnamed)");
         let call = Call {
             name: "CreateImageMetadata",
-            subject: request.name.as_deref().unwrap_or("(unnamed)"),
+            subject,
             method: Method::POST,
             path: "/v2/images".to_string(),
             query: Vec::new(),
             body: Some(body),
         };
-        self.call_json(call).await
+        match self.call_json::<ImageInfo>(call).await {
+            Err(ImsError::Decode { detail, .. }) => Err(ImsError::Ambiguous {
+                operation: Call::label("CreateImageMetadata", subject),
+                detail: format!(
+                    "IMS answered with success, but the answer cannot be used ({detail}); the \
+                     image was probably created"
+                ),
+            }),
+            Ok(image) if image.id.trim().is_empty() => Err(ImsError::Ambiguous {
+                operation: Call::label("CreateImageMetadata", subject),
+                detail: "IMS answered with success but without an image ID; the image was \
+                         probably created"
+                    .to_string(),
+            }),
+            other => other,
+        }
+    }
+
+    /// Every page of `GET /v2/cloudimages` for `query` (its `marker` and `limit` are set
+    /// here), kept when `keep` says so.
+    async fn list_all(
+        &self,
+        mut query: ListImagesQuery,
+        keep: impl Fn(&ImageInfo) -> bool,
+    ) -> Result<Vec<ImageInfo>, ImsError> {
+        query.limit = Some(PAGE_LIMIT);
+        query.marker = None;
+        let mut found = Vec::new();
+        loop {
+            let page = self.list_images(&query).await?;
+            let next = next_marker_of(
+                page.page_info.as_ref(),
+                page.images.len(),
+                page.images.last().map(|image| image.id.as_str()),
+            );
+            found.extend(page.images.into_iter().filter(|image| keep(image)));
+            match next {
+                // A server that hands back the marker it was given would page forever.
+                Some(marker) if query.marker.as_deref() == Some(marker.as_str()) => {
+                    return Err(ImsError::Decode {
+                        operation: "ListImages".to_string(),
+                        detail: format!("paging did not advance past marker {marker}"),
+                    });
+                }
+                Some(marker) => query.marker = Some(marker),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// `GET /v2/cloudimages?__imagetype=private&tag=KEY=VALUE`, every page. Only images that
+    /// really carry the tag are kept (a server that ignored the filter changes nothing).
+    pub async fn find_images_by_tag(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<ImageInfo>, ImsError> {
+        let query = ListImagesQuery {
+            imagetype: Some("private".to_string()),
+            tag: Some(format!("{key}={value}")),
+            ..ListImagesQuery::default()
+        };
+        self.list_all(query, |image| image.tag(key) == Some(value))
+            .await
+    }
+
+    /// Every private image with a tag of this key (all pages, filtered here).
+    pub async fn list_images_tagged(&self, key: &str) -> Result<Vec<ImageInfo>, ImsError> {
+        let query = ListImagesQuery {
+            imagetype: Some("private".to_string()),
+            ..ListImagesQuery::default()
+        };
+        self.list_all(query, |image| image.tag(key).is_some()).await
+    }
+
+    /// `GET /v1/cloudimages/os_version`, flattened to one entry per OS version.
+    pub async fn list_os_versions(&self) -> Result<Vec<OsVersion>, ImsError> {
+        let call = Call {
+            name: "ListOsVersions",
+            subject: "",
+            method: Method::GET,
+            path: "/v1/cloudimages/os_version".to_string(),
+            query: Vec::new(),
+            body: None,
+        };
+        let platforms: Vec<OsPlatform> = self.call_json(call).await?;
+        Ok(flatten_os_versions(platforms))
+    }
+
+    /// `GET /v1/cloudimages/quota`: the `image` resource.
+    pub async fn image_quota(&self) -> Result<ImageQuota, ImsError> {
+        let call = Call {
+            name: "ShowImageQuota",
+            subject: "",
+            method: Method::GET,
+            path: "/v1/cloudimages/quota".to_string(),
+            query: Vec::new(),
+            body: None,
+        };
+        let answer: QuotaResponse = self.call_json(call).await?;
+        answer.image().ok_or_else(|| ImsError::Decode {
+            operation: "ShowImageQuota".to_string(),
+            detail: "the answer has no `image` resource with `used` and `quota`".to_string(),
+        })
+    }
+
+    /// `DELETE /v2/images/{image_id}` (204); 404 (already gone) is success too.
+    pub async fn delete_image(&self, image_id: &str) -> Result<(), ImsError> {
+        let call = Call {
+            name: "DeleteImage",
+            subject: image_id,
+            method: Method::DELETE,
+            path: format!("/v2/images/{}", path_segment("image ID", image_id)?),
+            query: Vec::new(),
+            body: None,
+        };
+        match self.execute(call).await {
+            Ok(_) => Ok(()),
+            Err(ImsError::Api(api)) if api.status == 404 => Ok(()),
+            Err(other) => Err(other),
+        }
     }
 
     /// Runs a call and decodes a 2xx answer as `T`.
@@ -716,6 +843,44 @@ impl ImsApi for Client {
     ) -> impl Future<Output = Result<Option<ImageInfo>, ImsError>> + Send {
         let image_id = image_id.to_string();
         async move { Client::get_image(self, &image_id).await }
+    }
+
+    fn create_image_metadata(
+        &self,
+        request: &CreateImageMetadataRequest,
+    ) -> impl Future<Output = Result<ImageInfo, ImsError>> + Send {
+        Client::create_image_metadata(self, request)
+    }
+
+    fn find_images_by_tag(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Vec<ImageInfo>, ImsError>> + Send {
+        Client::find_images_by_tag(self, key, value)
+    }
+
+    fn list_images_tagged(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<ImageInfo>, ImsError>> + Send {
+        Client::list_images_tagged(self, key)
+    }
+
+    fn list_os_versions(&self) -> impl Future<Output = Result<Vec<OsVersion>, ImsError>> + Send {
+        Client::list_os_versions(self)
+    }
+
+    fn image_quota(&self) -> impl Future<Output = Result<ImageQuota, ImsError>> + Send {
+        Client::image_quota(self)
+    }
+
+    fn delete_image(
+        &self,
+        image_id: &ImageId,
+    ) -> impl Future<Output = Result<(), ImsError>> + Send {
+        let image_id = image_id.to_string();
+        async move { Client::delete_image(self, &image_id).await }
     }
 }
 

@@ -2,6 +2,7 @@
 //! page starts. API knowledge, shared by the run's status check and its sweeps.
 
 use super::ImageStatusPage;
+use super::types::PageInfo;
 
 /// Images per list page (the API's default is 500).
 pub const PAGE_LIMIT: u32 = 1000;
@@ -11,23 +12,33 @@ pub const PAGE_LIMIT: u32 = 1000;
 /// image of a page that looks full, i.e. holds [`PAGE_LIMIT`] images or at least the API's
 /// default page size of 500 (in case the server caps `limit` silently).
 pub fn next_marker(page: &ImageStatusPage) -> Option<String> {
-    if let Some(marker) = page
-        .page_info
-        .as_ref()
+    next_marker_of(
+        page.page_info.as_ref(),
+        page.images.len(),
+        page.images.last().map(|image| image.id.as_str()),
+    )
+}
+
+/// [`next_marker`] for any page shape: its `page_info`, how many images it holds, and the
+/// last one's ID.
+pub fn next_marker_of(
+    page_info: Option<&PageInfo>,
+    count: usize,
+    last_id: Option<&str>,
+) -> Option<String> {
+    if let Some(marker) = page_info
         .and_then(|info| info.next_marker.clone())
         .filter(|m| !m.is_empty())
     {
         return Some(marker);
     }
-    let full = page.images.len() >= PAGE_LIMIT.min(500) as usize;
-    full.then(|| page.images.last().map(|image| image.id.clone()))
-        .flatten()
+    let full = count >= PAGE_LIMIT.min(500) as usize;
+    full.then(|| last_id.map(str::to_string)).flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ims::types::PageInfo;
     use crate::ims::{ImageStatus, ImageStatusEntry};
 
     fn page(n: usize, marker: Option<&str>, with_page_info: bool) -> ImageStatusPage {

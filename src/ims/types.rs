@@ -207,12 +207,158 @@ pub struct ImageInfo {
     pub image_size: Option<String>,
     #[serde(default)]
     pub min_disk: Option<i64>,
+    /// MB; read leniently (a number or a numeric string).
+    #[serde(default, deserialize_with = "lenient_int")]
+    pub min_ram: Option<i64>,
+    /// `__os_version`, e.g. `CentOS 7.9 64bit`.
+    #[serde(default, rename = "__os_version")]
+    pub os_version: Option<String>,
+    /// `key=value` strings as `POST /v2/images` takes them (`null` reads as none).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub tags: Vec<String>,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub updated_at: Option<String>,
     #[serde(default)]
     pub active_at: Option<String>,
+}
+
+impl ImageInfo {
+    /// The value of the image's `key=value` tag with this key (`""` for a tag without a
+    /// value); `None` when it has no such tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find_map(|tag| match tag.split_once('=') {
+            Some((k, value)) if k == key => Some(value),
+            None if tag == key => Some(""),
+            _ => None,
+        })
+    }
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(de)?.unwrap_or_default())
+}
+
+/// An integer sent as a number or as a numeric string (IMS sends several numbers as strings);
+/// `null` or an unreadable value is `None`, never a failure of the whole answer.
+fn lenient_int<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(de)?;
+    Ok(match value {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// One OS version a region accepts as `__os_version`, flattened from the platform list of
+/// `GET /v1/cloudimages/os_version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OsVersion {
+    pub platform: String,
+    pub os_version: String,
+    pub os_version_key: Option<String>,
+    pub os_bit: Option<i64>,
+    pub os_type: Option<String>,
+}
+
+/// One platform of the `GET /v1/cloudimages/os_version` answer (a bare JSON array of these).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OsPlatform {
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty_versions")]
+    pub version_list: Vec<OsVersionEntry>,
+}
+
+/// One entry of a platform's `version_list`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OsVersionEntry {
+    #[serde(default)]
+    pub platform: Option<String>,
+    pub os_version: String,
+    #[serde(default)]
+    pub os_version_key: Option<String>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    pub os_bit: Option<i64>,
+    #[serde(default)]
+    pub os_type: Option<String>,
+}
+
+fn null_as_empty_versions<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<OsVersionEntry>, D::Error> {
+    Ok(Option::<Vec<OsVersionEntry>>::deserialize(de)?.unwrap_or_default())
+}
+
+/// The platform list flattened: one [`OsVersion`] per version, in the answer's order. An
+/// entry's own `platform` wins over its group's (they agree in the documented example).
+pub fn flatten_os_versions(platforms: Vec<OsPlatform>) -> Vec<OsVersion> {
+    platforms
+        .into_iter()
+        .flat_map(|group| {
+            let group_platform = group.platform.unwrap_or_default();
+            group.version_list.into_iter().map(move |entry| OsVersion {
+                platform: entry
+                    .platform
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| group_platform.clone()),
+                os_version: entry.os_version,
+                os_version_key: entry.os_version_key,
+                os_bit: entry.os_bit,
+                os_type: entry.os_type,
+            })
+        })
+        .collect()
+}
+
+/// The account's private image quota: images that exist (`used`) and may exist (`quota`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ImageQuota {
+    pub used: u64,
+    pub quota: u64,
+}
+
+impl ImageQuota {
+    /// How many more images may be created (0 when the account is at or over its quota).
+    pub fn remaining(&self) -> u64 {
+        self.quota.saturating_sub(self.used)
+    }
+}
+
+/// Answer of `GET /v1/cloudimages/quota`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct QuotaResponse {
+    #[serde(default)]
+    pub quotas: QuotaSet,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct QuotaSet {
+    #[serde(default)]
+    pub resources: Vec<QuotaResource>,
+}
+
+/// One resource of the quota answer (`type` is `image`, `image_shared` or `image_member`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuotaResource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "lenient_int")]
+    pub used: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_int")]
+    pub quota: Option<i64>,
+}
+
+impl QuotaResponse {
+    /// The `image` resource; `None` when the answer has none with both numbers.
+    pub fn image(&self) -> Option<ImageQuota> {
+        let resource = self.quotas.resources.iter().find(|r| r.kind == "image")?;
+        Some(ImageQuota {
+            used: u64::try_from(resource.used?).unwrap_or(0),
+            quota: u64::try_from(resource.quota?).unwrap_or(0),
+        })
+    }
 }
 
 /// Answer of `GET /v2/cloudimages`.
@@ -291,6 +437,8 @@ pub struct ListImagesQuery {
     pub updated_at: Option<String>,
     pub marker: Option<String>,
     pub limit: Option<u32>,
+    /// `tag`: `key=value` (IMS matches a tag exactly; legacy `key.value` tags too).
+    pub tag: Option<String>,
 }
 
 impl ListImagesQuery {
@@ -311,6 +459,7 @@ impl ListImagesQuery {
         push("updated_at", self.updated_at.clone());
         push("marker", self.marker.clone());
         push("limit", self.limit.map(|l| l.to_string()));
+        push("tag", self.tag.clone());
         pairs
     }
 }
@@ -409,6 +558,103 @@ mod tests {
         let empty: ImageStatusPage = serde_json::from_str("{}").unwrap();
         assert!(empty.images.is_empty() && empty.page_info.is_none());
         assert!(serde_json::from_str::<ImageStatusPage>(r#"{"images":[{"id":"x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn images_read_tags_os_version_and_min_ram_leniently() {
+        let image: ImageInfo = serde_json::from_str(
+            r#"{"id":"a","status":"queued","tags":["imsreg-key=abc","team=web","bare"],
+                "__os_version":"CentOS 7.9 64bit","min_ram":"1024"}"#,
+        )
+        .unwrap();
+        assert_eq!(image.tag("imsreg-key"), Some("abc"));
+        assert_eq!(image.tag("team"), Some("web"));
+        assert_eq!(image.tag("bare"), Some(""));
+        assert_eq!(image.tag("imsreg"), None);
+        assert_eq!(image.os_version.as_deref(), Some("CentOS 7.9 64bit"));
+        assert_eq!(image.min_ram, Some(1024));
+        let sparse: ImageInfo =
+            serde_json::from_str(r#"{"id":"b","status":"active","tags":null,"min_ram":null}"#)
+                .unwrap();
+        assert!(sparse.tags.is_empty() && sparse.min_ram.is_none());
+    }
+
+    #[test]
+    fn os_versions_are_flattened_from_the_platform_list() {
+        let platforms: Vec<OsPlatform> = serde_json::from_str(
+            r#"[{"platform":"SUSE","version_list":[
+                   {"platform":"SUSE","os_version_key":"SUSE Linux Enterprise Server 12 SP5 64bit",
+                    "os_version":"SUSE Linux Enterprise Server 12 SP5 64bit","os_bit":64,
+                    "os_type":"Linux"}]},
+                {"platform":"Ubuntu","version_list":[
+                   {"os_version":"Ubuntu 22.04 server 64bit","os_bit":"64"},
+                   {"os_version":"Ubuntu 20.04 server 64bit","extra":true}]},
+                {"platform":"Empty","version_list":null}]"#,
+        )
+        .unwrap();
+        let flat = flatten_os_versions(platforms);
+        let got: Vec<_> = flat
+            .iter()
+            .map(|v| (v.platform.as_str(), v.os_version.as_str(), v.os_bit))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "SUSE",
+                    "SUSE Linux Enterprise Server 12 SP5 64bit",
+                    Some(64)
+                ),
+                ("Ubuntu", "Ubuntu 22.04 server 64bit", Some(64)),
+                ("Ubuntu", "Ubuntu 20.04 server 64bit", None),
+            ]
+        );
+        assert_eq!(flat[0].os_type.as_deref(), Some("Linux"));
+    }
+
+    #[test]
+    fn the_image_quota_is_the_image_resource() {
+        let answer: QuotaResponse = serde_json::from_str(
+            r#"{"quotas":{"resources":[
+                {"type":"image_shared","used":1,"quota":5,"min":1,"max":10},
+                {"type":"image","used":18,"quota":20,"min":1,"max":1000}]}}"#,
+        )
+        .unwrap();
+        let quota = answer.image().unwrap();
+        assert_eq!(
+            quota,
+            ImageQuota {
+                used: 18,
+                quota: 20
+            }
+        );
+        assert_eq!(quota.remaining(), 2);
+        assert_eq!(
+            ImageQuota {
+                used: 25,
+                quota: 20
+            }
+            .remaining(),
+            0
+        );
+        let none: QuotaResponse = serde_json::from_str(r#"{"quotas":{"resources":[]}}"#).unwrap();
+        assert!(none.image().is_none());
+    }
+
+    #[test]
+    fn the_tag_filter_is_sent_as_key_equals_value() {
+        let query = ListImagesQuery {
+            imagetype: Some("private".into()),
+            tag: Some("imsreg-key=abc".into()),
+            ..ListImagesQuery::default()
+        };
+        assert_eq!(
+            query.to_pairs(),
+            [
+                ("__imagetype".to_string(), "private".to_string()),
+                ("tag".to_string(), "imsreg-key=abc".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -20,8 +20,9 @@ pub mod retry;
 pub mod schedule;
 mod submit;
 pub mod sweep;
+/// The in-memory IMS fake, for the engine's tests and the job layer's (the create stage).
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 mod watch;

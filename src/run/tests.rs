@@ -13,8 +13,8 @@ use super::plan::PlannedImage;
 use super::testing::{Counters, FakeIms, Fault, id, image_id, planned};
 use crate::ids::{ImageId, JobId};
 use crate::ims::{
-    ApiError, ImageInfo, ImageStatus, ImageStatusPage, ImsApi, ImsError, Job, ListImagesQuery,
-    ListImagesResponse,
+    ApiError, CreateImageMetadataRequest, ImageInfo, ImageQuota, ImageStatus, ImageStatusPage,
+    ImsApi, ImsError, Job, ListImagesQuery, ListImagesResponse, OsVersion,
 };
 use crate::report::ImageOutcome;
 
@@ -260,6 +260,33 @@ impl ImsApi for Quota {
 
     async fn get_image(&self, image_id: &ImageId) -> Result<Option<ImageInfo>, ImsError> {
         self.ims.get_image(image_id).await
+    }
+
+    async fn create_image_metadata(
+        &self,
+        request: &CreateImageMetadataRequest,
+    ) -> Result<ImageInfo, ImsError> {
+        self.ims.create_image_metadata(request).await
+    }
+
+    async fn find_images_by_tag(&self, key: &str, value: &str) -> Result<Vec<ImageInfo>, ImsError> {
+        self.ims.find_images_by_tag(key, value).await
+    }
+
+    async fn list_images_tagged(&self, key: &str) -> Result<Vec<ImageInfo>, ImsError> {
+        self.ims.list_images_tagged(key).await
+    }
+
+    async fn list_os_versions(&self) -> Result<Vec<OsVersion>, ImsError> {
+        self.ims.list_os_versions().await
+    }
+
+    async fn image_quota(&self) -> Result<ImageQuota, ImsError> {
+        self.ims.image_quota().await
+    }
+
+    async fn delete_image(&self, image_id: &ImageId) -> Result<(), ImsError> {
+        self.ims.delete_image(image_id).await
     }
 }
 
