@@ -1,7 +1,8 @@
 //! The two identifiers a registration is about: the image's ID (a UUID, checked once when the
 //! manifest is read) and the job ID IMS answers for a registration (checked once when the
 //! answer arrives). Both are parsed at the edge and carried typed from there on, so that no
-//! later layer re-checks, re-parses or compares them as text.
+//! later layer re-checks, re-parses or compares them as text. Also the identity tag that marks
+//! an image imsreg created, derived from the manifest entry's name.
 
 use std::fmt;
 use std::str::FromStr;
@@ -176,6 +177,39 @@ impl<'de> Deserialize<'de> for JobId {
     }
 }
 
+/// The tag key imsreg puts on every image it creates.
+pub const IDENTITY_TAG_KEY: &str = "imsreg-key";
+
+/// Characters of [`identity_tag_value`]: IMS's longest tag value (create-shard-metrics.md A.4).
+const IDENTITY_TAG_LEN: usize = 43;
+
+/// The value of the identity tag of the image created for the manifest entry `name`: base32
+/// (RFC 4648 alphabet, lower-case, no padding) of sha256(name), first 43 characters. It fits
+/// IMS's tag value limit (43 characters of a-z and 0-9) and keeps 215 bits of the hash, so a
+/// re-run finds the image by its name without two names ever sharing a tag.
+pub fn identity_tag_value(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let digest = Sha256::digest(name.as_bytes());
+    let mut out = String::with_capacity(IDENTITY_TAG_LEN + 8);
+    // Five bits a character: feed bytes into an accumulator, take the top 5 bits while 5 are there.
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for byte in digest.iter() {
+        buffer = (buffer << 8) | u32::from(*byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out.truncate(IDENTITY_TAG_LEN);
+    out
+}
+
 #[cfg(test)]
 impl ImageId {
     /// A test image's ID spelled by a short name (its bytes, zero-padded; at most 16), so that
@@ -201,6 +235,27 @@ mod tests {
     use super::*;
 
     const ID: &str = "4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86";
+
+    #[test]
+    fn identity_tag_values_match_python_base32_of_sha256() {
+        // python3 -c 'import base64,hashlib;print(base64.b32encode(hashlib.sha256("NAME"
+        //   .encode()).digest()).decode().lower()[:43])'
+        for (name, expected) in [
+            ("web-01", "booz6bwmrt2eoznbfqfkagtoeilrgclz6tp63isoeky"),
+            ("中文镜像 01", "mxdbxe4kdwvnbwhnqenobabmq5uatmyoiyhmof22gp5"),
+            ("", "4oymiquy7qobjgx36tejs35zeqt24qpemsnzgtfeswm"),
+        ] {
+            let value = identity_tag_value(name);
+            assert_eq!(value, expected, "{name}");
+            assert_eq!(value.len(), 43);
+            assert!(
+                value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
+        }
+        assert_eq!(IDENTITY_TAG_KEY, "imsreg-key");
+    }
 
     #[test]
     fn image_ids_are_hyphenated_uuids_in_any_case_shown_lower_case() {
