@@ -919,3 +919,387 @@ pub fn image_entry(entry: &CreateEntry, image_id: ImageId) -> ImageEntry {
         line: entry.line,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::ims::{ApiError, ImageStatus};
+    use crate::manifest::{ImageFormat, ImageUrl};
+    use crate::run::testing::{CreateFault, FakeCall, FakeIms};
+    use crate::state::Journal;
+
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn entry(name: &str, line: usize) -> CreateEntry {
+        CreateEntry {
+            name: name.to_string(),
+            image_url: ImageUrl {
+                bucket: "bkt".into(),
+                object: format!("{name}.qcow2"),
+            },
+            format: ImageFormat::Qcow2,
+            os_version: Some("CentOS 7.9 64bit".into()),
+            min_disk: Some(40),
+            min_ram: None,
+            tags: BTreeMap::from([("team".to_string(), "infra".to_string())]),
+            line,
+            os_version_at: None,
+        }
+    }
+
+    fn settings() -> CreateSettings {
+        CreateSettings {
+            retry_failed: false,
+            dry_run: false,
+            landing_window: WINDOW,
+            write_rate: 0.0,
+            query_rate: 0.0,
+            concurrency: 4,
+            manifest: "m.yaml".into(),
+        }
+    }
+
+    fn fake() -> FakeIms {
+        FakeIms::new(0, Duration::from_secs(5))
+    }
+
+    async fn run(ims: &FakeIms, entries: Vec<CreateEntry>, settings: &CreateSettings) -> Resolved {
+        resolve(
+            ims,
+            entries,
+            settings,
+            None,
+            &HashMap::new(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn tag(name: &str) -> String {
+        format!("{IDENTITY_TAG_KEY}={}", identity_tag_value(name))
+    }
+
+    fn api_error(status: u16, code: &str) -> ImsError {
+        ImsError::Api(ApiError {
+            status,
+            code: code.into(),
+            message: "refused".into(),
+            request_id: None,
+            retry_after: None,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn creates_each_entry_once_with_its_identity_tag_and_metadata() {
+        let ims = fake();
+        let entries = vec![entry("web", 3), entry("db", 7), entry("cache", 9)];
+        let resolved = run(&ims, entries, &settings()).await;
+        assert_eq!(resolved.created(), 3);
+        assert!(resolved.settled.is_empty());
+        let names: Vec<_> = resolved
+            .entries
+            .iter()
+            .map(|(e, _)| (e.name.clone().unwrap(), e.line))
+            .collect();
+        assert_eq!(
+            names,
+            [("web".into(), 3), ("db".into(), 7), ("cache".into(), 9)]
+        );
+        for name in ["web", "db", "cache"] {
+            let images = ims.images_named(name);
+            assert_eq!(images.len(), 1, "{name}: {images:?}");
+            assert_eq!(ims.images_tagged(IDENTITY_TAG_KEY, &identity_tag_value(name)).len(), 1);
+        }
+        let web = ims.created().into_iter().find(|i| i.name.as_deref() == Some("web")).unwrap();
+        assert!(web.tags.contains(&"team=infra".to_string()), "{:?}", web.tags);
+        assert!(web.tags.contains(&tag("web")));
+        let (entry, how) = &resolved.entries[0];
+        assert_eq!(*how, Resolution::Created);
+        assert_eq!(entry.image_id.to_string(), web.id);
+        assert_eq!(ims.counters().create_calls, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rerun_finds_the_images_and_creates_nothing() {
+        let ims = fake();
+        let queued = ims.add_created("web", &[&tag("web")], ImageStatus::Queued);
+        let active = ims.add_created("db", &[&tag("db")], ImageStatus::Active);
+        let resolved = run(&ims, vec![entry("web", 1), entry("db", 2)], &settings()).await;
+        assert_eq!(ims.counters().create_calls, 0);
+        assert_eq!(resolved.found(), 2);
+        let ids: Vec<String> = resolved.entries.iter().map(|(e, _)| e.image_id.to_string()).collect();
+        assert_eq!(ids, [queued, active]);
+        assert_eq!(resolved.entries[1].1, Resolution::Found(ImageStatus::Active));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_is_looked_up_not_created_again() {
+        for fault in [
+            CreateFault::CreatedThenDropped,
+            CreateFault::CreatedThenError(api_error(500, "IMG.0061")),
+            CreateFault::CreatedThenError(api_error(504, "APIG.0201")),
+        ] {
+            let ims = fake();
+            ims.create_fault(fault.clone());
+            let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
+            assert_eq!(ims.images_named("web").len(), 1, "{fault:?}");
+            assert_eq!(ims.counters().create_calls, 1, "{fault:?}");
+            assert_eq!(resolved.entries.len(), 1);
+            assert_eq!(resolved.entries[0].1, Resolution::Created);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_landing_late_is_waited_for() {
+        let ims = fake();
+        ims.create_fault(CreateFault::CreatedLater(Duration::from_secs(20)));
+        let start = tokio::time::Instant::now();
+        let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
+        assert_eq!(ims.images_named("web").len(), 1);
+        assert_eq!(ims.counters().create_calls, 1, "never sent twice");
+        assert_eq!(resolved.entries.len(), 1);
+        assert!(start.elapsed() >= Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_that_never_landed_is_sent_again_after_the_window() {
+        let ims = fake();
+        ims.create_fault(CreateFault::DroppedNotCreated);
+        let start = tokio::time::Instant::now();
+        let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
+        assert_eq!(ims.images_named("web").len(), 1);
+        assert_eq!(ims.counters().create_calls, 2);
+        assert!(start.elapsed() >= WINDOW, "waited out the window before re-sending");
+        assert_eq!(resolved.created(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_create_is_reported_and_not_retried() {
+        let ims = fake();
+        ims.create_fault(CreateFault::Error(api_error(400, "IMG.0002")));
+        let resolved = run(&ims, vec![entry("web", 4)], &settings()).await;
+        assert!(ims.images_named("web").is_empty());
+        assert_eq!(ims.counters().create_calls, 1);
+        let (line, record) = &resolved.settled[0];
+        assert_eq!(*line, 4);
+        assert_eq!(record.status, ImageOutcome::Failed);
+        assert_eq!(record.error_code.as_deref(), Some("IMG.0002"));
+        assert_eq!(record.image_id, None);
+        assert_eq!(record.name.as_deref(), Some("web"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_quota_is_checked_before_anything_is_created() {
+        let ims = fake().with_image_quota(2);
+        ims.add_created("other", &["x=y"], ImageStatus::Active);
+        let err = resolve(
+            &ims,
+            vec![entry("a", 1), entry("b", 2)],
+            &settings(),
+            None,
+            &HashMap::new(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CreateError::Quota { to_create: 2, used: 1, quota: 2, left: 1 }), "{text}");
+        assert!(text.contains("2 image(s) to create") && text.contains("1 of 2"), "{text}");
+        assert_eq!(ims.counters().create_calls, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_os_version_stops_with_a_suggestion() {
+        let ims = fake();
+        let mut typo = entry("web", 5);
+        typo.os_version = Some("CentOS 7.9 64 bit".into());
+        typo.os_version_at = Some(crate::manifest::Position { line: 6, column: 17 });
+        let err = resolve(
+            &ims,
+            vec![entry("ok", 1), typo],
+            &settings(),
+            None,
+            &HashMap::new(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("m.yaml:6:17"), "{text}");
+        assert!(text.contains("did you mean `CentOS 7.9 64bit`"), "{text}");
+        assert_eq!(ims.counters().create_calls, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_duplicates_are_deleted_and_every_worker_keeps_the_oldest() {
+        let ims = fake();
+        let oldest = ims.add_created("web", &[&tag("web")], ImageStatus::Queued);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let younger = ims.add_created("web", &[&tag("web")], ImageStatus::Queued);
+        let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
+        assert_eq!(resolved.entries[0].0.image_id.to_string(), oldest);
+        assert_eq!(ims.counters().deleted, vec![younger.clone()]);
+        assert_eq!(ims.images_named("web").len(), 1);
+        assert_eq!(ims.counters().create_calls, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_images_past_queued_are_a_conflict_left_alone() {
+        let ims = fake();
+        ims.add_created("web", &[&tag("web")], ImageStatus::Active);
+        ims.add_created("web", &[&tag("web")], ImageStatus::Saving);
+        let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
+        assert!(resolved.entries.is_empty());
+        let record = &resolved.settled[0].1;
+        assert_eq!(record.status, ImageOutcome::Failed);
+        assert_eq!(record.error_code.as_deref(), Some("IMSREG.DUPLICATE_IMAGES"));
+        assert!(ims.counters().deleted.is_empty());
+        assert_eq!(ims.images_named("web").len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_killed_image_is_replaced_only_with_retry_failed() {
+        let ims = fake();
+        let killed = ims.add_created("web", &[&tag("web")], ImageStatus::Killed);
+        let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
+        let record = &resolved.settled[0].1;
+        assert_eq!(record.status, ImageOutcome::Failed);
+        assert_eq!(record.image_id.as_deref(), Some(killed.as_str()));
+        assert!(record.created);
+        assert!(record.error_message.as_deref().unwrap().contains("--retry-failed"));
+        assert_eq!(ims.counters().create_calls, 0);
+
+        let retry = CreateSettings {
+            retry_failed: true,
+            ..settings()
+        };
+        let resolved = run(&ims, vec![entry("web", 1)], &retry).await;
+        assert_eq!(ims.counters().deleted, vec![killed.clone()]);
+        let images = ims.images_named("web");
+        assert_eq!(images.len(), 1);
+        assert_ne!(images[0].0, killed);
+        assert_eq!(resolved.created(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_manifests_are_looked_up_by_list_pages() {
+        let ims = fake();
+        let entries: Vec<_> = (0..LOOKUP_PER_ENTRY_MAX + 5)
+            .map(|i| entry(&format!("img-{i}"), i + 1))
+            .collect();
+        let existing = ims.add_created("img-3", &[&tag("img-3")], ImageStatus::Active);
+        let resolved = run(&ims, entries, &settings()).await;
+        let counters = ims.counters();
+        assert_eq!(counters.list_tagged, 1);
+        assert_eq!(counters.create_calls as usize, LOOKUP_PER_ENTRY_MAX + 4);
+        assert_eq!(resolved.found(), 1);
+        assert_eq!(resolved.entries[3].0.image_id.to_string(), existing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_runs_unanswered_intent_is_waited_out_before_the_lookup() {
+        let ims = fake();
+        // The earlier run died with its create on the wire: it lands 30 s later.
+        ims.create_fault(CreateFault::CreatedLater(Duration::from_secs(30)));
+        let _ = ims.create_image_metadata(&create_request(&entry("web", 1), &identity_tag_value("web"))).await;
+        let prior = HashMap::from([(
+            identity_tag_value("web"),
+            CreateState {
+                name: "web".into(),
+                intent_at: Some(Utc::now()),
+                ..CreateState::default()
+            },
+        )]);
+        let resolved = resolve(
+            &ims,
+            vec![entry("web", 1)],
+            &settings(),
+            None,
+            &prior,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ims.images_named("web").len(), 1, "nothing created twice");
+        assert_eq!(ims.counters().create_calls, 1, "only the earlier run's");
+        assert_eq!(resolved.found(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_journal_records_intent_then_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let (journal, _) = Journal::open(&path).unwrap();
+        let sink = Arc::new(JournalSink::new(journal));
+        let ims = fake();
+        ims.create_fault(CreateFault::Error(api_error(400, "IMG.0002")));
+        let resolved = resolve(
+            &ims,
+            vec![entry("bad", 1), entry("web", 2)],
+            &CreateSettings {
+                concurrency: 1,
+                ..settings()
+            },
+            Some(sink),
+            &HashMap::new(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let replayed = crate::state::replay(&path).unwrap();
+        let web = &replayed.creates[&identity_tag_value("web")];
+        assert_eq!(web.image_id.as_deref(), Some(resolved.entries[0].0.image_id.to_string().as_str()));
+        assert_eq!(web.intent_at, None);
+        let bad = &replayed.creates[&identity_tag_value("bad")];
+        assert_eq!((bad.intent_at, bad.image_id.as_deref()), (None, None), "refused: nothing on its way");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let intent = text.find(r#""name":"web","event":"create_intent""#).unwrap();
+        let created = text.find(r#""name":"web","event":"created""#).unwrap();
+        assert!(intent < created, "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_lookup_leaves_the_entries_unsettled_and_creates_nothing() {
+        let ims = fake();
+        for _ in 0..10 {
+            ims.fail_next(FakeCall::FindByTag, api_error(500, "IMG.0061"));
+        }
+        let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
+        assert_eq!(ims.counters().create_calls, 0);
+        assert_eq!(resolved.settled[0].1.status, ImageOutcome::Unreachable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dry_run_changes_nothing() {
+        let ims = fake();
+        let found = ims.add_created("web", &[&tag("web")], ImageStatus::Queued);
+        let resolved = run(
+            &ims,
+            vec![entry("web", 1), entry("db", 2)],
+            &CreateSettings {
+                dry_run: true,
+                ..settings()
+            },
+        )
+        .await;
+        assert_eq!(ims.counters().create_calls, 0);
+        assert_eq!(resolved.to_create.len(), 1);
+        assert_eq!(resolved.to_create[0].name, "db");
+        assert_eq!(resolved.entries[0].0.image_id.to_string(), found);
+    }
+
+    #[test]
+    fn the_create_body_carries_the_metadata_and_the_identity_tag() {
+        let body = create_request(&entry("web", 1), "k");
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["name"], "web");
+        assert_eq!(json["__os_version"], "CentOS 7.9 64bit");
+        assert_eq!(json["disk_format"], "qcow2");
+        assert_eq!(json["min_disk"], 40);
+        assert_eq!(json["tags"], serde_json::json!(["team=infra", "imsreg-key=k"]));
+        assert!(json.get("min_ram").is_none());
+    }
+}

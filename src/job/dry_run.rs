@@ -354,6 +354,8 @@ mod tests {
             settled: 2,
             invalid: &invalid,
             preflight_failed: &[refused],
+            to_create: &[],
+            created_images: &HashSet::new(),
         };
         let text = render(&listed, &StatusMap::new(), &config, "x");
         assert!(text.contains("preflight       1 failed"), "{text}");
