@@ -8,7 +8,10 @@
 //!
 //! Big manifests have their `images:` entries checked a slice at a time ([`Checker::chunk`])
 //! while the rest is still being indexed; everything else goes through [`Checker::top`].
+//! Because `defaults:` may come after (or be read after) the entries, it is applied to the
+//! created entries in [`Checker::finish`], with the checks that need it (the tag count).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::path::PathBuf;
@@ -16,17 +19,30 @@ use std::path::PathBuf;
 use crate::ids::ImageId;
 
 use super::bounds;
+use super::create::{self, DEFAULT_KEYS};
 use super::fasthash::{FastHasher, FastMap};
 use super::index::{Index, Kind, NodeId};
 use super::model::{
-    Diagnostic, ImageEntry, ImageFormat, InvalidEntry, Manifest, Settings, Severity,
+    CreateEntry, Defaults, Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest,
+    Position, Settings, Severity,
 };
 use super::raw::{self, Raw};
 use super::rules;
 use super::text;
 
-const TOP_KEYS: [&str; 3] = ["version", "settings", "images"];
-const ENTRY_KEYS: [&str; 4] = ["image_id", "image_url", "name", "format"];
+const TOP_KEYS: [&str; 4] = ["version", "settings", "defaults", "images"];
+/// The keys of an entry: the first four for every entry, the last four (the [`DEFAULT_KEYS`])
+/// only for entries imsreg creates (without `image_id`).
+const ENTRY_KEYS: [&str; 8] = [
+    "image_id",
+    "image_url",
+    "name",
+    "format",
+    "os_version",
+    "min_disk",
+    "min_ram",
+    "tags",
+];
 const SETTINGS_KEYS: [&str; 11] = [
     "region",
     "project_id",
@@ -53,12 +69,54 @@ pub(super) struct Checker {
     fatal: bool,
     settings: Settings,
     images: Vec<ImageEntry>,
+    /// The created entries with their own values only, until [`Checker::finish`] applies
+    /// `defaults:`; `create_marks` holds what that needs, one per entry.
+    creates: Vec<CreateEntry>,
+    create_marks: Vec<CreateMark>,
+    defaults: Defaults,
+    defaults_at: DefaultsAt,
     invalid: Vec<InvalidEntry>,
     /// image_id -> line of the first entry using it.
     seen_ids: FastMap<ImageId, usize>,
-    /// hash of the normalized URL -> index in `images` of the first valid entry using it.
-    seen_urls: FastMap<u64, usize>,
+    /// hash of the normalized URL -> the first valid entry using it.
+    seen_urls: FastMap<u64, UrlOwner>,
+    /// name of a created entry -> line of the first created entry with it.
+    seen_names: FastMap<String, usize>,
+    /// The entries with an `image_id` and a name, to warn when a created entry has that name.
+    named_images: Vec<NamedImage>,
     hasher: BuildHasherDefault<FastHasher>,
+}
+
+/// What [`Checker::finish`] needs of a created entry to apply `defaults:` to it.
+struct CreateMark {
+    /// Its index in `images:`.
+    entry: usize,
+    /// Where its own `tags:` value is, if it has one.
+    tags_at: Option<Position>,
+}
+
+/// Where the values of `defaults:` are.
+#[derive(Default)]
+struct DefaultsAt {
+    os_version: Option<Position>,
+    tags: Option<Position>,
+}
+
+/// An entry with an `image_id` and a name: where it is (compact, as there may be 100,000).
+struct NamedImage {
+    /// Index in `images` (the valid entries).
+    image: u32,
+    /// Index in `images:` (all entries).
+    entry: u32,
+    line: u32,
+    column: u32,
+}
+
+/// The first valid entry with a URL: an index in `images` or in `creates`.
+#[derive(Clone, Copy)]
+enum UrlOwner {
+    Image(usize),
+    Create(usize),
 }
 
 /// Problems of one entry, before it is known whether the entry is valid.
@@ -83,9 +141,15 @@ impl Checker {
             fatal: false,
             settings: Settings::default(),
             images: Vec::new(),
+            creates: Vec::new(),
+            create_marks: Vec::new(),
+            defaults: Defaults::default(),
+            defaults_at: DefaultsAt::default(),
             invalid: Vec::new(),
             seen_ids: FastMap::default(),
             seen_urls: FastMap::default(),
+            seen_names: FastMap::default(),
+            named_images: Vec::new(),
             hasher: BuildHasherDefault::default(),
         }
     }
@@ -130,14 +194,78 @@ impl Checker {
     }
 
     pub fn finish(mut self) -> Manifest {
+        self.settle_creates();
         self.diagnostics.sort_by_key(|d| (d.line, d.column));
         Manifest {
             path: PathBuf::from(&self.file),
             settings: self.settings,
             images: self.images,
+            creates: self.creates,
+            defaults: self.defaults,
             invalid: self.invalid,
             diagnostics: self.diagnostics,
             fatal: self.fatal,
+        }
+    }
+
+    /// Applies `defaults:` to the created entries (now that it is known) and checks what needs
+    /// both: the tag count, and names that entries with an `image_id` share with created ones.
+    fn settle_creates(&mut self) {
+        if self.creates.is_empty() {
+            return;
+        }
+        let defaults_tags_line = self.defaults_at.tags.map(|at| at.line);
+        let creates = std::mem::take(&mut self.creates);
+        let marks = std::mem::take(&mut self.create_marks);
+        self.creates.reserve_exact(creates.len());
+        let invalid_before = self.invalid.len();
+        for (mut entry, mark) in creates.into_iter().zip(marks) {
+            let own_tags = entry.tags.len();
+            create::apply_defaults(&mut entry, &self.defaults, self.defaults_at.os_version);
+            let counted = create::tag_count(own_tags, entry.tags.len(), defaults_tags_line);
+            // Without tags of its own, the entry has those of `defaults:`, checked there.
+            let (Err(message), Some(at)) = (counted, mark.tags_at) else {
+                self.creates.push(entry);
+                continue;
+            };
+            let field = format!("{}.tags", EntryPath(mark.entry));
+            let problem = format!("{field}: {message}");
+            self.push(at.line, at.column, Severity::Error, field, message);
+            self.invalid.push(InvalidEntry {
+                line: entry.line,
+                image_id: None,
+                image_url: Some(entry.image_url.to_string()),
+                name: Some(entry.name),
+                problems: vec![problem],
+            });
+        }
+        if self.invalid.len() > invalid_before {
+            self.invalid.sort_by_key(|entry| entry.line);
+        }
+        for named in std::mem::take(&mut self.named_images) {
+            let Some(name) = self
+                .images
+                .get(named.image as usize)
+                .and_then(|image| image.name.as_deref())
+            else {
+                continue;
+            };
+            let Some(&line) = self.seen_names.get(name) else {
+                continue;
+            };
+            let message = format!(
+                "`{}` is also the name of the image imsreg creates on line {line} (this entry \
+                 registers an existing image, so IMS will hold two images of that name; rename \
+                 one of them unless that is what you want)",
+                text::shorten(name)
+            );
+            self.push(
+                named.line as usize,
+                named.column as usize,
+                Severity::Warning,
+                format!("{}.name", EntryPath(named.entry as usize)),
+                message,
+            );
         }
     }
 
@@ -239,6 +367,8 @@ impl Checker {
         }
         let hint = if place != "settings" && SETTINGS_KEYS.contains(&key) {
             "settings go under `settings:`".to_string()
+        } else if place == "the top level" && DEFAULT_KEYS.contains(&key) {
+            "values for every image imsreg creates go under `defaults:`".to_string()
         } else if place != "an image entry" && ENTRY_KEYS.contains(&key) {
             "image entries go in the list under `images:`".to_string()
         } else {
@@ -256,7 +386,8 @@ impl Checker {
                     "manifest",
                     format!(
                         "the top level is {} (a manifest is a mapping with `images:` and \
-                         optional `version:` and `settings:`; see examples/demo.yaml)",
+                         optional `version:`, `settings:` and `defaults:`; see \
+                         examples/demo.yaml)",
                         raw.describe()
                     ),
                 );
@@ -280,6 +411,7 @@ impl Checker {
                     }
                 }
                 "settings" => self.settings(doc, value_node, value),
+                "defaults" => self.defaults(doc, value_node, value),
                 "images" => {
                     images_seen = true;
                     self.images(doc, value_node, value, images_done);
@@ -490,7 +622,7 @@ impl Checker {
         for (pos, message) in key_problems {
             found.error(pos, prefix.to_string(), message);
         }
-        let mut fields: [Option<(NodeId, &Raw)>; 4] = [None; 4];
+        let mut fields: [Option<(NodeId, &Raw)>; ENTRY_KEYS.len()] = [None; ENTRY_KEYS.len()];
         for (key, key_node, value_node, value) in keys {
             match ENTRY_KEYS.iter().position(|k| *k == key) {
                 Some(slot) => fields[slot] = Some((value_node, value)),
@@ -500,7 +632,26 @@ impl Checker {
                 }
             }
         }
-        let [id_field, url_field, name_field, format_field] = fields;
+        let [
+            id_field,
+            url_field,
+            name_field,
+            format_field,
+            os_field,
+            disk_field,
+            ram_field,
+            tags_field,
+        ] = fields;
+        let create_fields = [
+            ("os_version", os_field),
+            ("min_disk", disk_field),
+            ("min_ram", ram_field),
+            ("tags", tags_field),
+        ];
+        // Without an image_id, an entry with a name (or with values only created images take)
+        // is an image imsreg creates.
+        let creating = id_field.is_none()
+            && (name_field.is_some() || create_fields.iter().any(|(_, f)| f.is_some()));
 
         let id_value = untagged(&mut found, doc, &prefix, "image_id", id_field);
         let url_value = untagged(&mut found, doc, &prefix, "image_url", url_field);
@@ -515,16 +666,17 @@ impl Checker {
                     None
                 }
             },
-            (None, None) => {
+            (None, None) if !creating => {
                 found.error(
                     entry_pos,
                     format!("{prefix}.image_id"),
-                    "missing (add `image_id:` with the UUID of the image created in IMS)"
+                    "missing (add `image_id:` with the UUID of the image created in IMS, or \
+                     `name:` for imsreg to create the image)"
                         .to_string(),
                 );
                 None
             }
-            (None, Some(_)) => None,
+            (None, _) => None,
         };
         let explicit_format = match format_value {
             Some((pos, value)) => match rules::format_value(value) {
@@ -570,15 +722,27 @@ impl Checker {
             }
             (None, Some(_)) => None,
         };
-        let name = match name_value {
-            Some((pos, value)) => match rules::name(value) {
-                Ok(name) => Some(name),
+        let name_rule = if creating { create::name } else { rules::name };
+        let name = match (name_value, name_field) {
+            (Some((pos, value)), _) => match name_rule(value) {
+                Ok(name) => Some((pos, name)),
                 Err(message) => {
                     found.error(pos, format!("{prefix}.name"), message);
                     None
                 }
             },
-            None => None,
+            (None, None) if creating => {
+                found.error(
+                    entry_pos,
+                    format!("{prefix}.name"),
+                    "missing (an entry without `image_id:` is an image imsreg creates, and its \
+                     name is how imsreg finds it again: add `name:`, or add `image_id:` if the \
+                     image exists in IMS)"
+                        .to_string(),
+                );
+                None
+            }
+            (None, _) => None,
         };
         if let Some(((line, column), message)) = format_warning {
             found.checker.push(
@@ -604,38 +768,83 @@ impl Checker {
                 }
             }
         }
-        match (image_id, url) {
-            (Some((_, image_id)), Some((url_pos, image_url, format)))
-                if found.problems.is_empty() =>
-            {
-                let checker = found.checker;
-                let hash = checker.hasher.hash_one(&image_url);
-                if let Some(&first) = checker.seen_urls.get(&hash) {
-                    let earlier = &checker.images[first];
-                    if earlier.image_url == image_url {
-                        let message = format!(
-                            "{image_url} is also the image_url of the entry on line {} (both \
-                             images will be registered from the same file; check the entry is \
-                             not a copy-paste slip)",
-                            earlier.line
-                        );
-                        checker.push(
-                            url_pos.0,
-                            url_pos.1,
-                            Severity::Warning,
-                            format!("{prefix}.image_url"),
-                            message,
-                        );
-                    }
-                } else {
-                    checker.seen_urls.insert(hash, checker.images.len());
+        let own = if creating {
+            found.created_values(doc, &prefix, create_fields)
+        } else {
+            for (key, field) in create_fields {
+                if let Some((value_node, _)) = field {
+                    found.error(
+                        index.pos(value_node),
+                        format!("{prefix}.{key}"),
+                        format!(
+                            "only applies to images imsreg creates, and this entry has an \
+                             image_id (remove `{key}:`; or remove `image_id:` for imsreg to \
+                             create the image)"
+                        ),
+                    );
                 }
+            }
+            OwnValues::default()
+        };
+        if creating && let Some(((line, column), name)) = &name {
+            match found.checker.seen_names.get(name.as_str()) {
+                Some(&first_line) => found.error(
+                    (*line, *column),
+                    format!("{prefix}.name"),
+                    format!(
+                        "`{}` is also the name of the entry on line {first_line} (a created \
+                         image is found again by its name, so each name is created once; \
+                         rename one of the two entries)",
+                        text::shorten(name)
+                    ),
+                ),
+                None => {
+                    found.checker.seen_names.insert(name.clone(), entry_pos.0);
+                }
+            }
+        }
+        let valid = found.problems.is_empty();
+        match (image_id, name, url) {
+            (Some((_, image_id)), name, Some((url_pos, image_url, format))) if valid => {
+                let checker = found.checker;
+                let owner = UrlOwner::Image(checker.images.len());
+                checker.note_url(&image_url, url_pos, &prefix, owner);
+                let name = name.map(|((line, column), name)| {
+                    checker.named_images.push(NamedImage {
+                        image: checker.images.len() as u32,
+                        entry: n as u32,
+                        line: line as u32,
+                        column: column as u32,
+                    });
+                    name
+                });
                 checker.images.push(ImageEntry {
                     image_id,
                     image_url,
                     name,
                     format,
                     line: entry_pos.0,
+                });
+            }
+            (None, Some((_, name)), Some((url_pos, image_url, format))) if valid && creating => {
+                let checker = found.checker;
+                let (os_version, os_version_at) = own.os_version.unzip();
+                let owner = UrlOwner::Create(checker.creates.len());
+                checker.note_url(&image_url, url_pos, &prefix, owner);
+                checker.creates.push(CreateEntry {
+                    name,
+                    image_url,
+                    format,
+                    os_version,
+                    min_disk: own.min_disk,
+                    min_ram: own.min_ram,
+                    tags: own.tags,
+                    line: entry_pos.0,
+                    os_version_at,
+                });
+                checker.create_marks.push(CreateMark {
+                    entry: n,
+                    tags_at: own.tags_at,
                 });
             }
             _ => {
@@ -648,6 +857,182 @@ impl Checker {
                 found.into_invalid(entry_pos.0, raw_id, raw_url, raw_name)
             }
         }
+    }
+
+    /// Warns when a valid entry's URL is also an earlier one's (else remembers it as `owner`).
+    fn note_url(
+        &mut self,
+        image_url: &ImageUrl,
+        (line, column): (usize, usize),
+        prefix: &EntryPath,
+        owner: UrlOwner,
+    ) {
+        let hash = self.hasher.hash_one(image_url);
+        let Some(&first) = self.seen_urls.get(&hash) else {
+            self.seen_urls.insert(hash, owner);
+            return;
+        };
+        let earlier = match first {
+            UrlOwner::Image(i) => self.images.get(i).map(|e| (&e.image_url, e.line)),
+            UrlOwner::Create(i) => self.creates.get(i).map(|e| (&e.image_url, e.line)),
+        };
+        if let Some((earlier_url, earlier_line)) = earlier
+            && earlier_url == image_url
+        {
+            let message = format!(
+                "{image_url} is also the image_url of the entry on line {earlier_line} (both \
+                 images will be registered from the same file; check the entry is not a \
+                 copy-paste slip)"
+            );
+            self.push(
+                line,
+                column,
+                Severity::Warning,
+                format!("{prefix}.image_url"),
+                message,
+            );
+        }
+    }
+
+    /// The top-level `defaults:`: values for every created entry. Problems here are fatal, as
+    /// for `settings:`.
+    fn defaults(&mut self, doc: &Doc, node: NodeId, raw: &Raw) {
+        let pairs = match raw {
+            Raw::Null => return,
+            Raw::Map(pairs) => pairs,
+            other => {
+                if self.agree(doc, node, raw, &"defaults") {
+                    self.fatal_node(
+                        doc,
+                        node,
+                        "defaults",
+                        format!(
+                            "must be a mapping, found {} (indent `key: value` lines under \
+                             `defaults:`, with any of {})",
+                            other.describe(),
+                            DEFAULT_KEYS.join(", ")
+                        ),
+                    );
+                }
+                return;
+            }
+        };
+        if !self.agree(doc, node, raw, &"defaults") {
+            return;
+        }
+        let mut key_problems = Vec::new();
+        let keys = Self::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
+        for ((line, column), message) in key_problems {
+            self.fatal_at(line, column, "defaults", message);
+        }
+        for (key, key_node, value_node, value) in keys {
+            let field = format!("defaults.{key}");
+            if let Raw::Tagged(tag, _) = value {
+                self.fatal_node(doc, value_node, field, tag_message(tag));
+                continue;
+            }
+            let (line, column) = doc.index.pos(value_node);
+            let at = Position { line, column };
+            let d = &mut self.defaults;
+            let result = match key {
+                "os_version" => create::os_version(value).map(|v| {
+                    d.os_version = Some(v);
+                    self.defaults_at.os_version = Some(at);
+                }),
+                "min_disk" => create::min_disk(value).map(|v| d.min_disk = Some(v)),
+                "min_ram" => create::min_ram(value).map(|v| d.min_ram = Some(v)),
+                "tags" => {
+                    if !self.agree(doc, value_node, value, &field) {
+                        continue;
+                    }
+                    let mut problems = Vec::new();
+                    let tags = tag_map(doc, value_node, value, |pos, tag, message| {
+                        problems.push((pos, tag.map(String::from), message));
+                    });
+                    for ((line, column), tag, message) in problems {
+                        let field = match tag {
+                            Some(tag) => format!("{field}.{tag}"),
+                            None => field.clone(),
+                        };
+                        self.fatal_at(line, column, field, message);
+                    }
+                    let counted = create::tag_count(tags.len(), tags.len(), None);
+                    self.defaults.tags = tags;
+                    self.defaults_at.tags = Some(at);
+                    counted
+                }
+                other => {
+                    let message = Self::unknown_key_message(other, &DEFAULT_KEYS, "defaults");
+                    self.fatal_node(doc, key_node, field, message);
+                    continue;
+                }
+            };
+            if let Err(message) = result {
+                self.fatal_at(line, column, field, message);
+            }
+        }
+    }
+}
+
+/// A created entry's own values of the [`DEFAULT_KEYS`], before `defaults:`.
+#[derive(Default)]
+struct OwnValues {
+    os_version: Option<(String, Position)>,
+    min_disk: Option<u32>,
+    min_ram: Option<u64>,
+    tags: BTreeMap<String, String>,
+    tags_at: Option<Position>,
+}
+
+impl EntryProblems<'_> {
+    /// Checks the values only created entries take (`fields` in [`DEFAULT_KEYS`] order).
+    fn created_values(
+        &mut self,
+        doc: &Doc,
+        prefix: &EntryPath,
+        fields: [(&str, Option<(NodeId, &Raw)>); 4],
+    ) -> OwnValues {
+        let mut own = OwnValues::default();
+        for (key, field) in fields {
+            let Some((value_node, _)) = field else {
+                continue;
+            };
+            let Some((pos, value)) = untagged(self, doc, prefix, key, field) else {
+                continue;
+            };
+            let at = Position {
+                line: pos.0,
+                column: pos.1,
+            };
+            let result = match key {
+                "os_version" => create::os_version(value).map(|v| own.os_version = Some((v, at))),
+                "min_disk" => create::min_disk(value).map(|v| own.min_disk = Some(v)),
+                "min_ram" => create::min_ram(value).map(|v| own.min_ram = Some(v)),
+                _ => {
+                    let field = format!("{prefix}.tags");
+                    if !self.checker.agree(doc, value_node, value, &field) {
+                        continue;
+                    }
+                    let mut problems = Vec::new();
+                    own.tags = tag_map(doc, value_node, value, |pos, tag, message| {
+                        problems.push((pos, tag.map(String::from), message));
+                    });
+                    for (pos, tag, message) in problems {
+                        let field = match tag {
+                            Some(tag) => format!("{field}.{tag}"),
+                            None => field.clone(),
+                        };
+                        self.error(pos, field, message);
+                    }
+                    own.tags_at = Some(at);
+                    Ok(())
+                }
+            };
+            if let Err(message) = result {
+                self.error(pos, format!("{prefix}.{key}"), message);
+            }
+        }
+        own
     }
 }
 
@@ -697,6 +1082,51 @@ fn untagged<'r, 'a>(
     }
 }
 
+/// The tags of a `tags:` mapping (of an entry or of `defaults:`), each key and value checked.
+/// Problems go to `report` with their position and the tag's key when they concern one tag.
+fn tag_map(
+    doc: &Doc,
+    node: NodeId,
+    raw: &Raw,
+    mut report: impl FnMut((usize, usize), Option<&str>, String),
+) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    let pairs = match raw {
+        Raw::Null => return tags,
+        Raw::Map(pairs) => pairs,
+        other => {
+            report(
+                doc.index.pos(node),
+                None,
+                format!(
+                    "must be a mapping of tag keys to values, found {} (write one `key: value` \
+                     line per tag under `tags:`, e.g. `env: prod`)",
+                    other.describe()
+                ),
+            );
+            return tags;
+        }
+    };
+    let keys = Checker::keys(doc, node, pairs, |pos, message| report(pos, None, message));
+    for (key, key_node, value_node, value) in keys {
+        if let Raw::Tagged(tag, _) = value {
+            report(doc.index.pos(value_node), Some(key), tag_message(tag));
+            continue;
+        }
+        if let Err(message) = create::tag_key(key) {
+            report(doc.index.pos(key_node), Some(key), message);
+            continue;
+        }
+        match create::tag_value(value) {
+            Ok(value) => {
+                tags.insert(key.to_string(), value);
+            }
+            Err(message) => report(doc.index.pos(value_node), Some(key), message),
+        }
+    }
+    tags
+}
+
 fn tag_message(tag: &str) -> String {
     format!(
         "YAML tags such as `!{}` are not supported (remove the tag)",
@@ -704,11 +1134,15 @@ fn tag_message(tag: &str) -> String {
     )
 }
 
-/// The per-format counts of the valid entries, in [`ImageFormat::ALL`] order.
+/// The per-format counts of the valid entries (both kinds), in [`ImageFormat::ALL`] order.
 pub fn format_counts(manifest: &Manifest) -> Vec<(ImageFormat, usize)> {
     ImageFormat::ALL
         .into_iter()
-        .map(|f| (f, manifest.images.iter().filter(|i| i.format == f).count()))
+        .map(|f| {
+            let registered = manifest.images.iter().filter(|i| i.format == f).count();
+            let created = manifest.creates.iter().filter(|c| c.format == f).count();
+            (f, registered + created)
+        })
         .filter(|(_, n)| *n > 0)
         .collect()
 }

@@ -1,13 +1,16 @@
-//! The manifest: a YAML list of image IDs and OBS URLs, parsed and validated offline into a
-//! [`Manifest`] the pipeline can run, with every problem located at its file, line and column.
+//! The manifest: a YAML list of images (by ID, or by name for imsreg to create) and OBS URLs,
+//! parsed and validated offline into a [`Manifest`] the pipeline can run, with every problem
+//! located at its file, line and column.
 //!
 //! Reading goes, in [`read`]: [`source`] (UTF-8, tabs) -> [`index`] (positions, from
 //! saphyr-parser's events; refuses alias bombs) -> [`raw`] (the values, from serde_yaml) ->
-//! [`check`] (walks both together and applies [`rules`]) -> [`Manifest`]; big `images:` lists
-//! are read and checked in slices on the way ([`stream`]). [`render`] prints the diagnostics.
+//! [`check`] (walks both together and applies [`rules`], and [`create`] to the entries imsreg
+//! creates) -> [`Manifest`]; big `images:` lists are read and checked in slices on the way
+//! ([`stream`]). [`render`] prints the diagnostics.
 
 pub mod bounds;
 mod check;
+mod create;
 mod fasthash;
 mod index;
 pub mod model;
@@ -23,7 +26,8 @@ use std::path::Path;
 
 pub use check::format_counts;
 pub use model::{
-    Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest, Settings, Severity,
+    CreateEntry, Defaults, Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest,
+    Position, Settings, Severity,
 };
 
 /// The manifest file could not be read at all (content problems are [`Diagnostic`]s instead):

@@ -1,9 +1,12 @@
 //! The validated manifest: what the rest of the pipeline consumes.
 //!
 //! Everything here has already been checked: image IDs are lower-case UUIDs, URLs are split
-//! into bucket and object, the format is known. Entries that failed validation are kept
+//! into bucket and object, the format is known. Entries with an `image_id` register an image
+//! that exists ([`ImageEntry`]); entries without one name an image imsreg creates
+//! ([`CreateEntry`], with `defaults:` already applied). Entries that failed validation are kept
 //! separately (with their problems) so `--skip-invalid` can report them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -121,12 +124,55 @@ pub struct ImageEntry {
     pub line: usize,
 }
 
+/// Where a value was written in the manifest file: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One valid `images:` entry without `image_id`: imsreg creates the image's metadata (named
+/// `name`, tagged with [`crate::ids::IDENTITY_TAG_KEY`]), then registers the file into it.
+/// The optional values hold the entry's own value or else the one of `defaults:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateEntry {
+    /// The image's name: its identity (unique among the created entries of the manifest).
+    pub name: String,
+    pub image_url: ImageUrl,
+    pub format: ImageFormat,
+    /// Sent as `__os_version`; checked against IMS's list at run start.
+    pub os_version: Option<String>,
+    /// GB, 1-1024.
+    pub min_disk: Option<u32>,
+    /// MB.
+    pub min_ram: Option<u64>,
+    /// The user's tags, `defaults:` merged in (the entry wins per key); without imsreg's own
+    /// identity tag, so at most 9.
+    pub tags: BTreeMap<String, String>,
+    /// 1-based line where the entry starts in the manifest.
+    pub line: usize,
+    /// Where `os_version` was written (in the entry or in `defaults:`), for the run-start
+    /// check's diagnostic.
+    pub os_version_at: Option<Position>,
+}
+
+/// The top-level `defaults:` block: values for every created entry that does not give its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Defaults {
+    pub os_version: Option<String>,
+    pub min_disk: Option<u32>,
+    pub min_ram: Option<u64>,
+    /// Merged into each created entry's tags (empty when `defaults:` has none).
+    pub tags: BTreeMap<String, String>,
+}
+
 /// An `images:` entry that failed validation, kept for `--skip-invalid` reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvalidEntry {
     /// 1-based line where the entry starts.
     pub line: usize,
-    /// The values as written (when they were strings), for the report.
+    /// The values as written (when they were strings), for the report. `image_id` is None
+    /// for an entry that was to be created (its `name` then says which).
     pub image_id: Option<String>,
     pub image_url: Option<String>,
     pub name: Option<String>,
@@ -158,7 +204,12 @@ pub struct Diagnostic {
 pub struct Manifest {
     pub path: PathBuf,
     pub settings: Settings,
+    /// The valid entries with an `image_id`, in manifest order.
     pub images: Vec<ImageEntry>,
+    /// The valid entries without one (images to create), in manifest order.
+    pub creates: Vec<CreateEntry>,
+    /// The `defaults:` block as written (already applied to `creates`).
+    pub defaults: Defaults,
     pub invalid: Vec<InvalidEntry>,
     /// Every error and warning, sorted by line.
     pub diagnostics: Vec<Diagnostic>,
@@ -168,6 +219,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Valid entries of both kinds.
+    pub fn valid_count(&self) -> usize {
+        self.images.len() + self.creates.len()
+    }
+
     pub fn error_count(&self) -> usize {
         self.diagnostics
             .iter()

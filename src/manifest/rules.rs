@@ -279,7 +279,8 @@ pub fn entry_format(
     }
 }
 
-/// `name`: an optional label; numbers are taken as their text.
+/// `name` of an entry with an `image_id`: an optional label; numbers are taken as their text.
+/// (The name of an entry imsreg creates follows IMS's rules: [`super::create::name`].)
 pub fn name(raw: &Raw) -> RuleResult<String> {
     match raw {
         Raw::Str(s) if !s.trim().is_empty() => Ok(s.to_string()),
@@ -470,7 +471,7 @@ pub fn boolean(raw: &Raw) -> RuleResult<bool> {
     }
 }
 
-fn describe_value(raw: &Raw) -> String {
+pub fn describe_value(raw: &Raw) -> String {
     match raw {
         Raw::Str(s) => format!("`{}`", shorten(s)),
         Raw::Int(n) => n.to_string(),

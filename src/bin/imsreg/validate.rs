@@ -70,17 +70,21 @@ fn print_text(manifest: &Manifest, label: &str) -> std::io::Result<()> {
     }
     let warnings = manifest.warning_count();
     let errors = manifest.error_count();
-    let total = manifest.images.len() + manifest.invalid.len();
+    let total = manifest.valid_count() + manifest.invalid.len();
     if errors == 0 {
         let formats: Vec<String> = manifest::format_counts(manifest)
             .into_iter()
             .map(|(format, count)| format!("{format} {count}"))
             .collect();
+        let valid = manifest.valid_count();
+        let to_create = match manifest.creates.len() {
+            0 => String::new(),
+            creates => format!(", {creates} to create"),
+        };
         writeln!(
             out,
-            "{label}: ok: {} image{} ({}), {warnings} warning{}",
-            manifest.images.len(),
-            plural(manifest.images.len()),
+            "{label}: ok: {valid} image{}{to_create} ({}), {warnings} warning{}",
+            plural(valid),
             formats.join(", "),
             plural(warnings),
         )
