@@ -132,7 +132,13 @@ struct Pending {
 /// What was learned for one entry on the way.
 enum Step {
     Use(ImageEntry, Resolution),
-    Settle(ImageRecord),
+    Settle(Box<ImageRecord>),
+}
+
+impl Step {
+    fn settle(record: ImageRecord) -> Step {
+        Step::Settle(Box::new(record))
+    }
 }
 
 struct Stage<'a, C> {
@@ -176,7 +182,12 @@ pub async fn resolve<C: ImsApi>(
 
     // 1. Every os_version against the region's list (one call), before anything is created.
     if let Err(unsettled) = stage.check_os_versions(&pending).await? {
-        settle_all(&mut resolved, pending, ImageOutcome::Unreachable, &unsettled);
+        settle_all(
+            &mut resolved,
+            pending,
+            ImageOutcome::Unreachable,
+            &unsettled,
+        );
         return Ok(resolved);
     }
 
@@ -260,9 +271,10 @@ pub async fn resolve<C: ImsApi>(
                 Decision::Create | Decision::Replace { .. } => resolved.to_create.push(item.entry),
                 Decision::Use { image, .. } => {
                     let status = image.status.clone();
-                    resolved
-                        .entries
-                        .push((image_entry(&item.entry, image.id), Resolution::Found(status)));
+                    resolved.entries.push((
+                        image_entry(&item.entry, image.id),
+                        Resolution::Found(status),
+                    ));
                 }
                 Decision::Conflict { ids } => {
                     let line = item.entry.line;
@@ -278,27 +290,25 @@ pub async fn resolve<C: ImsApi>(
     // 5. Create, use, replace or report each entry.
     let concurrency = settings.concurrency.max(1);
     let stage = &stage;
-    let steps: Vec<(usize, usize, Step, Vec<ImageId>)> = futures::stream::iter(
-        decided
-            .into_iter()
-            .enumerate()
-            .map(|(index, (item, decision))| async move {
+    let steps: Vec<(usize, usize, Step, Vec<ImageId>)> =
+        futures::stream::iter(decided.into_iter().enumerate().map(
+            |(index, (item, decision))| async move {
                 let mut deleted = Vec::new();
                 let line = item.entry.line;
                 let step = stage.carry_out(item, decision, &mut deleted).await;
                 (index, line, step, deleted)
-            }),
-    )
-    .buffer_unordered(concurrency)
-    .collect()
-    .await;
+            },
+        ))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let mut steps = steps;
     steps.sort_by_key(|(index, _, _, _)| *index);
     for (_, line, step, deleted) in steps {
         resolved.deleted.extend(deleted);
         match step {
             Step::Use(entry, how) => resolved.entries.push((entry, how)),
-            Step::Settle(record) => resolved.settled.push((line, record)),
+            Step::Settle(record) => resolved.settled.push((line, *record)),
         }
     }
     Ok(resolved)
@@ -313,12 +323,18 @@ enum LookupFailed {
 impl<C: ImsApi> Stage<'_, C> {
     /// `Ok(Ok(()))` when every os_version is known (or none is given), `Ok(Err(why))` when the
     /// list could not be read (the entries are left unsettled), `Err` for unknown values.
-    async fn check_os_versions(&self, pending: &[Pending]) -> Result<Result<(), String>, CreateError> {
+    async fn check_os_versions(
+        &self,
+        pending: &[Pending],
+    ) -> Result<Result<(), String>, CreateError> {
         let wanted: BTreeSet<&str> = pending
             .iter()
             .filter_map(|item| item.entry.os_version.as_deref())
             .collect();
-        let without = pending.iter().filter(|i| i.entry.os_version.is_none()).count();
+        let without = pending
+            .iter()
+            .filter(|i| i.entry.os_version.is_none())
+            .count();
         if without > 0 {
             tracing::warn!(
                 entries = without,
@@ -453,7 +469,13 @@ impl<C: ImsApi> Stage<'_, C> {
                 Err(error) => error,
             };
             let class = error.class();
-            let attempt = if matches!(class, ErrorClass::Retryable { throttled: true, .. }) {
+            let attempt = if matches!(
+                class,
+                ErrorClass::Retryable {
+                    throttled: true,
+                    ..
+                }
+            ) {
                 throttles += 1;
                 throttles
             } else {
@@ -503,12 +525,17 @@ impl<C: ImsApi> Stage<'_, C> {
         Ok(())
     }
 
-    async fn carry_out(&self, item: Pending, decision: Decision, deleted: &mut Vec<ImageId>) -> Step {
+    async fn carry_out(
+        &self,
+        item: Pending,
+        decision: Decision,
+        deleted: &mut Vec<ImageId>,
+    ) -> Step {
         match decision {
-            Decision::Conflict { ids } => Step::Settle(conflict_record(&item.entry, &ids)),
+            Decision::Conflict { ids } => Step::settle(conflict_record(&item.entry, &ids)),
             Decision::Use { image, extras } => {
                 if let Err(message) = self.delete_all(&extras, deleted).await {
-                    return Step::Settle(unsettled_record(&item.entry, Some(image.id), &message));
+                    return Step::settle(unsettled_record(&item.entry, Some(image.id), &message));
                 }
                 self.use_found(item, image)
             }
@@ -516,7 +543,7 @@ impl<C: ImsApi> Stage<'_, C> {
                 let mut doomed = extras;
                 doomed.push(killed);
                 if let Err(message) = self.delete_all(&doomed, deleted).await {
-                    return Step::Settle(unsettled_record(&item.entry, Some(killed), &message));
+                    return Step::settle(unsettled_record(&item.entry, Some(killed), &message));
                 }
                 self.create(item).await
             }
@@ -535,18 +562,19 @@ impl<C: ImsApi> Stage<'_, C> {
             );
         }
         if image.status == ImageStatus::Killed {
-            let mut record = ImageRecord::for_entry(
-                &image_entry(&item.entry, image.id),
-                ImageOutcome::Failed,
-            );
+            let mut record =
+                ImageRecord::for_entry(&image_entry(&item.entry, image.id), ImageOutcome::Failed);
             record.created = true;
             record.error_message = Some(
                 "the image imsreg created for this entry is `killed` (its registration failed); --retry-failed deletes it and creates a fresh one".into(),
             );
-            return Step::Settle(record);
+            return Step::settle(record);
         }
         let status = image.status.clone();
-        Step::Use(image_entry(&item.entry, image.id), Resolution::Found(status))
+        Step::Use(
+            image_entry(&item.entry, image.id),
+            Resolution::Found(status),
+        )
     }
 
     /// Creates the entry's image: intent journaled, create sent, and on any doubt the cloud
@@ -556,13 +584,13 @@ impl<C: ImsApi> Stage<'_, C> {
         let mut failures = 0u32;
         loop {
             if self.cancel.is_cancelled() {
-                return Step::Settle(cancelled_record(&item.entry));
+                return Step::settle(cancelled_record(&item.entry));
             }
             if let Some(journal) = self.journal
                 && let Err(error) =
                     journal.record_create(&item.key, &item.entry.name, CreateKind::CreateIntent)
             {
-                return Step::Settle(unsettled_record(
+                return Step::settle(unsettled_record(
                     &item.entry,
                     None,
                     &format!(
@@ -582,34 +610,43 @@ impl<C: ImsApi> Stage<'_, C> {
                 ErrorClass::AuthFailed => {
                     self.cancel.cancel();
                     self.refused(&item);
-                    return Step::Settle(cancelled_record(&item.entry));
+                    return Step::settle(cancelled_record(&item.entry));
                 }
-                ErrorClass::Final => {
-                    // An unreadable 2xx answer means it was probably created: look first.
-                    if !matches!(error, ImsError::Decode { .. }) {
-                        self.refused(&item);
-                        return Step::Settle(refused_record(&item.entry, &error));
-                    }
+                // An unreadable 2xx answer means it was probably created: that one is looked up.
+                ErrorClass::Final if !matches!(error, ImsError::Decode { .. }) => {
+                    self.refused(&item);
+                    return Step::settle(refused_record(&item.entry, &error));
                 }
                 // The gateway refused it (throttled) or it never left: nothing was created.
-                ErrorClass::Retryable { throttled: true, retry_after } => {
+                ErrorClass::Retryable {
+                    throttled: true,
+                    retry_after,
+                } => {
                     if failures >= MAX_CREATE_ATTEMPTS * 2 {
-                        return Step::Settle(unsettled_record(&item.entry, None, &error.to_string()));
+                        return Step::settle(unsettled_record(
+                            &item.entry,
+                            None,
+                            &error.to_string(),
+                        ));
                     }
-                    let delay = retry_after
-                        .unwrap_or_else(|| crate::run::retry::throttle_pause(jitter()));
+                    let delay =
+                        retry_after.unwrap_or_else(|| crate::run::retry::throttle_pause(jitter()));
                     if !self.sleep(delay).await {
-                        return Step::Settle(cancelled_record(&item.entry));
+                        return Step::settle(cancelled_record(&item.entry));
                     }
                     continue;
                 }
                 _ if matches!(error, ImsError::NotSent { .. }) => {
                     if failures >= MAX_CREATE_ATTEMPTS {
-                        return Step::Settle(unsettled_record(&item.entry, None, &error.to_string()));
+                        return Step::settle(unsettled_record(
+                            &item.entry,
+                            None,
+                            &error.to_string(),
+                        ));
                     }
                     let delay = crate::run::retry::full_jitter_backoff(failures, jitter());
                     if !self.sleep(delay).await {
-                        return Step::Settle(cancelled_record(&item.entry));
+                        return Step::settle(cancelled_record(&item.entry));
                     }
                     continue;
                 }
@@ -620,18 +657,20 @@ impl<C: ImsApi> Stage<'_, C> {
             match self.settle_after_doubt(&item, &error, sent_at).await {
                 Ok(Some(step)) => return step,
                 Ok(None) => {}
-                Err(step) => return step,
+                Err(record) => return Step::Settle(record),
             }
             if failures >= MAX_CREATE_ATTEMPTS {
-                return Step::Settle(unsettled_record(
+                return Step::settle(unsettled_record(
                     &item.entry,
                     None,
-                    &format!("{MAX_CREATE_ATTEMPTS} create calls got no usable answer and no image appeared; the next run looks again: {error}"),
+                    &format!(
+                        "{MAX_CREATE_ATTEMPTS} create calls got no usable answer and no image appeared; the next run looks again: {error}"
+                    ),
                 ));
             }
             let delay = crate::run::retry::full_jitter_backoff(failures, jitter());
             if !self.sleep(delay).await {
-                return Step::Settle(cancelled_record(&item.entry));
+                return Step::settle(cancelled_record(&item.entry));
             }
         }
     }
@@ -644,7 +683,7 @@ impl<C: ImsApi> Stage<'_, C> {
         item: &Pending,
         error: &ImsError,
         sent_at: tokio::time::Instant,
-    ) -> Result<Option<Step>, Step> {
+    ) -> Result<Option<Step>, Box<ImageRecord>> {
         let looked = self.lookup(&item.key).await;
         let images = self.lookup_result(item, looked)?;
         if !images.is_empty() {
@@ -654,7 +693,7 @@ impl<C: ImsApi> Stage<'_, C> {
             let until = sent_at + self.settings.landing_window;
             let now = tokio::time::Instant::now();
             if until > now && !self.sleep(until - now).await {
-                return Err(cancelled_record_step(&item.entry));
+                return Err(Box::new(cancelled_record(&item.entry)));
             }
             let looked = self.lookup(&item.key).await;
             let images = self.lookup_result(item, looked)?;
@@ -669,16 +708,16 @@ impl<C: ImsApi> Stage<'_, C> {
         &self,
         item: &Pending,
         looked: Result<Vec<Found>, LookupFailed>,
-    ) -> Result<Vec<Found>, Step> {
-        looked.map_err(|failed| match failed {
-            LookupFailed::Stopped => cancelled_record_step(&item.entry),
-            LookupFailed::Auth(message) | LookupFailed::Error(message) => Step::Settle(
-                unsettled_record(
+    ) -> Result<Vec<Found>, Box<ImageRecord>> {
+        looked.map_err(|failed| {
+            Box::new(match failed {
+                LookupFailed::Stopped => cancelled_record(&item.entry),
+                LookupFailed::Auth(message) | LookupFailed::Error(message) => unsettled_record(
                     &item.entry,
                     None,
                     &format!("a create's answer was lost and the image could not be looked up; the next run looks again before creating anything: {message}"),
                 ),
-            ),
+            })
         })
     }
 
@@ -690,12 +729,12 @@ impl<C: ImsApi> Stage<'_, C> {
             let looked = self.lookup(&item.key).await;
             return match self.lookup_result(&item, looked) {
                 Ok(images) if !images.is_empty() => self.adopt(&item, images, None).await,
-                Ok(_) => Step::Settle(unsettled_record(
+                Ok(_) => Step::settle(unsettled_record(
                     &item.entry,
                     None,
                     "IMS answered the create without a usable image ID and no image with the entry's tag is visible yet; the next run looks again",
                 )),
-                Err(step) => step,
+                Err(record) => Step::Settle(record),
             };
         };
         if let Some(journal) = self.journal {
@@ -709,11 +748,8 @@ impl<C: ImsApi> Stage<'_, C> {
         }
         tracing::debug!(name = %item.entry.name, image_id = %mine.id, "created the image metadata");
         let looked = self.lookup(&item.key).await;
-        let mut images = match looked {
-            Ok(images) => images,
-            // The create worked; if the check cannot be made, the image is still the entry's.
-            Err(_) => Vec::new(),
-        };
+        // The create worked; if the check cannot be made, the image is still the entry's.
+        let mut images = looked.unwrap_or_default();
         if !images.iter().any(|image| image.id == mine.id) {
             images.push(mine.clone());
         }
@@ -724,16 +760,16 @@ impl<C: ImsApi> Stage<'_, C> {
     async fn adopt(&self, item: &Pending, images: Vec<Found>, mine: Option<ImageId>) -> Step {
         let mut deleted = Vec::new();
         match decide(images, false) {
-            Decision::Create => Step::Settle(unsettled_record(
+            Decision::Create => Step::settle(unsettled_record(
                 &item.entry,
                 None,
                 "the created image is not visible; the next run looks again",
             )),
-            Decision::Conflict { ids } => Step::Settle(conflict_record(&item.entry, &ids)),
+            Decision::Conflict { ids } => Step::settle(conflict_record(&item.entry, &ids)),
             Decision::Replace { .. } => unreachable_step(&item.entry),
             Decision::Use { image, extras } => {
                 if let Err(message) = self.delete_all(&extras, &mut deleted).await {
-                    return Step::Settle(unsettled_record(&item.entry, Some(image.id), &message));
+                    return Step::settle(unsettled_record(&item.entry, Some(image.id), &message));
                 }
                 if let Some(journal) = self.journal
                     && mine != Some(image.id)
@@ -799,11 +835,7 @@ fn did_you_mean<'a>(value: &str, names: &[&'a str]) -> Option<&'a str> {
 
 /// The body of `POST /v2/images` for an entry: its metadata plus the identity tag.
 pub fn create_request(entry: &CreateEntry, key: &str) -> CreateImageMetadataRequest {
-    let mut tags: Vec<String> = entry
-        .tags
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let mut tags: Vec<String> = entry.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     tags.push(format!("{IDENTITY_TAG_KEY}={key}"));
     CreateImageMetadataRequest {
         name: Some(entry.name.clone()),
@@ -826,11 +858,16 @@ fn found_image(info: &ImageInfo) -> Option<Found> {
     })
 }
 
-fn base_record(entry: &CreateEntry, image_id: Option<ImageId>, status: ImageOutcome) -> ImageRecord {
+fn base_record(
+    entry: &CreateEntry,
+    image_id: Option<ImageId>,
+    status: ImageOutcome,
+) -> ImageRecord {
     let mut record = match image_id {
         Some(id) => ImageRecord::for_entry(&image_entry(entry, id), status),
         None => {
-            let mut record = ImageRecord::for_entry(&image_entry(entry, placeholder_id(entry)), status);
+            let mut record =
+                ImageRecord::for_entry(&image_entry(entry, placeholder_id(entry)), status);
             record.image_id = None;
             record
         }
@@ -871,12 +908,8 @@ fn cancelled_record(entry: &CreateEntry) -> ImageRecord {
     base_record(entry, None, ImageOutcome::Cancelled)
 }
 
-fn cancelled_record_step(entry: &CreateEntry) -> Step {
-    Step::Settle(cancelled_record(entry))
-}
-
 fn unreachable_step(entry: &CreateEntry) -> Step {
-    Step::Settle(unsettled_record(
+    Step::settle(unsettled_record(
         entry,
         None,
         "internal error: a replace decision after a create",
@@ -1011,10 +1044,22 @@ mod tests {
         for name in ["web", "db", "cache"] {
             let images = ims.images_named(name);
             assert_eq!(images.len(), 1, "{name}: {images:?}");
-            assert_eq!(ims.images_tagged(IDENTITY_TAG_KEY, &identity_tag_value(name)).len(), 1);
+            assert_eq!(
+                ims.images_tagged(IDENTITY_TAG_KEY, &identity_tag_value(name))
+                    .len(),
+                1
+            );
         }
-        let web = ims.created().into_iter().find(|i| i.name.as_deref() == Some("web")).unwrap();
-        assert!(web.tags.contains(&"team=infra".to_string()), "{:?}", web.tags);
+        let web = ims
+            .created()
+            .into_iter()
+            .find(|i| i.name.as_deref() == Some("web"))
+            .unwrap();
+        assert!(
+            web.tags.contains(&"team=infra".to_string()),
+            "{:?}",
+            web.tags
+        );
         assert!(web.tags.contains(&tag("web")));
         let (entry, how) = &resolved.entries[0];
         assert_eq!(*how, Resolution::Created);
@@ -1030,9 +1075,16 @@ mod tests {
         let resolved = run(&ims, vec![entry("web", 1), entry("db", 2)], &settings()).await;
         assert_eq!(ims.counters().create_calls, 0);
         assert_eq!(resolved.found(), 2);
-        let ids: Vec<String> = resolved.entries.iter().map(|(e, _)| e.image_id.to_string()).collect();
+        let ids: Vec<String> = resolved
+            .entries
+            .iter()
+            .map(|(e, _)| e.image_id.to_string())
+            .collect();
         assert_eq!(ids, [queued, active]);
-        assert_eq!(resolved.entries[1].1, Resolution::Found(ImageStatus::Active));
+        assert_eq!(
+            resolved.entries[1].1,
+            Resolution::Found(ImageStatus::Active)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1072,7 +1124,10 @@ mod tests {
         let resolved = run(&ims, vec![entry("web", 1)], &settings()).await;
         assert_eq!(ims.images_named("web").len(), 1);
         assert_eq!(ims.counters().create_calls, 2);
-        assert!(start.elapsed() >= WINDOW, "waited out the window before re-sending");
+        assert!(
+            start.elapsed() >= WINDOW,
+            "waited out the window before re-sending"
+        );
         assert_eq!(resolved.created(), 1);
     }
 
@@ -1106,8 +1161,22 @@ mod tests {
         .await
         .unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, CreateError::Quota { to_create: 2, used: 1, quota: 2, left: 1 }), "{text}");
-        assert!(text.contains("2 image(s) to create") && text.contains("1 of 2"), "{text}");
+        assert!(
+            matches!(
+                err,
+                CreateError::Quota {
+                    to_create: 2,
+                    used: 1,
+                    quota: 2,
+                    left: 1
+                }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 image(s) to create") && text.contains("1 of 2"),
+            "{text}"
+        );
         assert_eq!(ims.counters().create_calls, 0);
     }
 
@@ -1116,7 +1185,10 @@ mod tests {
         let ims = fake();
         let mut typo = entry("web", 5);
         typo.os_version = Some("CentOS 7.9 64 bit".into());
-        typo.os_version_at = Some(crate::manifest::Position { line: 6, column: 17 });
+        typo.os_version_at = Some(crate::manifest::Position {
+            line: 6,
+            column: 17,
+        });
         let err = resolve(
             &ims,
             vec![entry("ok", 1), typo],
@@ -1155,7 +1227,10 @@ mod tests {
         assert!(resolved.entries.is_empty());
         let record = &resolved.settled[0].1;
         assert_eq!(record.status, ImageOutcome::Failed);
-        assert_eq!(record.error_code.as_deref(), Some("IMSREG.DUPLICATE_IMAGES"));
+        assert_eq!(
+            record.error_code.as_deref(),
+            Some("IMSREG.DUPLICATE_IMAGES")
+        );
         assert!(ims.counters().deleted.is_empty());
         assert_eq!(ims.images_named("web").len(), 2);
     }
@@ -1169,7 +1244,13 @@ mod tests {
         assert_eq!(record.status, ImageOutcome::Failed);
         assert_eq!(record.image_id.as_deref(), Some(killed.as_str()));
         assert!(record.created);
-        assert!(record.error_message.as_deref().unwrap().contains("--retry-failed"));
+        assert!(
+            record
+                .error_message
+                .as_deref()
+                .unwrap()
+                .contains("--retry-failed")
+        );
         assert_eq!(ims.counters().create_calls, 0);
 
         let retry = CreateSettings {
@@ -1204,7 +1285,12 @@ mod tests {
         let ims = fake();
         // The earlier run died with its create on the wire: it lands 30 s later.
         ims.create_fault(CreateFault::CreatedLater(Duration::from_secs(30)));
-        let _ = ims.create_image_metadata(&create_request(&entry("web", 1), &identity_tag_value("web"))).await;
+        let _ = ims
+            .create_image_metadata(&create_request(
+                &entry("web", 1),
+                &identity_tag_value("web"),
+            ))
+            .await;
         let prior = HashMap::from([(
             identity_tag_value("web"),
             CreateState {
@@ -1251,12 +1337,21 @@ mod tests {
         .unwrap();
         let replayed = crate::state::replay(&path).unwrap();
         let web = &replayed.creates[&identity_tag_value("web")];
-        assert_eq!(web.image_id.as_deref(), Some(resolved.entries[0].0.image_id.to_string().as_str()));
+        assert_eq!(
+            web.image_id.as_deref(),
+            Some(resolved.entries[0].0.image_id.to_string().as_str())
+        );
         assert_eq!(web.intent_at, None);
         let bad = &replayed.creates[&identity_tag_value("bad")];
-        assert_eq!((bad.intent_at, bad.image_id.as_deref()), (None, None), "refused: nothing on its way");
+        assert_eq!(
+            (bad.intent_at, bad.image_id.as_deref()),
+            (None, None),
+            "refused: nothing on its way"
+        );
         let text = std::fs::read_to_string(&path).unwrap();
-        let intent = text.find(r#""name":"web","event":"create_intent""#).unwrap();
+        let intent = text
+            .find(r#""name":"web","event":"create_intent""#)
+            .unwrap();
         let created = text.find(r#""name":"web","event":"created""#).unwrap();
         assert!(intent < created, "{text}");
     }
@@ -1299,7 +1394,10 @@ mod tests {
         assert_eq!(json["__os_version"], "CentOS 7.9 64bit");
         assert_eq!(json["disk_format"], "qcow2");
         assert_eq!(json["min_disk"], 40);
-        assert_eq!(json["tags"], serde_json::json!(["team=infra", "imsreg-key=k"]));
+        assert_eq!(
+            json["tags"],
+            serde_json::json!(["team=infra", "imsreg-key=k"])
+        );
         assert!(json.get("min_ram").is_none());
     }
 }

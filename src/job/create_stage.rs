@@ -35,7 +35,10 @@ impl CreateStage {
             return;
         }
         for record in records {
-            if let Some(id) = record.image_id.as_deref().and_then(|id| ImageId::parse(id).ok())
+            if let Some(id) = record
+                .image_id
+                .as_deref()
+                .and_then(|id| ImageId::parse(id).ok())
                 && self.images.contains(&id)
             {
                 record.created = true;
@@ -65,7 +68,11 @@ pub async fn run(
         manifest: options.manifest.display().to_string(),
     };
     observer.creating_images(entries.len());
-    let journal = job.journal.journal.as_ref().map(|(sink, _lock)| sink.clone());
+    let journal = job
+        .journal
+        .journal
+        .as_ref()
+        .map(|(sink, _lock)| sink.clone());
     let resolved = create::resolve(
         &job.target.client,
         entries,

@@ -98,13 +98,14 @@ pub async fn run(
     }
 
     // Entries without an image_id get their image (found by its tag, or created) first.
-    let created = match create_stage::run(&mut job, &options, observer.as_ref(), cancel.clone()).await {
-        Ok(created) => created,
-        Err(err) => {
-            job.shutdown().await;
-            return Err(err);
-        }
-    };
+    let created =
+        match create_stage::run(&mut job, &options, observer.as_ref(), cancel.clone()).await {
+            Ok(created) => created,
+            Err(err) => {
+                job.shutdown().await;
+                return Err(err);
+            }
+        };
 
     if options.dry_run {
         let sink: Arc<dyn EventSink> = observer.clone();

@@ -49,7 +49,11 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(out, "| **total** | **{}** |", s.total);
     if s.created > 0 {
-        let _ = writeln!(out, "\n{} of these images were created by imsreg.", s.created);
+        let _ = writeln!(
+            out,
+            "\n{} of these images were created by imsreg.",
+            s.created
+        );
     }
 
     let attention: Vec<_> = report

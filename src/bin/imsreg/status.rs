@@ -149,7 +149,10 @@ pub fn main(args: Args) -> u8 {
             );
         }
         if let Some(to_create) = creates.to_create {
-            line!("  {:<20} {to_create} (in the manifest, no create recorded yet)", "to create");
+            line!(
+                "  {:<20} {to_create} (in the manifest, no create recorded yet)",
+                "to create"
+            );
         }
     }
     if replayed.torn_tail {

@@ -442,7 +442,12 @@ impl JobObserver for UiSink {
     }
 
     fn images_created(&self, created: usize, found: usize, settled: usize) {
-        tracing::info!(created, found, not_created = settled, "images to create: done");
+        tracing::info!(
+            created,
+            found,
+            not_created = settled,
+            "images to create: done"
+        );
     }
 
     fn engine_starting(&self, images: &[PlannedImage], _config: &RunConfig) {
