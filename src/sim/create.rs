@@ -278,7 +278,7 @@ mod tests {
             "k=v/w".to_string(),
             "k=a=b".to_string(),
         ] {
-            assert_eq!(code(&tags(&[bad.clone()])), "IMG.0115", "{bad}");
+            assert_eq!(code(&tags(std::slice::from_ref(&bad))), "IMG.0115", "{bad}");
         }
         assert_eq!(code(r#"{"tags":[1]}"#), "IMG.0001");
         let twice = ["k=1".to_string(), "k=2".to_string(), "bare".to_string()];

@@ -1080,7 +1080,7 @@ mod tests {
                 .map(|v| v["id"].as_str().unwrap().to_string())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(tagged("imsreg-key=aaa"), [id.clone()]);
+        assert_eq!(tagged("imsreg-key=aaa"), vec![id.clone()]);
         assert!(tagged("imsreg-key=aa").is_empty());
         assert!(tagged("imsreg-key").is_empty());
         assert_eq!(
