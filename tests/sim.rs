@@ -10,7 +10,8 @@ use imsreg::ims::auth::{Credentials, Secret};
 use imsreg::ims::client::{Client, ClientConfig};
 use imsreg::ims::signer::{self, SigningInput};
 use imsreg::ims::{
-    CreateImageMetadataRequest, ErrorClass, ImageStatus, ImsError, JobStatus, ListImagesQuery,
+    CreateImageMetadataRequest, ErrorClass, ImageStatus, ImsApi, ImsError, JobStatus,
+    ListImagesQuery,
 };
 use imsreg::sim::{DurationDist, Faults, RateLimit, SimConfig, SimHandle, SimStats, Simulator};
 use serde_json::{Value, json};
@@ -764,6 +765,275 @@ async fn created_images_can_be_registered() {
     assert_eq!(native.status, 200);
     assert_eq!(native.body["status"], "active");
     assert_eq!(native.body["self"], format!("/v2/images/{}", created.id));
+    sim.shutdown().await;
+}
+
+fn create_request(name: &str, key: &str) -> CreateImageMetadataRequest {
+    CreateImageMetadataRequest {
+        name: Some(name.into()),
+        os_version: Some("Ubuntu 22.04 server 64bit".into()),
+        disk_format: Some("qcow2".into()),
+        min_disk: Some(40),
+        min_ram: Some(1024),
+        tags: Some(vec![format!("imsreg-key={key}"), "team=web".into()]),
+        ..CreateImageMetadataRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn created_images_carry_tags_and_are_found_by_them() {
+    let sim = Simulator::start(config(Duration::from_millis(100)), local()).unwrap();
+    let ims = client(&sim);
+    let created = ImsApi::create_image_metadata(&ims, &create_request("web-01", "aaa"))
+        .await
+        .unwrap();
+    assert_eq!(created.tag("imsreg-key"), Some("aaa"));
+    assert_eq!(
+        created.os_version.as_deref(),
+        Some("Ubuntu 22.04 server 64bit")
+    );
+    assert_eq!(created.min_ram, Some(1024));
+    ImsApi::create_image_metadata(&ims, &create_request("web-02", "bbb"))
+        .await
+        .unwrap();
+
+    let found = ImsApi::find_images_by_tag(&ims, "imsreg-key", "aaa")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, created.id);
+    assert!(
+        ImsApi::find_images_by_tag(&ims, "imsreg-key", "zzz")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The manifest image (no tags) is not among the tagged ones.
+    let tagged = ImsApi::list_images_tagged(&ims, "imsreg-key")
+        .await
+        .unwrap();
+    let mut names: Vec<_> = tagged.iter().filter_map(|i| i.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["web-01", "web-02"]);
+    assert_eq!(
+        sim.images_named("web-01"),
+        [(created.id.clone(), ImageStatus::Queued)]
+    );
+    assert_eq!(sim.images_tagged("team", "web").len(), 2);
+    let stats = sim.stats();
+    assert_eq!(stats.images_per_name.get("web-01"), Some(&1));
+    assert!(stats.duplicate_names().is_empty());
+    assert_eq!(stats.requests.get("create_image"), Some(&2));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn os_versions_and_the_quota_are_served_from_the_config() {
+    let mut os_versions = std::collections::BTreeMap::new();
+    os_versions.insert(
+        "CentOS".to_string(),
+        vec![
+            "CentOS 7.9 64bit".to_string(),
+            "CentOS 8.2 64bit".to_string(),
+        ],
+    );
+    let sim = Simulator::start(
+        SimConfig {
+            os_versions,
+            image_quota: 3,
+            ..config(Duration::from_millis(100))
+        },
+        local(),
+    )
+    .unwrap();
+    let ims = client(&sim);
+    let versions = ImsApi::list_os_versions(&ims).await.unwrap();
+    let names: Vec<_> = versions.iter().map(|v| v.os_version.as_str()).collect();
+    assert_eq!(names, ["CentOS 7.9 64bit", "CentOS 8.2 64bit"]);
+    assert_eq!(versions[0].platform, "CentOS");
+    assert_eq!(versions[0].os_bit, Some(64));
+
+    // The manifest image counts: 1 of 3 used.
+    let quota = ImsApi::image_quota(&ims).await.unwrap();
+    assert_eq!((quota.used, quota.quota), (1, 3));
+    for n in 0..2 {
+        ImsApi::create_image_metadata(&ims, &create_request(&format!("img-{n}"), &format!("k{n}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ImsApi::image_quota(&ims).await.unwrap().used, 3);
+    let full = api_error(ImsApi::create_image_metadata(&ims, &create_request("img-3", "k3")).await);
+    assert_eq!((full.status, full.code.as_str()), (400, "IMG.0015"));
+    assert!(sim.images_named("img-3").is_empty());
+    let stats = sim.stats();
+    assert_eq!(stats.requests.get("os_version"), Some(&1));
+    assert_eq!(stats.requests.get("quota"), Some(&2));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn create_bodies_ims_refuses() {
+    let sim = Simulator::start(config(Duration::from_millis(100)), local()).unwrap();
+    let raw = Raw::new(&sim);
+    let cases = [
+        (json!({"name": "x".repeat(129)}), "IMG.0002"),
+        (json!({"name": " padded"}), "IMG.0003"),
+        (json!({"disk_format": "vmdk"}), "IMG.0001"),
+        (json!({"min_disk": 0}), "IMG.0001"),
+        (json!({"min_disk": 2048}), "IMG.0001"),
+        (json!({"min_ram": -5}), "IMG.0001"),
+        (json!({"visibility": "public"}), "IMG.0001"),
+        (json!({"tags": ["bad key=v"]}), "IMG.0115"),
+        (
+            json!({"tags": (0..11).map(|i| format!("k{i}=v")).collect::<Vec<_>>()}),
+            "IMG.0116",
+        ),
+    ];
+    for (body, code) in cases {
+        let answer = raw
+            .send("POST", "/v2/images", &[], Some(body.clone()))
+            .await
+            .unwrap();
+        assert_eq!((answer.status, ims_code(&answer)), (400, code), "{body}");
+    }
+    // Nothing was created by any of them; the one manifest image is all there is.
+    assert_eq!(sim.stats().images, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_images() {
+    let sim = Simulator::start(config(Duration::from_millis(300)), local()).unwrap();
+    let ims = client(&sim);
+    let created = ImsApi::create_image_metadata(&ims, &create_request("gone", "g1"))
+        .await
+        .unwrap();
+    let id = imsreg::ids::ImageId::parse(&created.id).unwrap();
+    ImsApi::delete_image(&ims, &id).await.unwrap();
+    assert!(sim.images_named("gone").is_empty());
+    // Again: 404 on the wire, success for the caller (already gone).
+    ImsApi::delete_image(&ims, &id).await.unwrap();
+    let again = Raw::new(&sim)
+        .send("DELETE", &format!("/v2/images/{}", created.id), &[], None)
+        .await
+        .unwrap();
+    assert_eq!((again.status, ims_code(&again)), (404, "IMG.0144"));
+
+    // A saving image (its job runs) is refused; once active it can go.
+    ims.register_image(ID, URL).await.unwrap();
+    let manifest_id = imsreg::ids::ImageId::parse(ID).unwrap();
+    let refused = api_error(ImsApi::delete_image(&ims, &manifest_id).await);
+    assert_eq!(refused.status, 409);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    ImsApi::delete_image(&ims, &manifest_id).await.unwrap();
+    assert!(sim.image_status(ID).is_none());
+    let stats = sim.stats();
+    assert_eq!(stats.deleted_images, 2);
+    assert_eq!(stats.requests.get("delete_image"), Some(&5));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_dropped_still_creates_the_image() {
+    let sim = Simulator::start(
+        SimConfig {
+            faults: Faults {
+                drop_create_response: 1.0,
+                ..Faults::default()
+            },
+            ..config(Duration::from_millis(100))
+        },
+        local(),
+    )
+    .unwrap();
+    let ims = client(&sim);
+    let err = ImsApi::create_image_metadata(&ims, &create_request("lost", "l1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Ambiguous, "{err}");
+    // The image exists, and the identity tag finds it.
+    let named = sim.images_named("lost");
+    assert_eq!(named.len(), 1);
+    let found = ImsApi::find_images_by_tag(&ims, "imsreg-key", "l1")
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, named[0].0);
+    assert_eq!(sim.stats().dropped_create_responses, 1);
+    // A refused create is answered (nothing was created, nothing to lose).
+    let refused = api_error(
+        ImsApi::create_image_metadata(
+            &ims,
+            &CreateImageMetadataRequest {
+                disk_format: Some("vmdk".into()),
+                ..CreateImageMetadataRequest::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!(refused.code, "IMG.0001");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_new_apis_are_rate_limited_and_faulted_by_name() {
+    let mut rate_limits = std::collections::BTreeMap::new();
+    for name in ["create_image", "quota", "os_version", "delete_image"] {
+        rate_limits.insert(
+            name.to_string(),
+            RateLimit {
+                rate: 0.001,
+                burst: 1,
+                retry_after: None,
+            },
+        );
+    }
+    let sim = Simulator::start(
+        SimConfig {
+            rate_limits,
+            ..config(Duration::from_millis(100))
+        },
+        local(),
+    )
+    .unwrap();
+    let ims = client(&sim);
+    ImsApi::image_quota(&ims).await.unwrap();
+    let throttled = api_error(ImsApi::image_quota(&ims).await);
+    assert_eq!(
+        (throttled.status, throttled.code.as_str()),
+        (429, "APIG.0308")
+    );
+    ImsApi::list_os_versions(&ims).await.unwrap();
+    assert_eq!(api_error(ImsApi::list_os_versions(&ims).await).status, 429);
+    ImsApi::create_image_metadata(&ims, &create_request("one", "o1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        api_error(ImsApi::create_image_metadata(&ims, &create_request("two", "o2")).await).status,
+        429
+    );
+    let stats = sim.stats();
+    for name in ["quota", "os_version", "create_image"] {
+        assert_eq!(stats.throttled_per_api.get(name), Some(&1), "{name}");
+    }
+    sim.shutdown().await;
+
+    // Injected 503s reach the new APIs too.
+    let sim = Simulator::start(
+        SimConfig {
+            faults: Faults {
+                error_503: 1.0,
+                ..Faults::default()
+            },
+            ..config(Duration::from_millis(100))
+        },
+        local(),
+    )
+    .unwrap();
+    let ims = client(&sim);
+    assert_eq!(api_error(ImsApi::image_quota(&ims).await).status, 503);
+    assert_eq!(api_error(ImsApi::list_os_versions(&ims).await).status, 503);
+    assert_eq!(sim.stats().server_errors, 2);
     sim.shutdown().await;
 }
 

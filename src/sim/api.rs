@@ -20,10 +20,11 @@ use serde_json::{Value, json};
 
 use super::auth::{self, Received};
 use super::config::SimConfig;
+use super::create::parse_new_image;
 use super::limits::Bucket;
 use super::routes::{Api, route};
 use super::server::{ConnectionKiller, drop_connection};
-use super::state::{ImsFault, ListFilter, Store, parse_time_filter};
+use super::state::{ImsFault, ListFilter, Store, os_versions_json, parse_time_filter};
 use super::stats::SimStats;
 use crate::ims::ImageStatus;
 
@@ -109,6 +110,16 @@ impl Shared {
         self.lock().store.image_status(id, now)
     }
 
+    pub fn images_named(&self, name: &str) -> Vec<(String, ImageStatus)> {
+        let now = self.now();
+        self.lock().store.images_named(name, now)
+    }
+
+    pub fn images_tagged(&self, key: &str, value: &str) -> Vec<(String, ImageStatus)> {
+        let now = self.now();
+        self.lock().store.images_tagged(key, value, now)
+    }
+
     pub fn stats(&self) -> SimStats {
         let now = self.now();
         let mut inner = self.lock();
@@ -126,6 +137,8 @@ impl Shared {
         stats.running_jobs = running;
         stats.images = images;
         stats.jobs = counters.accepted_at.len();
+        stats.deleted_images = counters.deleted;
+        stats.images_per_name = inner.store.images_per_name();
         stats.obs = self.obs.stats();
         stats
     }
@@ -256,9 +269,28 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
         Api::ListImages => list_images(&shared, &query),
         Api::CreateImage => create_image(&shared, &body),
         Api::GetImage => get_image(&shared, &params[0]),
+        Api::DeleteImage => delete_image(&shared, &params[0]),
+        Api::OsVersion => Ok(Answer::Json(
+            StatusCode::OK,
+            os_versions_json(&shared.config.os_versions),
+        )),
+        Api::Quota => Ok(Answer::Json(
+            StatusCode::OK,
+            shared.lock().store.quota_json(),
+        )),
     };
     match answer {
         Ok(Answer::Json(status, value)) => json_response(status, &value, Some(&request_id)),
+        Ok(Answer::NoContent) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Answer::Created(image)) => {
+            let fraction = shared.config.faults.drop_create_response;
+            let drop_it = fraction > 0.0 && shared.lock().faults.random::<f64>() < fraction;
+            if drop_it {
+                shared.lock().stats.dropped_create_responses += 1;
+                return drop_connection(killer).await;
+            }
+            json_response(StatusCode::CREATED, &image, Some(&request_id))
+        }
         Ok(Answer::Registered(job_id)) => {
             let drop_it = shared.config.faults.drop_register_response > 0.0
                 && shared.lock().faults.random::<f64>()
@@ -296,6 +328,10 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Resp
 enum Answer {
     Json(StatusCode, Value),
     Registered(String),
+    /// A created image (201), whose answer `drop_create_response` may drop.
+    Created(Value),
+    /// 204 with no body.
+    NoContent,
 }
 
 enum Fault {
@@ -426,6 +462,7 @@ fn list_images(shared: &Shared, query: &[(String, String)]) -> Result<Answer, Im
             "status" => filter.status = Some(value.clone()),
             "__imagetype" => filter.imagetype = Some(value.clone()),
             "name" => filter.name = Some(value.clone()),
+            "tag" => filter.tag = Some(value.clone()),
             "marker" => filter.marker = Some(value.clone()),
             "limit" => {
                 filter.limit = value
@@ -455,36 +492,16 @@ fn list_images(shared: &Shared, query: &[(String, String)]) -> Result<Answer, Im
 }
 
 fn create_image(shared: &Shared, body: &[u8]) -> Result<Answer, ImsFault> {
-    let parsed: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            fault(
-                400,
-                "IMG.0001",
-                format!("The request message format is invalid: {e}."),
-            )
-        })?
-    };
-    let name = parsed.get("name").and_then(Value::as_str).map(String::from);
-    if name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-        return Err(fault(
-            400,
-            "IMG.0002",
-            "The image name is longer than 128 characters.",
-        ));
-    }
-    let disk_format = parsed
-        .get("disk_format")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let min_disk = parsed.get("min_disk").and_then(Value::as_i64);
+    let new = parse_new_image(body)?;
     let now = shared.now();
-    let image = shared
-        .lock()
-        .store
-        .create_image(name, disk_format, min_disk, now);
-    Ok(Answer::Json(StatusCode::CREATED, image))
+    let image = shared.lock().store.create_image(new, now)?;
+    Ok(Answer::Created(image))
+}
+
+fn delete_image(shared: &Shared, image_id: &str) -> Result<Answer, ImsFault> {
+    let now = shared.now();
+    shared.lock().store.delete_image(image_id, now)?;
+    Ok(Answer::NoContent)
 }
 
 fn get_image(shared: &Shared, image_id: &str) -> Result<Answer, ImsFault> {

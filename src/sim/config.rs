@@ -55,6 +55,49 @@ pub struct SimConfig {
     pub job_duration_per_gib: Duration,
     /// The OBS side: buckets, objects, faults.
     pub obs: super::obs_config::ObsConfig,
+    /// What `GET /v1/cloudimages/os_version` answers: platform -> its OS versions (the values
+    /// `__os_version` takes).
+    pub os_versions: BTreeMap<String, Vec<String>>,
+    /// Private images the account may hold (`GET /v1/cloudimages/quota`); creating one more
+    /// answers 400 IMG.0015.
+    pub image_quota: u64,
+}
+
+/// A realistic region's OS versions, grouped by platform.
+pub fn default_os_versions() -> BTreeMap<String, Vec<String>> {
+    let groups: [(&str, &[&str]); 7] = [
+        ("CentOS", &["CentOS 7.9 64bit", "CentOS 8.2 64bit"]),
+        (
+            "Ubuntu",
+            &["Ubuntu 22.04 server 64bit", "Ubuntu 20.04 server 64bit"],
+        ),
+        (
+            "Debian",
+            &[
+                "Debian GNU/Linux 11.0.0 64bit",
+                "Debian GNU/Linux 12.0.0 64bit",
+            ],
+        ),
+        ("EulerOS", &["EulerOS 2.5 64bit"]),
+        ("Huawei Cloud EulerOS", &["Huawei Cloud EulerOS 2.0 64bit"]),
+        (
+            "Windows",
+            &[
+                "Windows Server 2019 Standard 64bit",
+                "Windows Server 2022 Standard 64bit",
+            ],
+        ),
+        ("Other", &["Other Linux(64 bit)"]),
+    ];
+    groups
+        .into_iter()
+        .map(|(platform, versions)| {
+            (
+                platform.to_string(),
+                versions.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect()
 }
 
 impl Default for SimConfig {
@@ -75,6 +118,8 @@ impl Default for SimConfig {
             images: Vec::new(),
             job_duration_per_gib: Duration::ZERO,
             obs: super::obs_config::ObsConfig::default(),
+            os_versions: default_os_versions(),
+            image_quota: 1000,
         }
     }
 }
@@ -96,6 +141,11 @@ impl fmt::Debug for SimConfig {
             .field("obs_region", &self.obs.region)
             .field("obs_buckets", &self.obs.buckets.len())
             .field("obs_faults", &self.obs.faults)
+            .field(
+                "os_versions",
+                &self.os_versions.values().map(Vec::len).sum::<usize>(),
+            )
+            .field("image_quota", &self.image_quota)
             .finish()
     }
 }
@@ -167,6 +217,17 @@ impl SimConfig {
             "faults.garble_register_response",
             self.faults.garble_register_response,
         )?;
+        fraction(
+            "faults.drop_create_response",
+            self.faults.drop_create_response,
+        )?;
+        for (platform, versions) in &self.os_versions {
+            if platform.trim().is_empty() || versions.iter().any(|v| v.trim().is_empty()) {
+                return Err(format!(
+                    "os_versions: platform names and OS versions must not be empty (platform {platform:?})"
+                ));
+            }
+        }
         let total = self.faults.error_500
             + self.faults.error_502
             + self.faults.error_503
@@ -250,6 +311,9 @@ pub struct Faults {
     pub garble_register_response: f64,
     /// What those answers carry.
     pub garbled_body: GarbledBody,
+    /// Of the `POST /v2/images` calls that create an image, close the connection instead of
+    /// answering: the image exists, the client cannot know it.
+    pub drop_create_response: f64,
 }
 
 /// The body of a garbled register answer (`faults.garbled_body`).
@@ -430,6 +494,24 @@ images: [a, b]
         );
         assert_eq!(config.images.len(), 2);
         assert_eq!(config.faults.garbled_body, GarbledBody::HugeJobId);
+        assert_eq!(config.image_quota, 1000);
+        assert!(config.os_versions["Ubuntu"].contains(&"Ubuntu 22.04 server 64bit".to_string()));
+    }
+
+    #[test]
+    fn create_keys_parse() {
+        let config = SimConfig::from_yaml(
+            r#"
+image_quota: 5
+os_versions:
+  CentOS: [CentOS 7.9 64bit]
+faults: {drop_create_response: 0.25}
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.image_quota, 5);
+        assert_eq!(config.os_versions.len(), 1);
+        assert_eq!(config.faults.drop_create_response, 0.25);
     }
 
     #[test]
@@ -439,6 +521,15 @@ images: [a, b]
         assert!(SimConfig::from_yaml("auto_create_unknown: true").is_err());
         assert!(SimConfig::from_yaml("job_duration: {min: 2s, max: 1s}").is_err());
         assert!(SimConfig::from_yaml("faults: {error_500: 0.6, drop_connection: 0.6}").is_err());
+        assert!(SimConfig::from_yaml("faults: {drop_create_response: 1.5}").is_err());
+        assert!(SimConfig::from_yaml("os_versions: {CentOS: [\"\"]}").is_err());
+        assert!(SimConfig::from_yaml("image_quota: -1").is_err());
+        assert!(
+            SimConfig::from_yaml(
+                "rate_limits: {quota: {rate: 1}, os_version: {rate: 1}, delete_image: {rate: 1}}"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

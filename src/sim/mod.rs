@@ -5,8 +5,8 @@
 //! seeds images, forces statuses, reads [`SimStats`] and shuts the server down. Module map:
 //! [`config`] (YAML settings), [`state`] (images, jobs, lifecycle computed from the clock),
 //! [`auth`] (AK/SK and token checks), [`limits`] (rate limits), [`stats`] (counters),
-//! `routes` (the APIs and their paths), `api` (request handling) and `server` (connections,
-//! dropped responses, shutdown).
+//! `routes` (the APIs and their paths), `create` (the `POST /v2/images` body rules), `api`
+//! (request handling) and `server` (connections, dropped responses, shutdown).
 //!
 //! The same listener serves OBS, path-style: [`obs`] (requests), [`obs_store`] (buckets and
 //! virtual objects, and what IMS learns from them), [`obs_config`] (the `obs:` block),
@@ -16,6 +16,7 @@
 mod api;
 pub mod auth;
 pub mod config;
+mod create;
 mod hash;
 pub mod limits;
 pub mod obs;
@@ -123,6 +124,17 @@ impl SimHandle {
     /// The image's status now, as IMS would report it.
     pub fn image_status(&self, id: &str) -> Option<ImageStatus> {
         self.shared.image_status(id)
+    }
+
+    /// `(id, status)` of every image named `name`, in ID order: exactly one per created
+    /// manifest entry is the promise of issue 14.
+    pub fn images_named(&self, name: &str) -> Vec<(String, ImageStatus)> {
+        self.shared.images_named(name)
+    }
+
+    /// `(id, status)` of every image carrying the tag `key=value`, in ID order.
+    pub fn images_tagged(&self, key: &str, value: &str) -> Vec<(String, ImageStatus)> {
+        self.shared.images_tagged(key, value)
     }
 
     /// A snapshot of the counters.

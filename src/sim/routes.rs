@@ -19,16 +19,25 @@ pub enum Api {
     CreateImage,
     /// `GET /v2/images/{image_id}`
     GetImage,
+    /// `DELETE /v2/images/{image_id}`
+    DeleteImage,
+    /// `GET /v1/cloudimages/os_version`
+    OsVersion,
+    /// `GET /v1/cloudimages/quota`
+    Quota,
 }
 
 impl Api {
-    pub const ALL: [Api; 6] = [
+    pub const ALL: [Api; 9] = [
         Api::Register,
         Api::ShowJob,
         Api::ShowJobProgress,
         Api::ListImages,
         Api::CreateImage,
         Api::GetImage,
+        Api::DeleteImage,
+        Api::OsVersion,
+        Api::Quota,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +48,9 @@ impl Api {
             Api::ListImages => "list_images",
             Api::CreateImage => "create_image",
             Api::GetImage => "get_image",
+            Api::DeleteImage => "delete_image",
+            Api::OsVersion => "os_version",
+            Api::Quota => "quota",
         }
     }
 
@@ -58,10 +70,13 @@ pub fn route(method: &Method, path: &str) -> Option<(Api, Vec<String>)> {
     let api = match (method, parts.as_slice()) {
         (&Method::PUT, ["v1", "cloudimages", id, "upload"]) => (Api::Register, vec![*id]),
         (&Method::GET, ["v1", "cloudimages", "job", job]) => (Api::ShowJobProgress, vec![*job]),
+        (&Method::GET, ["v1", "cloudimages", "os_version"]) => (Api::OsVersion, vec![]),
+        (&Method::GET, ["v1", "cloudimages", "quota"]) => (Api::Quota, vec![]),
         (&Method::GET, ["v1", project, "jobs", job]) => (Api::ShowJob, vec![*project, *job]),
         (&Method::GET, ["v2", "cloudimages"]) => (Api::ListImages, vec![]),
         (&Method::POST, ["v2", "images"]) => (Api::CreateImage, vec![]),
         (&Method::GET, ["v2", "images", id]) => (Api::GetImage, vec![*id]),
+        (&Method::DELETE, ["v2", "images", id]) => (Api::DeleteImage, vec![*id]),
         _ => return None,
     };
     Some((api.0, api.1.into_iter().map(String::from).collect()))
@@ -122,6 +137,20 @@ mod tests {
             r(Method::GET, "/v2/images/x"),
             Some((Api::GetImage, vec!["x".into()]))
         );
+        assert_eq!(
+            r(Method::DELETE, "/v2/images/x"),
+            Some((Api::DeleteImage, vec!["x".into()]))
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/cloudimages/os_version"),
+            Some((Api::OsVersion, vec![]))
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/cloudimages/quota"),
+            Some((Api::Quota, vec![]))
+        );
+        assert_eq!(r(Method::POST, "/v1/cloudimages/quota"), None);
+        assert_eq!(r(Method::DELETE, "/v2/images"), None);
         assert_eq!(r(Method::GET, "/v1/cloudimages/abc/upload"), None);
         assert_eq!(r(Method::GET, "/nope"), None);
     }

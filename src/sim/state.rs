@@ -108,6 +108,11 @@ struct Image {
     name: Option<String>,
     disk_format: String,
     min_disk: i64,
+    min_ram: i64,
+    /// `key=value` (or bare `key`) strings, as `POST /v2/images` took them.
+    tags: Vec<String>,
+    os_version: String,
+    protected: bool,
     created: Duration,
     /// Status set by creation or `set_image_status`; overridden by `job` while one exists.
     status: ImageStatus,
@@ -115,10 +120,27 @@ struct Image {
     job: Option<String>,
 }
 
+/// The OS version IMS records when `__os_version` is not given.
+pub const DEFAULT_OS_VERSION: &str = "Other Linux(64 bit)";
+
+/// A checked `POST /v2/images` body (see `sim::create`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewImage {
+    pub name: Option<String>,
+    pub disk_format: Option<String>,
+    pub min_disk: Option<i64>,
+    pub min_ram: Option<i64>,
+    pub tags: Vec<String>,
+    pub os_version: Option<String>,
+    pub protected: bool,
+}
+
 /// Filter and paging of `GET /v2/cloudimages`.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub id: Option<String>,
+    /// `tag=key=value` (a bare `key` matches a tag with that key and no value).
+    pub tag: Option<String>,
     pub status: Option<String>,
     pub imagetype: Option<String>,
     pub name: Option<String>,
@@ -135,6 +157,8 @@ pub struct JobCounters {
     pub submissions: BTreeMap<String, u64>,
     pub accepted_at: Vec<Duration>,
     pub max_running: usize,
+    /// Images removed by `DELETE /v2/images/{id}`.
+    pub deleted: u64,
 }
 
 /// The account: images sorted by ID, jobs by ID, and the end times of running jobs.
@@ -178,6 +202,10 @@ impl Store {
                     name: None,
                     disk_format: "zvhd2".into(),
                     min_disk: 40,
+                    min_ram: 0,
+                    tags: Vec::new(),
+                    os_version: DEFAULT_OS_VERSION.into(),
+                    protected: false,
                     created: now,
                     status: ImageStatus::Queued,
                     status_set: now,
@@ -378,30 +406,131 @@ impl Store {
         }))
     }
 
-    /// `POST /v2/images`: a new `queued` image with a seeded random UUID.
-    pub fn create_image(
-        &mut self,
-        name: Option<String>,
-        disk_format: Option<String>,
-        min_disk: Option<i64>,
-        now: Duration,
-    ) -> Value {
+    /// `POST /v2/images`: a new `queued` image with a seeded random UUID, unless the account
+    /// already holds `image_quota` images (400 IMG.0015).
+    pub fn create_image(&mut self, new: NewImage, now: Duration) -> Result<Value, ImsFault> {
+        if self.images_used() >= self.config.image_quota {
+            return Err(ImsFault::new(
+                400,
+                "IMG.0015",
+                format!(
+                    "The number of private images has reached the maximum allowed ({}).",
+                    self.config.image_quota
+                ),
+            ));
+        }
         let id = uuid::Builder::from_random_bytes(self.rng.random())
             .into_uuid()
             .to_string();
         self.images.insert(
             id.clone(),
             Image {
-                name,
-                disk_format: disk_format.unwrap_or_else(|| "zvhd2".into()),
-                min_disk: min_disk.unwrap_or(40),
+                name: new.name,
+                disk_format: new.disk_format.unwrap_or_else(|| "zvhd2".into()),
+                min_disk: new.min_disk.unwrap_or(40),
+                min_ram: new.min_ram.unwrap_or(0),
+                tags: new.tags,
+                os_version: new.os_version.unwrap_or_else(|| DEFAULT_OS_VERSION.into()),
+                protected: new.protected,
                 created: now,
                 status: ImageStatus::Queued,
                 status_set: now,
                 job: None,
             },
         );
-        self.image_json(&id, now).unwrap_or(Value::Null)
+        Ok(self.image_json(&id, now).unwrap_or(Value::Null))
+    }
+
+    /// `DELETE /v2/images/{id}`: removes the image unless a job is writing it (`saving`, 409)
+    /// or it is protected (403); an unknown ID is 404 IMG.0144.
+    pub fn delete_image(&mut self, id: &str, now: Duration) -> Result<(), ImsFault> {
+        let key = id.trim().to_ascii_lowercase();
+        let Some(image) = self.images.get(&key) else {
+            return Err(ImsFault::new(
+                404,
+                "IMG.0144",
+                format!("The image {id} does not exist."),
+            ));
+        };
+        if self.effective_status(image, now) == ImageStatus::Saving {
+            return Err(ImsFault::new(
+                409,
+                // The real code for deleting an image being written is unconfirmed.
+                "SIM.0409",
+                format!("The image {id} is being created (saving) and cannot be deleted."),
+            ));
+        }
+        if image.protected {
+            return Err(ImsFault::new(
+                403,
+                "SIM.0403",
+                format!("The image {id} is protected and cannot be deleted."),
+            ));
+        }
+        self.images.remove(&key);
+        self.counters.deleted += 1;
+        Ok(())
+    }
+
+    /// Images that count against the quota: every one in the store but those forced to
+    /// `deleted` (`DELETE` removes images from the store).
+    pub fn images_used(&self) -> u64 {
+        self.images
+            .values()
+            .filter(|image| image.status != ImageStatus::Deleted)
+            .count() as u64
+    }
+
+    /// The account's `image` quota as `GET /v1/cloudimages/quota` answers it.
+    pub fn quota_json(&self) -> Value {
+        json!({ "quotas": { "resources": [
+            { "type": "image", "used": self.images_used(), "quota": self.config.image_quota,
+              "min": 1, "max": 1000 },
+        ] } })
+    }
+
+    /// `(id, status)` of the images named `name`, in ID order.
+    pub fn images_named(&self, name: &str, now: Duration) -> Vec<(String, ImageStatus)> {
+        self.images
+            .iter()
+            .filter(|(_, image)| image.name.as_deref() == Some(name))
+            .map(|(id, image)| (id.clone(), self.effective_status(image, now)))
+            .collect()
+    }
+
+    /// `(id, status)` of the images carrying the tag `key=value`, in ID order.
+    pub fn images_tagged(
+        &self,
+        key: &str,
+        value: &str,
+        now: Duration,
+    ) -> Vec<(String, ImageStatus)> {
+        self.images
+            .iter()
+            .filter(|(_, image)| has_tag(&image.tags, key, value))
+            .map(|(id, image)| (id.clone(), self.effective_status(image, now)))
+            .collect()
+    }
+
+    /// How many images carry each name (unnamed ones are not counted).
+    pub fn images_per_name(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for name in self.images.values().filter_map(|image| image.name.as_ref()) {
+            *counts.entry(name.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// The platform, OS type and bit count of an `__os_version`, from `os_versions` (else
+    /// guessed from its text).
+    fn os_facts(&self, os_version: &str) -> (String, &'static str, &'static str) {
+        let platform = self
+            .config
+            .os_versions
+            .iter()
+            .find(|(_, versions)| versions.iter().any(|v| v == os_version))
+            .map_or_else(|| "Other".to_string(), |(platform, _)| platform.clone());
+        (platform, os_type_of(os_version), os_bit_of(os_version))
     }
 
     /// One image as `ImageInfo` JSON.
@@ -414,6 +543,7 @@ impl Store {
         let status = self.effective_status(image, now);
         let updated = self.updated(image, now);
         let active = status == ImageStatus::Active;
+        let (platform, os_type, os_bit) = self.os_facts(&image.os_version);
         json!({
             "id": id,
             "name": image.name.clone().unwrap_or_else(|| format!("sim-{}", &id[..id.len().min(8)])),
@@ -421,16 +551,16 @@ impl Store {
             "disk_format": image.disk_format,
             "container_format": "bare",
             "min_disk": image.min_disk,
-            "min_ram": 0,
+            "min_ram": image.min_ram,
             "owner": self.project_id,
             "visibility": "private",
-            "protected": false,
-            "tags": [],
+            "protected": image.protected,
+            "tags": image.tags,
             "__imagetype": "private",
-            "__os_version": "Other Linux(64 bit)",
-            "__os_type": "Linux",
-            "__platform": "Other",
-            "__os_bit": "64",
+            "__os_version": image.os_version,
+            "__os_type": os_type,
+            "__platform": platform,
+            "__os_bit": os_bit,
             "__image_size": if active { "10737418240" } else { "0" },
             "__isregistered": "true",
             "__root_origin": "file",
@@ -496,6 +626,10 @@ impl Store {
             .name
             .as_ref()
             .is_none_or(|name| image.name.as_deref() == Some(name.as_str()));
+        let tag_ok = filter.tag.as_ref().is_none_or(|tag| {
+            let (key, value) = tag.split_once('=').unwrap_or((tag.as_str(), ""));
+            has_tag(&image.tags, key, value)
+        });
         let updated_ok = filter
             .updated_at
             .as_ref()
@@ -504,7 +638,7 @@ impl Store {
             .created_at
             .as_ref()
             .is_none_or(|(op, t)| compare(op, seconds(image.created), t.timestamp()));
-        status_ok && name_ok && updated_ok && created_ok
+        status_ok && name_ok && tag_ok && updated_ok && created_ok
     }
 
     fn wall(&self, offset: Duration) -> DateTime<Utc> {
@@ -521,6 +655,57 @@ impl Store {
     fn image_time(&self, offset: Duration) -> String {
         self.wall(offset).to_rfc3339_opts(SecondsFormat::Secs, true)
     }
+}
+
+/// Whether `tags` holds `key=value` (a bare `key` tag has the value `""`).
+fn has_tag(tags: &[String], key: &str, value: &str) -> bool {
+    tags.iter().any(|tag| {
+        let (k, v) = tag.split_once('=').unwrap_or((tag.as_str(), ""));
+        k == key && v == value
+    })
+}
+
+/// `Windows` or `Linux` as IMS reports `__os_type`.
+fn os_type_of(os_version: &str) -> &'static str {
+    if os_version.to_ascii_lowercase().contains("windows") {
+        "Windows"
+    } else {
+        "Linux"
+    }
+}
+
+/// `"32"` or `"64"` (a string, as IMS sends `__os_bit`).
+fn os_bit_of(os_version: &str) -> &'static str {
+    let text = os_version.to_ascii_lowercase().replace(' ', "");
+    if text.contains("32bit") || text.contains("(32bit)") {
+        "32"
+    } else {
+        "64"
+    }
+}
+
+/// `GET /v1/cloudimages/os_version`: the bare array of platforms with their version lists.
+pub fn os_versions_json(os_versions: &BTreeMap<String, Vec<String>>) -> Value {
+    Value::Array(
+        os_versions
+            .iter()
+            .map(|(platform, versions)| {
+                let list: Vec<Value> = versions
+                    .iter()
+                    .map(|version| {
+                        json!({
+                            "platform": platform,
+                            "os_version_key": version,
+                            "os_version": version,
+                            "os_bit": if os_bit_of(version) == "32" { 32 } else { 64 },
+                            "os_type": os_type_of(version),
+                        })
+                    })
+                    .collect();
+                json!({ "platform": platform, "version_list": list })
+            })
+            .collect(),
+    )
 }
 
 /// `gt gte lt lte eq neq` on whole seconds (unknown ops match nothing).
@@ -851,6 +1036,125 @@ mod tests {
         let image = s.image_json("id-03", at(2.0)).unwrap();
         assert_eq!(image["status"], "active");
         assert!(image["active_at"].is_string());
+    }
+
+    fn new_image(name: &str, tags: &[&str]) -> NewImage {
+        NewImage {
+            name: Some(name.to_string()),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            os_version: Some("Windows Server 2019 Standard 64bit".into()),
+            min_ram: Some(2048),
+            ..NewImage::default()
+        }
+    }
+
+    #[test]
+    fn created_images_carry_their_metadata_and_are_filtered_by_tag() {
+        let mut s = store(fixed(1));
+        let image = s
+            .create_image(
+                new_image("web-01", &["imsreg-key=aaa", "team=web"]),
+                at(1.0),
+            )
+            .unwrap();
+        let id = image["id"].as_str().unwrap().to_string();
+        assert_eq!(image["status"], "queued");
+        assert_eq!(image["tags"], json!(["imsreg-key=aaa", "team=web"]));
+        assert_eq!(image["__os_version"], "Windows Server 2019 Standard 64bit");
+        assert_eq!(image["__os_type"], "Windows");
+        assert_eq!(image["__platform"], "Windows");
+        assert_eq!(image["min_ram"], 2048);
+        let plain = s.create_image(NewImage::default(), at(1.0)).unwrap();
+        assert_eq!(plain["__os_version"], DEFAULT_OS_VERSION);
+        assert_eq!(plain["__platform"], "Other");
+
+        let tagged = |tag: &str| {
+            let filter = ListFilter {
+                tag: Some(tag.to_string()),
+                limit: 500,
+                ..ListFilter::default()
+            };
+            s.list(&filter, at(2.0))
+                .0
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tagged("imsreg-key=aaa"), vec![id.clone()]);
+        assert!(tagged("imsreg-key=aa").is_empty());
+        assert!(tagged("imsreg-key").is_empty());
+        assert_eq!(
+            s.images_named("web-01", at(2.0)),
+            [(id.clone(), ImageStatus::Queued)]
+        );
+        assert_eq!(s.images_tagged("team", "web", at(2.0)).len(), 1);
+        assert_eq!(s.images_per_name()["web-01"], 1);
+    }
+
+    #[test]
+    fn the_quota_counts_images_and_refuses_one_more() {
+        let mut s = store(SimConfig {
+            image_quota: 3,
+            ..fixed(1)
+        });
+        s.create_image(new_image("a", &[]), at(0.0)).unwrap();
+        s.set_status("gone", ImageStatus::Deleted, at(0.0));
+        s.create_image(new_image("b", &[]), at(0.0)).unwrap();
+        assert_eq!(s.quota_json()["quotas"]["resources"][0]["used"], 3);
+        let full = s.create_image(new_image("c", &[]), at(0.0)).unwrap_err();
+        assert_eq!((full.status, full.code), (400, "IMG.0015"));
+        assert_eq!(s.quota_json()["quotas"]["resources"][0]["quota"], 3);
+        // A deleted image frees its place.
+        s.delete_image(ID, at(0.0)).unwrap();
+        s.create_image(new_image("c", &[]), at(0.0)).unwrap();
+    }
+
+    #[test]
+    fn deleting_refuses_saving_and_unknown_images() {
+        let mut s = store(fixed(10));
+        s.register(ID, URL, at(0.0)).unwrap();
+        let saving = s.delete_image(ID, at(1.0)).unwrap_err();
+        assert_eq!(saving.status, 409);
+        // Once the job ended (active), it can go.
+        s.delete_image(ID, at(11.0)).unwrap();
+        assert!(s.image_status(ID, at(11.0)).is_none());
+        let unknown = s.delete_image(ID, at(12.0)).unwrap_err();
+        assert_eq!((unknown.status, unknown.code), (404, "IMG.0144"));
+        let protected = s
+            .create_image(
+                NewImage {
+                    protected: true,
+                    ..NewImage::default()
+                },
+                at(0.0),
+            )
+            .unwrap();
+        let refused = s
+            .delete_image(protected["id"].as_str().unwrap(), at(0.0))
+            .unwrap_err();
+        assert_eq!(refused.status, 403);
+        assert_eq!(s.counters.deleted, 1);
+    }
+
+    #[test]
+    fn os_versions_render_as_the_platform_array() {
+        let rendered = os_versions_json(&crate::sim::config::default_os_versions());
+        let platforms = rendered.as_array().unwrap();
+        let ubuntu = platforms
+            .iter()
+            .find(|p| p["platform"] == "Ubuntu")
+            .unwrap();
+        assert_eq!(
+            ubuntu["version_list"][0]["os_version"],
+            "Ubuntu 22.04 server 64bit"
+        );
+        assert_eq!(ubuntu["version_list"][0]["os_bit"], 64);
+        assert_eq!(ubuntu["version_list"][0]["os_type"], "Linux");
+        let windows = platforms
+            .iter()
+            .find(|p| p["platform"] == "Windows")
+            .unwrap();
+        assert_eq!(windows["version_list"][0]["os_type"], "Windows");
     }
 
     #[test]

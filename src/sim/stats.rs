@@ -1,6 +1,7 @@
 //! What the simulator saw, for tests and benchmarks: requests per API, throttling, injected
-//! faults, and every accepted registration (per image and in time), so a test can prove no
-//! image was submitted twice and no rate was exceeded. Served as JSON at `GET /_sim/stats`.
+//! faults, every accepted registration (per image and in time) and the images per name, so a
+//! test can prove no image was submitted or created twice and no rate was exceeded. Served as
+//! JSON at `GET /_sim/stats`.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,15 @@ pub struct SimStats {
     pub dropped_connections: u64,
     /// Register calls accepted (job created) whose answer was then dropped.
     pub dropped_register_responses: u64,
+    /// `POST /v2/images` calls that created an image whose answer was then dropped.
+    #[serde(default)]
+    pub dropped_create_responses: u64,
+    /// Images removed by `DELETE /v2/images/{id}`.
+    #[serde(default)]
+    pub deleted_images: u64,
+    /// Images in the store now, per name (unnamed ones not counted): above 1 is a duplicate.
+    #[serde(default)]
+    pub images_per_name: BTreeMap<String, u64>,
     /// 400 IMG.0060 answers (task limit reached).
     pub task_limit_rejections: u64,
     /// Accepted register calls per image ID (a value above 1 is a double submission).
@@ -48,6 +58,15 @@ impl SimStats {
             .iter()
             .filter(|(_, n)| **n > 1)
             .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    /// Names held by more than one image.
+    pub fn duplicate_names(&self) -> Vec<&str> {
+        self.images_per_name
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(name, _)| name.as_str())
             .collect()
     }
 
