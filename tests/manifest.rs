@@ -883,3 +883,18 @@ fn validate_counts_the_entries_to_create() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_create_example_is_clean() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/create.yaml");
+    let manifest = manifest::load(&path).unwrap();
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    assert!(manifest.images.is_empty());
+    assert_eq!(manifest.creates.len(), 7);
+    assert!(manifest.defaults.os_version.is_some());
+    assert!(
+        manifest.creates.iter().all(|c| c.os_version.is_some()
+            && c.min_disk.is_some()
+            && c.tags.contains_key("project"))
+    );
+}
