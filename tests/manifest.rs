@@ -1,12 +1,16 @@
 //! Manifest parsing and validation: one fixture per rule (each naming the line it must report),
-//! a valid manifest with every accepted form, the `imsreg validate` command, and the sliced
-//! two-thread reading of big manifests against the whole-document reading.
+//! a valid manifest with every accepted form (and one with every form of entry imsreg creates,
+//! `defaults:` included), the `imsreg validate` command, and the sliced two-thread reading of
+//! big manifests against the whole-document reading.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use imsreg::manifest::{self, ImageFormat, Manifest, Severity};
+use imsreg::manifest::{
+    self, CreateEntry, Defaults, ImageFormat, ImageUrl, Manifest, Position, Severity,
+};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifest")
@@ -575,5 +579,322 @@ fn preflight_settings_are_validated_with_their_position() {
         manifest.diagnostics[0].message.contains("obs_endpoint"),
         "{}",
         render(&manifest)
+    );
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn valid_manifest_with_every_form_of_created_entry() {
+    let manifest = manifest::load(&fixtures().join("good-create.yaml")).unwrap();
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    assert!(!manifest.fatal && manifest.invalid.is_empty());
+    assert_eq!(manifest.images.len(), 1);
+    assert_eq!(manifest.images[0].name.as_deref(), Some("legacy-app"));
+    assert_eq!(
+        manifest.defaults,
+        Defaults {
+            os_version: Some("Ubuntu 22.04 server 64bit".into()),
+            min_disk: Some(40),
+            min_ram: Some(2048),
+            tags: tags(&[("env", "prod"), ("owner", "ops")]),
+        }
+    );
+    let ubuntu = "Ubuntu 22.04 server 64bit";
+    let defaults_os_at = Position {
+        line: 30,
+        column: 15,
+    };
+    let url = |bucket: &str, object: &str| ImageUrl {
+        bucket: bucket.into(),
+        object: object.into(),
+    };
+    let expected = vec![
+        CreateEntry {
+            name: "web-01".into(),
+            image_url: url("migration-images", "web/web-01.qcow2"),
+            format: ImageFormat::Qcow2,
+            os_version: Some(ubuntu.into()),
+            min_disk: Some(40),
+            min_ram: Some(2048),
+            tags: tags(&[("env", "prod"), ("owner", "ops")]),
+            line: 7,
+            os_version_at: Some(defaults_os_at),
+        },
+        CreateEntry {
+            name: "db-01".into(),
+            image_url: url("migration-images", "db/db-01.vhd"),
+            format: ImageFormat::Vhd,
+            os_version: Some("CentOS 7.9 64bit".into()),
+            min_disk: Some(100),
+            min_ram: Some(0),
+            tags: tags(&[
+                ("app", "postgres"),
+                ("env", "staging"),
+                ("note", ""),
+                ("owner", "ops"),
+                ("release", "1.10"),
+            ]),
+            line: 9,
+            os_version_at: Some(Position {
+                line: 11,
+                column: 17,
+            }),
+        },
+        CreateEntry {
+            name: "中文镜像 01".into(),
+            image_url: url("migration-images", "cn/disk.raw"),
+            format: ImageFormat::Raw,
+            os_version: Some(ubuntu.into()),
+            min_disk: Some(40),
+            min_ram: Some(2048),
+            tags: tags(&[("env", "prod"), ("owner", "ops")]),
+            line: 22,
+            os_version_at: Some(defaults_os_at),
+        },
+        CreateEntry {
+            name: "2024".into(),
+            image_url: url("migration-images", "y/2024.zvhd2"),
+            format: ImageFormat::Zvhd2,
+            os_version: Some(ubuntu.into()),
+            min_disk: Some(40),
+            min_ram: Some(4096),
+            tags: tags(&[("env", "prod"), ("owner", "ops")]),
+            line: 25,
+            os_version_at: Some(defaults_os_at),
+        },
+        CreateEntry {
+            name: "full Ubuntu_22.04-tags".into(),
+            image_url: url("migration-images", "full/disk.qcow2"),
+            format: ImageFormat::Qcow2,
+            os_version: Some(ubuntu.into()),
+            min_disk: Some(40),
+            min_ram: Some(2048),
+            // 7 of its own and `env` from the defaults: 8, plus imsreg's own = 9 of 10.
+            tags: tags(&[
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+                ("d", "4"),
+                ("e", "5"),
+                ("env", "prod"),
+                ("f", "6"),
+                ("owner", "web-team"),
+            ]),
+            line: 26,
+            os_version_at: Some(defaults_os_at),
+        },
+    ];
+    assert_eq!(manifest.creates, expected);
+}
+
+#[test]
+fn created_entries_without_defaults_keep_only_their_own_values() {
+    let text = "images:\n  - name: web-01\n    image_url: b01:web.qcow2\n    tags: {env: prod}\n";
+    let manifest = manifest::parse_str(text, "m.yaml");
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    let created = &manifest.creates[0];
+    assert_eq!(created.os_version, None);
+    assert_eq!(created.os_version_at, None);
+    assert_eq!((created.min_disk, created.min_ram), (None, None));
+    assert_eq!(created.tags, tags(&[("env", "prod")]));
+    assert_eq!(manifest.defaults, Defaults::default());
+}
+
+#[test]
+fn ten_tags_in_all_count_imsregs_own_after_the_defaults_merge() {
+    let entry = |n: usize, own: &str| {
+        format!("  - name: web-{n}\n    image_url: b01:web-{n}.qcow2\n    tags: {{{own}}}\n")
+    };
+    // 3 from defaults; the entries bring 6 (9 in all: fits), 6 with one overriding a default
+    // key (still 9), and 7 (10: with imsreg-key, 11 > 10).
+    let text = format!(
+        "defaults:\n  tags: {{env: prod, team: ops, tier: web}}\nimages:\n{}{}{}",
+        entry(0, "a: 1, b: 2, c: 3, d: 4, e: 5, f: 6"),
+        entry(1, "a: 1, b: 2, c: 3, d: 4, e: 5, env: test"),
+        entry(2, "a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7"),
+    );
+    let manifest = manifest::parse_str(&text, "m.yaml");
+    let names: Vec<&str> = manifest.creates.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web-0", "web-1"]);
+    assert_eq!(manifest.creates[0].tags.len(), 9);
+    assert_eq!(manifest.creates[1].tags.len(), 8);
+    assert_eq!(manifest.creates[1].tags["env"], "test");
+    assert_eq!(manifest.error_count(), 1, "{}", render(&manifest));
+    let d = &manifest.diagnostics[0];
+    assert_eq!((d.line, d.column), (12, 11));
+    assert_eq!(d.field, "images[2].tags");
+    assert_eq!(
+        d.message,
+        "10 tags with those of `defaults:` (line 2), and imsreg adds its own `imsreg-key` tag: \
+         IMS allows 10 tags an image (remove 1, here or in `defaults:`)"
+    );
+    // The entry is invalid (not fatal), with its name as written and no image_id.
+    assert!(!manifest.fatal);
+    let invalid = &manifest.invalid[0];
+    assert_eq!(invalid.line, 10);
+    assert_eq!(invalid.image_id, None);
+    assert_eq!(invalid.name.as_deref(), Some("web-2"));
+    assert_eq!(invalid.image_url.as_deref(), Some("b01:web-2.qcow2"));
+    assert_eq!(invalid.problems, [format!("images[2].tags: {}", d.message)]);
+}
+
+#[test]
+fn duplicate_created_names_name_both_lines_and_image_id_entries_only_warn() {
+    let text = "images:\n  - name: web-01\n    image_url: b01:a.qcow2\n  - image_id: 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba86\n    image_url: b01:b.qcow2\n    name: web-01\n  - name: web-01\n    image_url: b01:c.qcow2\n  - name: Web-01\n    image_url: b01:d.qcow2\n";
+    let manifest = manifest::parse_str(text, "m.yaml");
+    let lines: Vec<String> = manifest.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "m.yaml:6:11: warning: images[1].name: `web-01` is also the name of the image imsreg creates on line 2 (this entry registers an existing image, so IMS will hold two images of that name; rename one of them unless that is what you want)",
+            "m.yaml:7:11: error: images[2].name: `web-01` is also the name of the entry on line 2 (a created image is found again by its name, so each name is created once; rename one of the two entries)",
+        ]
+    );
+    // Names are compared exactly: `Web-01` is another name.
+    let names: Vec<&str> = manifest.creates.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web-01", "Web-01"]);
+    assert_eq!(manifest.images.len(), 1);
+    assert_eq!(manifest.invalid.len(), 1);
+    assert_eq!(manifest.invalid[0].line, 7);
+    assert_eq!(manifest.invalid[0].image_id, None);
+    assert_eq!(manifest.invalid[0].name.as_deref(), Some("web-01"));
+}
+
+#[test]
+fn an_invalid_created_entry_keeps_its_values_as_written() {
+    let text = "images:\n  - name: web/01\n    image_url: obs://b01/web.qcow2\n    min_disk: 0\n";
+    let manifest = manifest::parse_str(text, "m.yaml");
+    assert!(manifest.creates.is_empty() && !manifest.fatal);
+    let invalid = &manifest.invalid[0];
+    assert_eq!(invalid.image_id, None);
+    assert_eq!(invalid.name.as_deref(), Some("web/01"));
+    assert_eq!(invalid.image_url.as_deref(), Some("obs://b01/web.qcow2"));
+    assert_eq!(invalid.problems.len(), 2, "{:?}", invalid.problems);
+    assert!(invalid.problems[0].starts_with("images[0].name: "));
+    assert!(invalid.problems[1].starts_with("images[0].min_disk: "));
+}
+
+/// `count` created entries (every 50th with a bad tag) and entries with an image_id,
+/// with `defaults:` after the list; `plain: false` forces whole-document reading.
+fn big_create_manifest(count: usize, plain: bool) -> String {
+    let anchor = if plain { "" } else { "&os " };
+    let mut text = String::from("version: 1\nimages:\n");
+    for i in 0..count {
+        if i % 3 == 0 {
+            text.push_str(&format!(
+                "  - image_id: 0f3c1a2e-2222-4a2b-9c3d-{i:012x}\n    image_url: b01:d/{i}.vhd\n    name: vm-{}\n",
+                i + 1
+            ));
+        } else {
+            text.push_str(&format!(
+                "  - name: vm-{i}\n    image_url: b01:d/{i}.qcow2\n"
+            ));
+            if i % 50 == 1 {
+                text.push_str("    tags: {imsreg-key: x}\n");
+            } else if i % 7 == 0 {
+                text.push_str(&format!(
+                    "    tags: {{app: a{i}, env: test}}\n    min_disk: 80\n"
+                ));
+            }
+        }
+    }
+    text.push_str(&format!(
+        "defaults:\n  os_version: {anchor}CentOS 7.9 64bit\n  min_disk: 40\n  tags: {{env: prod}}\n"
+    ));
+    text
+}
+
+#[test]
+fn sliced_reading_of_created_entries_matches_whole_document_reading() {
+    let count = 1800;
+    let sliced = manifest::parse_str(&big_create_manifest(count, true), "big.yaml");
+    let whole = manifest::parse_str(&big_create_manifest(count, false), "big.yaml");
+    assert_eq!(sliced.creates, whole.creates);
+    assert_eq!(sliced.images, whole.images);
+    assert_eq!(sliced.invalid, whole.invalid);
+    assert_eq!(sliced.diagnostics, whole.diagnostics);
+    assert_eq!(sliced.valid_count() + sliced.invalid.len(), count);
+    // The defaults, written after the list, reached every created entry.
+    assert!(sliced.creates.iter().all(|c| {
+        c.os_version.as_deref() == Some("CentOS 7.9 64bit") && c.os_version_at.is_some()
+    }));
+    let vm7 = sliced.creates.iter().find(|c| c.name == "vm-7").unwrap();
+    assert_eq!(vm7.min_disk, Some(80));
+    assert_eq!(vm7.tags, tags(&[("app", "a7"), ("env", "test")]));
+    let vm2 = sliced.creates.iter().find(|c| c.name == "vm-2").unwrap();
+    assert_eq!(vm2.min_disk, Some(40));
+    assert_eq!(vm2.tags, tags(&[("env", "prod")]));
+    let reserved = (0..count).filter(|i| i % 3 != 0 && i % 50 == 1).count();
+    assert_eq!(sliced.invalid.len(), reserved);
+    // Every image_id entry `vm-{i+1}` shares its name with a created entry (i + 1 is not a
+    // multiple of 3), also with an invalid one: a warning each.
+    let shared = (0..count).filter(|i| i % 3 == 0).count();
+    assert_eq!(sliced.warning_count(), shared, "{}", render(&sliced));
+    let first = &sliced.diagnostics[0];
+    assert_eq!(
+        (first.line, first.column, first.severity),
+        (5, 11, Severity::Warning)
+    );
+    assert!(
+        first.message.contains("the image imsreg creates on line 6"),
+        "{first}"
+    );
+}
+
+#[test]
+fn validate_counts_the_entries_to_create() {
+    let path = fixtures().join("good-create.yaml");
+    let (code, stdout, stderr) = imsreg(&["validate", &path.display().to_string()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with(
+            "good-create.yaml: ok: 6 images, 5 to create (qcow2 2, vhd 1, raw 1, zvhd2 1, vmdk 1), 0 warnings\n"
+        ),
+        "{stdout}"
+    );
+
+    let path = fixtures().join("bad-create-name-duplicate.yaml");
+    let shown = path.display().to_string();
+    let (code, stdout, _) = imsreg(&["validate", &shown]);
+    assert_eq!(code, 2);
+    assert!(
+        stdout.ends_with("invalid: 1 error, 0 warnings; 1 of 3 entries invalid\n"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = imsreg(&["validate", "--format", "json", &shown]);
+    assert_eq!(code, 2);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let diagnostics = json.as_array().unwrap();
+    assert_eq!(diagnostics.len(), 1);
+    assert_eq!(diagnostics[0]["line"], 8);
+    assert_eq!(diagnostics[0]["column"], 11);
+    assert_eq!(diagnostics[0]["field"], "images[2].name");
+    assert!(
+        diagnostics[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("entry on line 4"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_create_example_is_clean() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/create.yaml");
+    let manifest = manifest::load(&path).unwrap();
+    assert!(manifest.diagnostics.is_empty(), "{}", render(&manifest));
+    assert!(manifest.images.is_empty());
+    assert_eq!(manifest.creates.len(), 7);
+    assert!(manifest.defaults.os_version.is_some());
+    assert!(
+        manifest.creates.iter().all(|c| c.os_version.is_some()
+            && c.min_disk.is_some()
+            && c.tags.contains_key("project"))
     );
 }

@@ -9,6 +9,7 @@ use imsreg::manifest::{self, Manifest, Severity};
 
 const DEMO: &str = include_str!("../examples/demo.yaml");
 const ALL_FORMS: &str = include_str!("fixtures/manifest/good-all-forms.yaml");
+const CREATE: &str = include_str!("fixtures/manifest/good-create.yaml");
 
 /// Fragments that stress YAML: indicators, anchors, tags, quotes, tabs, odd line breaks.
 const FRAGMENTS: [&str; 24] = [
@@ -49,11 +50,17 @@ fn check_invariants(manifest: &Manifest, input_lines: usize) {
     }
     if manifest.error_count() == 0 {
         assert!(!manifest.fatal);
-        assert!(!manifest.images.is_empty());
+        assert!(manifest.valid_count() > 0);
         assert!(manifest.invalid.is_empty());
     }
     for entry in &manifest.invalid {
         assert!(!entry.problems.is_empty());
+    }
+    for created in &manifest.creates {
+        assert!(
+            !created.name.is_empty() && created.tags.len() < 10,
+            "{created:?}"
+        );
     }
     for image in &manifest.images {
         let shown = image.image_id.to_string();
@@ -138,7 +145,7 @@ fn random_bytes_never_panic() {
 fn mutated_manifests_never_panic() {
     let mut rng = StdRng::seed_from_u64(2);
     for round in 0..1500 {
-        let base = if round % 2 == 0 { DEMO } else { ALL_FORMS };
+        let base = [DEMO, ALL_FORMS, CREATE][round % 3];
         let edits = rng.random_range(1..6);
         let bytes = mutate(&mut rng, base, edits);
         let manifest = manifest::parse_bytes(&bytes, "mutated.yaml");
@@ -173,7 +180,7 @@ fn mutated_big_manifests_never_panic_and_agree_on_entry_counts() {
         check_invariants(&manifest, lines_of(&bytes));
         if !manifest.fatal {
             // Entries are never lost or counted twice, whatever slice they fell in.
-            let total = manifest.images.len() + manifest.invalid.len();
+            let total = manifest.valid_count() + manifest.invalid.len();
             assert!((1099..=1102).contains(&total), "{total} entries");
         }
     }

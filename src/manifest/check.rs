@@ -112,11 +112,31 @@ struct NamedImage {
     column: u32,
 }
 
-/// The first valid entry with a URL: an index in `images` or in `creates`.
+/// The first valid entry with a URL: an index in `images` or in `creates`, in one word (the
+/// top bit says which) so the table of 100,000 URLs stays as small as it was.
 #[derive(Clone, Copy)]
-enum UrlOwner {
-    Image(usize),
-    Create(usize),
+struct UrlOwner(usize);
+
+impl UrlOwner {
+    const CREATE: usize = 1 << (usize::BITS - 1);
+
+    fn image(index: usize) -> Self {
+        UrlOwner(index)
+    }
+
+    fn create(index: usize) -> Self {
+        UrlOwner(index | Self::CREATE)
+    }
+
+    /// The earlier entry's URL and line.
+    fn find(self, checker: &Checker) -> Option<(&ImageUrl, usize)> {
+        let index = self.0 & !Self::CREATE;
+        if self.0 & Self::CREATE == 0 {
+            checker.images.get(index).map(|e| (&e.image_url, e.line))
+        } else {
+            checker.creates.get(index).map(|e| (&e.image_url, e.line))
+        }
+    }
 }
 
 /// Problems of one entry, before it is known whether the entry is valid.
@@ -807,7 +827,7 @@ impl Checker {
         match (image_id, name, url) {
             (Some((_, image_id)), name, Some((url_pos, image_url, format))) if valid => {
                 let checker = found.checker;
-                let owner = UrlOwner::Image(checker.images.len());
+                let owner = UrlOwner::image(checker.images.len());
                 checker.note_url(&image_url, url_pos, &prefix, owner);
                 let name = name.map(|((line, column), name)| {
                     checker.named_images.push(NamedImage {
@@ -829,7 +849,7 @@ impl Checker {
             (None, Some((_, name)), Some((url_pos, image_url, format))) if valid && creating => {
                 let checker = found.checker;
                 let (os_version, os_version_at) = own.os_version.unzip();
-                let owner = UrlOwner::Create(checker.creates.len());
+                let owner = UrlOwner::create(checker.creates.len());
                 checker.note_url(&image_url, url_pos, &prefix, owner);
                 checker.creates.push(CreateEntry {
                     name,
@@ -872,11 +892,7 @@ impl Checker {
             self.seen_urls.insert(hash, owner);
             return;
         };
-        let earlier = match first {
-            UrlOwner::Image(i) => self.images.get(i).map(|e| (&e.image_url, e.line)),
-            UrlOwner::Create(i) => self.creates.get(i).map(|e| (&e.image_url, e.line)),
-        };
-        if let Some((earlier_url, earlier_line)) = earlier
+        if let Some((earlier_url, earlier_line)) = first.find(self)
             && earlier_url == image_url
         {
             let message = format!(
