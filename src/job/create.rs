@@ -314,6 +314,79 @@ pub async fn resolve<C: ImsApi>(
     Ok(resolved)
 }
 
+/// After the run: looks again at the images of the entries imsreg created and deletes the
+/// metadata-only duplicates that appeared meanwhile (a create of a killed run, or of another
+/// worker, that landed late), by the same rule as before any registration; answers the IDs
+/// deleted. `chosen` are (identity tag value, the entry's image). Best effort: a lookup that
+/// fails leaves things for the next run.
+pub async fn tidy<C: ImsApi>(
+    api: &C,
+    chosen: &[(String, ImageId)],
+    settings: &CreateSettings,
+    cancel: CancellationToken,
+) -> Vec<ImageId> {
+    let stage = Stage {
+        api,
+        settings,
+        journal: None,
+        writes: Limiter::new(settings.write_rate),
+        reads: Limiter::new(settings.query_rate),
+        cancel,
+    };
+    let mut deleted = Vec::new();
+    if chosen.is_empty() || settings.dry_run {
+        return deleted;
+    }
+    let found = if chosen.len() > LOOKUP_PER_ENTRY_MAX {
+        let wanted: HashSet<&str> = chosen.iter().map(|(key, _)| key.as_str()).collect();
+        let Ok(images) = stage
+            .read(|| stage.api.list_images_tagged(IDENTITY_TAG_KEY))
+            .await
+        else {
+            return deleted;
+        };
+        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
+        for info in images {
+            if let Some(value) = info.tag(IDENTITY_TAG_KEY)
+                && wanted.contains(value)
+            {
+                found
+                    .entry(value.to_string())
+                    .or_default()
+                    .extend(found_image(&info));
+            }
+        }
+        found
+    } else {
+        let mut found = HashMap::new();
+        for (key, _) in chosen {
+            match stage.lookup(key).await {
+                Ok(images) => {
+                    found.insert(key.clone(), images);
+                }
+                Err(_) => return deleted,
+            }
+        }
+        found
+    };
+    for (key, mine) in chosen {
+        let images = found.get(key).cloned().unwrap_or_default();
+        if images.len() < 2 {
+            continue;
+        }
+        match decide(images, false) {
+            Decision::Use { image, extras } if image.id == *mine => {
+                let _ = stage.delete_all(&extras, &mut deleted).await;
+            }
+            other => tracing::warn!(
+                image_id = %mine,
+                "other images carry the identity tag of this entry's image and imsreg cannot tell which to keep ({other:?}); left alone"
+            ),
+        }
+    }
+    deleted
+}
+
 enum LookupFailed {
     Stopped,
     Auth(String),

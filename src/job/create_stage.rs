@@ -26,6 +26,9 @@ pub struct CreateStage {
     pub found: usize,
     /// Dry run: the entries a run would create.
     pub to_create: Vec<CreateEntry>,
+    /// (identity tag value, image) of every entry backed by an image, for [`tidy`].
+    chosen: Vec<(String, ImageId)>,
+    settings: Option<CreateSettings>,
 }
 
 impl CreateStage {
@@ -85,9 +88,10 @@ pub async fn run(
     let mut stage = CreateStage {
         created_now: resolved.created(),
         found: resolved.found(),
+        settings: Some(settings.clone()),
         ..CreateStage::default()
     };
-    tracing::info!(
+    tracing::debug!(
         created = stage.created_now,
         found = stage.found,
         settled = resolved.settled.len(),
@@ -99,6 +103,11 @@ pub async fn run(
     let mut entries = Vec::with_capacity(resolved.entries.len());
     for (entry, how) in resolved.entries {
         stage.images.insert(entry.image_id);
+        if let Some(name) = &entry.name {
+            stage
+                .chosen
+                .push((crate::ids::identity_tag_value(name), entry.image_id));
+        }
         if let Resolution::Found(status) = &how {
             tracing::debug!(name = ?entry.name, image_id = %entry.image_id, status = status.as_str(), "found the entry's image by its tag");
         }
@@ -116,4 +125,19 @@ pub async fn run(
     }
     stage.to_create = resolved.to_create;
     Ok(stage)
+}
+
+/// After the engine: deletes metadata-only duplicates of the created entries' images that
+/// appeared during the run (see [`create::tidy`]).
+pub async fn tidy(job: &Job, stage: &CreateStage, cancel: CancellationToken) {
+    let Some(settings) = &stage.settings else {
+        return;
+    };
+    let deleted = create::tidy(&job.target.client, &stage.chosen, settings, cancel).await;
+    if !deleted.is_empty() {
+        tracing::warn!(
+            deleted = deleted.len(),
+            "deleted metadata-only duplicates of created images that appeared during the run (a late create of an earlier run or another worker)"
+        );
+    }
 }

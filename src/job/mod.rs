@@ -135,7 +135,10 @@ pub async fn run(
         "starting the run"
     );
     let client = Arc::new(job.target.client.clone());
-    let result = crate::run::execute(client, images, &job.config, sink, cancel).await;
+    let result = crate::run::execute(client, images, &job.config, sink, cancel.clone()).await;
+    if !result.interrupted {
+        create_stage::tidy(&job, &created, cancel).await;
+    }
     let journal_error = job.journal.error();
     if let Some(err) = &journal_error {
         tracing::error!(

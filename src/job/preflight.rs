@@ -163,19 +163,33 @@ pub async fn preflight(
         obs_rate: settings.obs_rate,
         ims_region: obs.ims_region.clone(),
     };
-    let entries: Vec<&manifest::ImageEntry> = manifest.images.iter().collect();
+    let to_create = super::create::placeholder_entries(&manifest.creates);
+    let entries: Vec<&manifest::ImageEntry> = manifest.images.iter().chain(&to_create).collect();
     observer.preflight_starting(entries.len(), obs.client.endpoint().as_str());
     let checked = preflight::check(&obs.client, &entries, &config, cancel).await;
     if let Some(simulator) = simulator {
         simulator.shutdown().await;
     }
-    let report = checked?;
+    let mut report = checked?;
+    label_entries_to_create(&mut report, manifest.images.len(), &manifest.creates);
     Ok(PreflightOutcome {
         manifest: options.manifest.display().to_string(),
         endpoint: obs.client.endpoint().to_string(),
         report,
         warnings: obs.warnings,
     })
+}
+
+/// The verdicts of entries imsreg creates (after the first `registered` ones) name the entry,
+/// not the placeholder ID they were checked under.
+fn label_entries_to_create(
+    report: &mut PreflightReport,
+    registered: usize,
+    creates: &[manifest::CreateEntry],
+) {
+    for (verdict, entry) in report.verdicts.iter_mut().skip(registered).zip(creates) {
+        verdict.image_id = format!("new image `{}`", entry.name);
+    }
 }
 
 /// `imsreg run`'s preflight: checks the images the engine would submit (not those it follows
@@ -230,10 +244,11 @@ pub async fn screen(
         .chain(&to_create)
         .collect();
     observer.preflight_starting(entries.len(), obs.client.endpoint().as_str());
-    let report = preflight::check(&obs.client, &entries, &config, cancel).await?;
+    let mut report = preflight::check(&obs.client, &entries, &config, cancel).await?;
+    let registered = entries.len() - to_create.len();
+    label_entries_to_create(&mut report, registered, &job.creates);
     observer.preflight_finished(manifest, &report);
 
-    let registered = entries.len() - to_create.len();
     let mut create_verdicts = report.verdicts.iter().skip(registered);
     let mut kept = Vec::with_capacity(job.creates.len());
     for entry in std::mem::take(&mut job.creates) {
