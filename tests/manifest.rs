@@ -898,3 +898,19 @@ fn the_create_example_is_clean() {
             && c.tags.contains_key("project"))
     );
 }
+
+#[test]
+fn keys_of_created_entries_in_the_wrong_place_say_where_they_go() {
+    let text = "os_version: CentOS 7.9 64bit\ndefaults:\n  tag: {env: prod}\nimages:\n  - name: web-01\n    image_url: b01:a.qcow2\n    min_rma: 1024\n";
+    let manifest = manifest::parse_str(text, "m.yaml");
+    let lines: Vec<String> = manifest.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "m.yaml:1:1: error: os_version: unknown key `os_version` (values for every image imsreg creates go under `defaults:`)",
+            "m.yaml:3:3: error: defaults.tag: unknown key `tag` (did you mean `tags`?)",
+            "m.yaml:7:5: error: images[0].min_rma: unknown key `min_rma` (did you mean `min_ram`?)",
+        ]
+    );
+    assert!(manifest.fatal);
+}

@@ -1050,9 +1050,7 @@ impl EntryProblems<'_> {
         }
         own
     }
-}
 
-impl EntryProblems<'_> {
     fn into_invalid(
         self,
         line: usize,

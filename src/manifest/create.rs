@@ -65,12 +65,20 @@ fn show_char(c: char) -> String {
     }
 }
 
-/// `name` of a created entry: the image's name in IMS and its identity. Numbers are taken as
-/// their text (`name: 2024`).
+/// `name` of a created entry: the image's name in IMS and its identity. A number is refused:
+/// YAML may read it otherwise than written (`0x1F` as 31, `+5` as 5), and the identity must be
+/// the text as written.
 pub fn name(raw: &Raw) -> RuleResult<String> {
-    let text: Cow<str> = match raw {
-        Raw::Str(s) if !s.is_empty() => Cow::Borrowed(s.as_ref()),
-        Raw::Int(n) => Cow::Owned(n.to_string()),
+    let text = match raw {
+        Raw::Str(s) if !s.is_empty() => s.as_ref(),
+        Raw::Int(_) => {
+            return Err(
+                "is a number, which YAML may read otherwise than written (`0x1F` as 31): quote \
+                 it as written, e.g. `name: \"2024\"` (the name is how imsreg finds the image \
+                 again)"
+                    .to_string(),
+            );
+        }
         Raw::Str(_) | Raw::Null => {
             return Err(format!(
                 "is empty (give the name of the image to create; {NAME_RULE})"
@@ -86,7 +94,7 @@ pub fn name(raw: &Raw) -> RuleResult<String> {
     if let Some(c) = text.chars().find(|c| !name_char(*c)) {
         return Err(format!(
             "`{}` contains {} ({NAME_RULE}; replace it)",
-            shorten(&text),
+            shorten(text),
             show_char(c)
         ));
     }
@@ -99,10 +107,10 @@ pub fn name(raw: &Raw) -> RuleResult<String> {
     if text.starts_with(' ') || text.ends_with(' ') {
         return Err(format!(
             "`{}` starts or ends with a space (IMS refuses such names; remove the space)",
-            shorten(&text)
+            shorten(text)
         ));
     }
-    Ok(text.into_owned())
+    Ok(text.to_string())
 }
 
 /// `os_version`: sent as `__os_version`; `imsreg run` checks it against IMS's list.
@@ -283,7 +291,11 @@ mod tests {
         ] {
             assert_eq!(name(&s(good)).as_deref(), Ok(good), "{good}");
         }
-        assert_eq!(name(&Raw::Int(2024)).as_deref(), Ok("2024"));
+        assert!(
+            name(&Raw::Int(2024))
+                .unwrap_err()
+                .contains("`name: \"2024\"`")
+        );
         let err = name(&s("web/01")).unwrap_err();
         assert!(
             err.contains("contains `/`") && err.contains("1-128"),
