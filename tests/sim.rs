@@ -1145,8 +1145,11 @@ fn the_example_config_parses() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sim.yaml");
     let config = SimConfig::from_file(&path).unwrap();
     assert_eq!(config.task_limit, 10);
-    assert_eq!(config.rate_limits.len(), 5);
+    assert_eq!(config.rate_limits.len(), 8);
     assert_eq!(config.images, vec![ID.to_string()]);
+    assert_eq!(config.image_quota, 200);
+    assert_eq!(config.os_versions["Ubuntu"].len(), 2);
+    assert_eq!(config.faults.drop_create_response, 0.02);
 }
 
 #[tokio::test]
