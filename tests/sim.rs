@@ -828,6 +828,46 @@ async fn created_images_carry_tags_and_are_found_by_them() {
 }
 
 #[tokio::test]
+async fn tagged_images_are_found_across_list_pages() {
+    let sim = Simulator::start(
+        SimConfig {
+            image_quota: 5000,
+            ..config(Duration::from_millis(100))
+        },
+        local(),
+    )
+    .unwrap();
+    // 2,500 untagged images around the created ones: the bulk listing needs three pages.
+    sim.add_images(
+        (0..2500u32).map(|n| format!("{:08x}-0000-4000-8000-000000000000", n * 1_700_000)),
+    );
+    let ims = client(&sim);
+    let mut created = Vec::new();
+    for n in 0..3 {
+        let image = ImsApi::create_image_metadata(
+            &ims,
+            &create_request(&format!("p-{n}"), &format!("k{n}")),
+        )
+        .await
+        .unwrap();
+        created.push(image.id);
+    }
+    let mut found: Vec<_> = ImsApi::list_images_tagged(&ims, "imsreg-key")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|image| image.id)
+        .collect();
+    found.sort();
+    created.sort();
+    assert_eq!(found, created);
+    // Pages of 1000, 1000 and 504, then one empty page: a page of 500 or more without a
+    // next_marker may be a page the server cut short (ims::paging), so it is followed too.
+    assert_eq!(sim.stats().requests.get("list_images"), Some(&4));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn os_versions_and_the_quota_are_served_from_the_config() {
     let mut os_versions = std::collections::BTreeMap::new();
     os_versions.insert(
@@ -1145,8 +1185,11 @@ fn the_example_config_parses() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sim.yaml");
     let config = SimConfig::from_file(&path).unwrap();
     assert_eq!(config.task_limit, 10);
-    assert_eq!(config.rate_limits.len(), 5);
+    assert_eq!(config.rate_limits.len(), 8);
     assert_eq!(config.images, vec![ID.to_string()]);
+    assert_eq!(config.image_quota, 200);
+    assert_eq!(config.os_versions["Ubuntu"].len(), 2);
+    assert_eq!(config.faults.drop_create_response, 0.02);
 }
 
 #[tokio::test]

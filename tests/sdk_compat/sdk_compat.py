@@ -7,12 +7,18 @@ with the SDK's own ImsClient and AK/SK BasicCredentials pointed at it over http:
   * creates an image with GlanceCreateImageMetadata (201, queued), registers a `corrupt`
     object, and sees the job FAIL with an error code and the image killed;
   * checks that the SDK parses the simulator's error bodies: IMG.0046 on a second register,
-    404 on an unknown image, APIG.0301 for a wrong secret key.
+    404 on an unknown image, APIG.0301 for a wrong secret key;
+  * creates an image the way imsreg does (GlanceCreateImageMetadata with an identity tag
+    "imsreg-key=<43 characters a-z2-7>", __os_version, disk_format qcow2, min_disk), finds
+    exactly it with ListImages(tag=...), reads ListOsVersions and ShowImageQuota, deletes it
+    with GlanceDeleteImage and no longer finds it.
 Exits non-zero on any mismatch and always stops the server.
 
 Usage: python sdk_compat.py path/to/imsreg   (run by tests/sdk_compat/run.sh)
 """
 
+import base64
+import hashlib
 import os
 import subprocess
 import sys
@@ -25,10 +31,14 @@ from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkims.v2 import (
     GlanceCreateImageMetadataRequest,
     GlanceCreateImageMetadataRequestBody,
+    GlanceDeleteImageRequest,
+    GlanceDeleteImageRequestBody,
     ImsClient,
     ListImagesRequest,
+    ListOsVersionsRequest,
     RegisterImageRequest,
     RegisterImageRequestBody,
+    ShowImageQuotaRequest,
     ShowJobProgressRequest,
     ShowJobRequest,
 )
@@ -181,9 +191,78 @@ def run(endpoint):
     check(len(rest.images) == 1, f"second page has {len(rest.images)} images")
     print("ok: paging with marker/limit")
 
+    create_find_and_delete(ims)
+
     # A wrong secret key: the signature check fails with the gateway's body.
     expect_error(lambda: client(endpoint, sk="wrong-secret").list_images(ListImagesRequest()), 401, "APIG.0301")
     print("ok: wrong SK -> 401 APIG.0301")
+
+
+def identity_tag_value(name):
+    """imsreg's identity tag value: base32 (lower case, no padding) of sha256(name), 43 chars."""
+    return base64.b32encode(hashlib.sha256(name.encode()).digest()).decode().lower()[:43]
+
+
+def create_find_and_delete(ims):
+    name = "sdk-compat-created"
+    value = identity_tag_value(name)
+    check(len(value) == 43 and set(value) <= set("abcdefghijklmnopqrstuvwxyz234567"), value)
+    tag = f"imsreg-key={value}"
+
+    versions = ims.list_os_versions(ListOsVersionsRequest())
+    platforms = versions.body or []
+    known = [v.os_version for p in platforms for v in (p.version_list or [])]
+    check("Ubuntu 22.04 server 64bit" in known, f"ListOsVersions gave {known}")
+    check(all(p.platform for p in platforms), "every platform has a name")
+
+    def image_quota():
+        answer = ims.show_image_quota(ShowImageQuotaRequest())
+        images = [r for r in answer.quotas.resources if r.type == "image"]
+        check(len(images) == 1, f"quota resources {answer.quotas.resources}")
+        return images[0]
+
+    before = image_quota()
+    check(before.quota == 1000 and before.used >= 1, f"quota {before}")
+
+    created = ims.glance_create_image_metadata(
+        GlanceCreateImageMetadataRequest(
+            body=GlanceCreateImageMetadataRequestBody(
+                name=name,
+                tags=[tag, "team=web"],
+                os_version="Ubuntu 22.04 server 64bit",
+                disk_format="qcow2",
+                min_disk=40,
+                min_ram=1024,
+            )
+        )
+    )
+    check(created.status == "queued", f"created image status {created.status}")
+    check(tag in (created.tags or []), f"created image tags {created.tags}")
+    check(created.os_version == "Ubuntu 22.04 server 64bit", f"__os_version {created.os_version}")
+    check(created.disk_format == "qcow2" and created.min_disk == 40, "disk_format, min_disk")
+    check(image_quota().used == before.used + 1, "the quota counts the created image")
+
+    found = ims.list_images(ListImagesRequest(imagetype="private", tag=tag, limit=1000))
+    check([i.id for i in found.images] == [created.id], f"ListImages(tag) gave {found.images}")
+    check(tag in (found.images[0].tags or []), "the listed image carries the tag")
+    other = ims.list_images(ListImagesRequest(imagetype="private", tag=f"imsreg-key={'a' * 43}"))
+    check(other.images == [], f"another tag finds {other.images}")
+    print(f"ok: created {created.id} tagged {tag}, ListImages(tag) finds exactly it")
+
+    ims.glance_delete_image(
+        GlanceDeleteImageRequest(
+            image_id=created.id, body=GlanceDeleteImageRequestBody(delete_backup=False)
+        )
+    )
+    gone = ims.list_images(ListImagesRequest(imagetype="private", tag=tag))
+    check(gone.images == [], f"after GlanceDeleteImage ListImages(tag) gives {gone.images}")
+    check(image_quota().used == before.used, "the quota no longer counts it")
+    expect_error(
+        lambda: ims.glance_delete_image(GlanceDeleteImageRequest(image_id=created.id)),
+        404,
+        "IMG.0144",
+    )
+    print("ok: ListOsVersions, ShowImageQuota, GlanceDeleteImage (then 404 IMG.0144)")
 
 
 def main():
