@@ -1,5 +1,6 @@
 //! What a job is asked to do ([`JobOptions`]) and who hears how it goes ([`JobObserver`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::manifest::{Manifest, Settings};
@@ -28,6 +29,20 @@ pub struct JobOptions {
     pub retry_failed: bool,
     /// Where credentials are looked up (the process environment for `imsreg run`).
     pub environment: Environment,
+    /// Prometheus metrics of the run (not of a dry run).
+    pub metrics: MetricsOptions,
+}
+
+/// Where the run's Prometheus metrics go (`--metrics-file`, `--metrics-listen`); neither by
+/// default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsOptions {
+    /// Rewritten atomically every 10 s and at the end, for node_exporter's textfile collector
+    /// (which reads `*.prom`).
+    pub file: Option<PathBuf>,
+    /// `GET /metrics` served here while the run lasts (port 0: any free port, told through
+    /// [`JobObserver::metrics_listening`]).
+    pub listen: Option<SocketAddr>,
 }
 
 /// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and
@@ -47,6 +62,9 @@ pub trait JobObserver: EventSink {
 
     /// The engine is about to run these images (after the state journal) with this config.
     fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}
+
+    /// `GET /metrics` is served at this address while the run lasts (`--metrics-listen`).
+    fn metrics_listening(&self, _address: SocketAddr) {}
 }
 
 /// An observer that ignores everything (tests, benchmarks).

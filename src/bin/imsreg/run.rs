@@ -120,6 +120,16 @@ pub struct Args {
     /// OBS requests per second of the preflight, 0.01 to 1000000 [default: 20].
     #[arg(long, value_name = "RATE", value_parser = bounds::parse_rate)]
     pub obs_rate: Option<f64>,
+
+    /// Write Prometheus metrics to this file (for node_exporter's textfile collector: name it
+    /// *.prom), rewritten atomically every 10 s and at the end.
+    #[arg(long, value_name = "PATH.prom")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Args {
@@ -139,6 +149,10 @@ impl Args {
             },
             retry_failed: self.retry_failed,
             environment: job::Environment::Process,
+            metrics: job::MetricsOptions {
+                file: self.metrics_file.clone(),
+                listen: self.metrics_listen,
+            },
         }
     }
 
