@@ -357,3 +357,305 @@ impl EventSink for Metrics {
 fn unix_seconds(at: DateTime<Utc>) -> f64 {
     at.timestamp_micros() as f64 / 1e6
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ids::JobId;
+    use crate::manifest::{ImageEntry, ImageFormat, ImageUrl};
+    use crate::report::{ImageRecord, ReportSettings, Summary};
+    use crate::run::ImageResult;
+
+    fn id(n: u32) -> ImageId {
+        ImageId::parse(&format!("0f3c1a2e-2222-4a2b-9c3d-{n:012}")).unwrap()
+    }
+
+    fn planned(n: u32, size_bytes: Option<u64>) -> PlannedImage {
+        PlannedImage {
+            entry: ImageEntry {
+                image_id: id(n),
+                image_url: ImageUrl {
+                    bucket: "bucket".into(),
+                    object: format!("disk-{n}.qcow2"),
+                },
+                name: None,
+                format: ImageFormat::Qcow2,
+                line: n as usize,
+            },
+            known_job_id: None,
+            size_bytes,
+        }
+    }
+
+    /// Every sample of the text, by its series (`name{labels}` as written).
+    fn samples(text: &str) -> BTreeMap<String, f64> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                (series.to_string(), value.parse().unwrap())
+            })
+            .collect()
+    }
+
+    fn value(metrics: &Metrics, series: &str) -> f64 {
+        *samples(&metrics.render())
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} missing from\n{}", metrics.render()))
+    }
+
+    fn images(metrics: &Metrics, status: &str) -> f64 {
+        value(
+            metrics,
+            &format!("imsreg_images{{status=\"{status}\",region=\"eu-west-101\"}}"),
+        )
+    }
+
+    fn finished(n: u32, outcome: ImageOutcome, duration_s: Option<f64>) -> RunEvent {
+        let mut result = ImageResult::new(id(n), outcome);
+        result.duration_s = duration_s;
+        RunEvent::Finished {
+            result,
+            image_url: format!("bucket:disk-{n}.qcow2"),
+        }
+    }
+
+    #[test]
+    fn every_series_is_exported_from_the_start_at_zero() {
+        let metrics = Metrics::new(Some("eu-west-101"), "wave.yaml");
+        let all = samples(&metrics.render());
+        for status in STATUSES
+            .map(ImageOutcome::as_str)
+            .iter()
+            .chain(&[IN_PROGRESS])
+        {
+            assert_eq!(images(&metrics, status), 0.0, "{status}");
+        }
+        for api in Api::ALL {
+            let api = api.as_str();
+            assert_eq!(all[&format!("imsreg_retries_total{{api=\"{api}\"}}")], 0.0);
+            assert_eq!(
+                all[&format!("imsreg_throttled_total{{api=\"{api}\"}}")],
+                0.0
+            );
+        }
+        for series in [
+            "imsreg_registrations_submitted_total",
+            "imsreg_jobs_in_flight",
+            "imsreg_registered_bytes_total",
+            "imsreg_job_duration_seconds_count",
+            "imsreg_job_duration_seconds_sum",
+            "imsreg_job_duration_seconds_bucket{le=\"+Inf\"}",
+            "imsreg_job_duration_seconds_bucket{le=\"43200\"}",
+            "imsreg_job_duration_seconds_bucket{le=\"1\"}",
+            "imsreg_run_start_timestamp_seconds",
+            "imsreg_last_progress_timestamp_seconds",
+        ] {
+            assert_eq!(all[series], 0.0, "{series}");
+        }
+        let build = format!("imsreg_build_info{{version=\"{}\"}}", crate::VERSION);
+        assert_eq!(all[&build], 1.0);
+        // No success known yet: no last-success series (a 0 would read as "in 1970").
+        assert!(
+            !metrics
+                .render()
+                .contains("imsreg_last_success_timestamp_seconds{")
+        );
+        // Counters are typed as such, with the `_total` suffix once.
+        let text = metrics.render();
+        assert!(text.contains("# TYPE imsreg_retries_total counter"));
+        assert!(text.contains("# TYPE imsreg_job_duration_seconds histogram"));
+        assert!(!text.contains("_total_total"));
+    }
+
+    #[test]
+    fn events_move_the_counts() {
+        let metrics = Metrics::new(Some("eu-west-101"), "wave.yaml");
+        let started = DateTime::parse_from_rfc3339("2026-12-04T10:00:00.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        metrics.run_started(started);
+        assert_eq!(
+            value(&metrics, "imsreg_run_start_timestamp_seconds"),
+            1796378400.5
+        );
+        metrics.engine_starting(
+            &[
+                planned(1, Some(1000)),
+                planned(2, Some(20)),
+                planned(3, None),
+            ],
+            [ImageOutcome::AlreadyRegistered, ImageOutcome::Invalid],
+        );
+        assert_eq!(images(&metrics, IN_PROGRESS), 3.0);
+        assert_eq!(images(&metrics, "already_registered"), 1.0);
+        assert_eq!(images(&metrics, "invalid"), 1.0);
+
+        let events = [
+            RunEvent::StatusKnown {
+                image_id: id(1),
+                status: CloudStatus::Found(ImageStatus::Saving),
+            },
+            RunEvent::StatusKnown {
+                image_id: id(2),
+                status: CloudStatus::Found(ImageStatus::Queued),
+            },
+            RunEvent::Submitting {
+                image_id: id(2),
+                attempt: 1,
+            },
+            RunEvent::Throttled {
+                api: Api::Register,
+                delay: Duration::from_secs(2),
+            },
+            RunEvent::Retrying {
+                api: Api::Register,
+                image_id: Some(id(2)),
+                reason: "429".into(),
+                delay: Duration::from_secs(2),
+            },
+            RunEvent::Retrying {
+                api: Api::ListImages,
+                image_id: None,
+                reason: "500".into(),
+                delay: Duration::from_secs(1),
+            },
+            RunEvent::Throttled {
+                api: Api::ShowJobProgress,
+                delay: Duration::ZERO,
+            },
+            RunEvent::Submitted {
+                image_id: id(2),
+                image_url: "bucket:disk-2.qcow2".into(),
+                job_id: JobId::parse("ff8080814dbd65d7014dc1f1b9cd0ab2").unwrap(),
+            },
+        ];
+        for event in &events {
+            metrics.event(event);
+        }
+        assert_eq!(value(&metrics, "imsreg_registrations_submitted_total"), 1.0);
+        assert_eq!(value(&metrics, "imsreg_jobs_in_flight"), 2.0);
+        assert_eq!(
+            value(&metrics, "imsreg_retries_total{api=\"register\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&metrics, "imsreg_retries_total{api=\"list_images\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&metrics, "imsreg_retries_total{api=\"show_job\"}"),
+            0.0
+        );
+        assert_eq!(
+            value(&metrics, "imsreg_throttled_total{api=\"register\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &metrics,
+                "imsreg_throttled_total{api=\"show_job_progress\"}"
+            ),
+            1.0
+        );
+        let progress = value(&metrics, "imsreg_last_progress_timestamp_seconds");
+        assert!(progress > 1796378400.5, "{progress}");
+
+        metrics.event(&finished(1, ImageOutcome::Registered, None));
+        metrics.event(&finished(2, ImageOutcome::Registered, Some(3.5)));
+        metrics.event(&finished(3, ImageOutcome::Cancelled, None));
+        assert_eq!(images(&metrics, IN_PROGRESS), 0.0);
+        assert_eq!(images(&metrics, "registered"), 2.0);
+        assert_eq!(images(&metrics, "cancelled"), 1.0);
+        assert_eq!(value(&metrics, "imsreg_jobs_in_flight"), 0.0);
+        assert_eq!(value(&metrics, "imsreg_registered_bytes_total"), 1020.0);
+        assert_eq!(value(&metrics, "imsreg_job_duration_seconds_count"), 1.0);
+        assert_eq!(value(&metrics, "imsreg_job_duration_seconds_sum"), 3.5);
+        assert_eq!(
+            value(&metrics, "imsreg_job_duration_seconds_bucket{le=\"1\"}"),
+            0.0
+        );
+        assert_eq!(
+            value(&metrics, "imsreg_job_duration_seconds_bucket{le=\"5\"}"),
+            1.0
+        );
+    }
+
+    fn report(statuses: &[ImageOutcome]) -> Report {
+        let images: Vec<ImageRecord> = statuses
+            .iter()
+            .enumerate()
+            .map(|(n, status)| ImageRecord::for_entry(&planned(n as u32, None).entry, *status))
+            .collect();
+        Report {
+            imsreg_version: crate::VERSION.into(),
+            manifest: "waves/wave.yaml".into(),
+            started_at: Utc::now(),
+            finished_at: DateTime::parse_from_rfc3339("2026-12-04T11:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            settings: ReportSettings {
+                endpoint: "https://ims.eu-west-101.myhuaweicloud.eu".into(),
+                region: Some("eu-west-101".into()),
+                project_id: None,
+                concurrency: 8,
+                max_active_jobs: 20,
+                submit_rate: 2.0,
+                query_rate: 10.0,
+                poll_interval_s: 10.0,
+                job_timeout_s: 7200.0,
+                dry_run: false,
+            },
+            summary: Summary::from_records(&images),
+            images,
+        }
+    }
+
+    #[test]
+    fn the_end_shows_the_reports_counts_and_a_success_only_when_the_run_succeeded() {
+        let metrics = Metrics::new(Some("eu-west-101"), "wave.yaml");
+        metrics.remember_last_success("wave.yaml", 17.0);
+        metrics.remember_last_success("other.yaml", 5.0);
+        metrics.engine_starting(&[planned(1, None), planned(2, None)], []);
+        // The engine told only one end before the run stopped; the report has both.
+        metrics.event(&finished(1, ImageOutcome::Failed, None));
+        metrics.finished(
+            &report(&[ImageOutcome::Failed, ImageOutcome::Pending]),
+            false,
+        );
+        assert_eq!(images(&metrics, "failed"), 1.0);
+        assert_eq!(images(&metrics, "pending"), 1.0);
+        assert_eq!(images(&metrics, IN_PROGRESS), 0.0);
+        let wave = "imsreg_last_success_timestamp_seconds{manifest=\"wave.yaml\"}";
+        let other = "imsreg_last_success_timestamp_seconds{manifest=\"other.yaml\"}";
+        assert_eq!(
+            value(&metrics, wave),
+            17.0,
+            "a failed run keeps the last success"
+        );
+
+        metrics.finished(
+            &report(&[ImageOutcome::Registered, ImageOutcome::AlreadyRegistered]),
+            true,
+        );
+        assert_eq!(images(&metrics, "registered"), 1.0);
+        assert_eq!(images(&metrics, "already_registered"), 1.0);
+        assert_eq!(images(&metrics, "failed"), 0.0);
+        assert_eq!(images(&metrics, "pending"), 0.0);
+        assert_eq!(value(&metrics, wave), 1796382000.0, "the report's end");
+        assert_eq!(value(&metrics, other), 5.0, "other manifests' are kept");
+    }
+
+    #[test]
+    fn without_a_region_the_label_is_empty() {
+        let metrics = Metrics::new(None, "wave.yaml");
+        assert!(
+            metrics
+                .render()
+                .contains("imsreg_images{status=\"registered\",region=\"\"} 0")
+        );
+    }
+}
