@@ -3,7 +3,8 @@
 //! `--metrics-listen` on. The file's final counts equal the report's (images by status,
 //! submissions, job durations, bytes), its retries and 429s equal the events the run told;
 //! the file is never seen half-written; `/metrics` answers during the run; the last success
-//! survives a failed run; a metrics file that cannot be written stops the job before any
+//! survives a failed run; a metrics file that cannot be written (or an address that cannot be
+//! bound) stops the job before any
 //! request. (`tests/metrics_check.sh` parses a file with the official Python parser.)
 
 mod common;
@@ -392,6 +393,34 @@ async fn a_metrics_file_that_cannot_be_written_stops_the_job_before_any_request(
         "{err}"
     );
     assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert_eq!(world.stats().accepted_registers(), 0);
+    assert!(!world.path("report.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_address_that_cannot_be_bound_stops_the_job_before_any_request() {
+    let world = World::start(quick_jobs());
+    let (manifest, _ids) = world.manifest("wave.yaml", &refs(&objects(2)), FAST);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut options = world.job_options(&manifest, "report.json");
+    options.metrics.listen = Some(taken.local_addr().unwrap());
+    let err = job::run(
+        options,
+        Arc::new(Recorder::default()),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            JobError::Metrics {
+                flag: "--metrics-listen",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(world.stats().accepted_registers(), 0);
     assert!(!world.path("report.json").exists());
 }

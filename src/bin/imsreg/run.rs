@@ -307,6 +307,37 @@ mod tests {
     }
 
     #[test]
+    fn metrics_flags_become_the_jobs_metrics_options() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: Args,
+        }
+        let plain = Wrapper::parse_from(["imsreg", "m.yaml"]);
+        assert_eq!(plain.args.options().metrics, job::MetricsOptions::default());
+        let wrapper = Wrapper::parse_from([
+            "imsreg",
+            "m.yaml",
+            "--metrics-file",
+            "/var/lib/node_exporter/imsreg.prom",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ]);
+        assert_eq!(
+            wrapper.args.options().metrics,
+            job::MetricsOptions {
+                file: Some(PathBuf::from("/var/lib/node_exporter/imsreg.prom")),
+                listen: Some("127.0.0.1:9464".parse().unwrap()),
+            }
+        );
+        assert!(
+            Wrapper::try_parse_from(["imsreg", "m.yaml", "--metrics-listen", "localhost"]).is_err(),
+            "an address is IP:PORT"
+        );
+    }
+
+    #[test]
     fn verdicts_map_to_the_documented_exit_codes() {
         assert_eq!(exit_code(Verdict::AllRegistered), 0);
         assert_eq!(exit_code(Verdict::NotAllRegistered), 1);
