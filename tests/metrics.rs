@@ -4,8 +4,8 @@
 //! submissions, job durations, bytes), its retries and 429s equal the events the run told;
 //! the file is never seen half-written; `/metrics` answers during the run; the last success
 //! survives a failed run; a metrics file that cannot be written (or an address that cannot be
-//! bound) stops the job before any
-//! request. (`tests/metrics_check.sh` parses a file with the official Python parser.)
+//! bound) stops the job before any request. (`tests/metrics_check.sh` parses a file with the
+//! official Python parser.)
 
 mod common;
 
