@@ -40,9 +40,10 @@ pub enum RunEvent {
         reason: String,
         delay: Duration,
     },
-    /// The gateway throttled a call to `api` (a 429 answer). A throttled register call slows
-    /// the whole submitter and goes again after `delay`, as does a status query; a throttled
-    /// job poll is not retried (`delay` is zero): the next poll comes at its usual time.
+    /// The gateway throttled a call to `api` (a 429 answer). A throttled register call goes
+    /// again after `delay` and slows the whole submitter; a throttled status query goes again
+    /// after `delay`; a throttled job poll is not retried (`delay` is zero): the next poll
+    /// comes at its usual time.
     Throttled { api: Api, delay: Duration },
     /// A running job's progress, when the progress call answers.
     Progress { image_id: ImageId, percent: f64 },
