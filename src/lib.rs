@@ -13,6 +13,7 @@ pub mod ims;
 pub mod input;
 pub mod job;
 pub mod manifest;
+pub mod metrics;
 pub mod obs;
 pub mod preflight;
 pub mod report;

@@ -19,6 +19,7 @@ pub mod dry_run;
 mod journal;
 mod journal_sink;
 pub mod lookup;
+mod metrics;
 mod options;
 pub mod order;
 pub mod outcome;
@@ -34,13 +35,15 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::Report;
+use crate::report::{ImageOutcome, Report};
 use crate::run::{EventSink, Tee};
+
+use metrics::Exporter;
 
 pub use dry_run::DryRunPlan;
 pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
-pub use options::{JobObserver, JobOptions, PreflightSettings, Unobserved};
+pub use options::{JobObserver, JobOptions, MetricsOptions, PreflightSettings, Unobserved};
 pub use outcome::Verdict;
 pub use preflight::{PreflightOptions, PreflightOutcome};
 pub use prepare::{DEFAULT_REPORT, JobError, SIMULATE_POLL_INTERVAL};
@@ -74,6 +77,8 @@ pub struct Finished {
     pub report_error: Option<String>,
     /// Why the state journal could not be written (the report still has every job ID).
     pub journal_error: Option<String>,
+    /// Why the final write of `--metrics-file` failed (the verdict does not change).
+    pub metrics_error: Option<String>,
     pub verdict: Verdict,
     /// Wall time of the whole job.
     pub elapsed: std::time::Duration,
@@ -90,9 +95,39 @@ pub async fn run(
     let started_at = Utc::now();
     let mut job = prepare::prepare(&options, observer.as_ref())?;
 
+    // Metrics of a run (a dry run has none), from before the preflight on.
+    let exporter = if options.dry_run {
+        None
+    } else {
+        let region = job.target.region.clone();
+        let started = Exporter::start(
+            &options.metrics,
+            &options.manifest,
+            region.as_deref(),
+            started_at,
+            observer.as_ref(),
+        )
+        .await;
+        match started {
+            Ok(exporter) => exporter,
+            Err(err) => {
+                job.shutdown().await;
+                return Err(err);
+            }
+        }
+    };
+    if let Some(exporter) = &exporter {
+        exporter
+            .metrics
+            .images_known(job.journal.images.len(), settled_statuses(&job));
+    }
+
     // The preflight settles what IMS would fail anyway before anything is sent to IMS.
     let label = options.manifest.display().to_string();
     if let Err(err) = preflight::screen(&mut job, &label, observer.as_ref(), cancel.clone()).await {
+        if let Some(exporter) = exporter {
+            exporter.finish(None).await;
+        }
         job.shutdown().await;
         return Err(err);
     }
@@ -119,9 +154,17 @@ pub async fn run(
     let (images, reordered) = order::largest_first_plan(job.journal.take_images());
     let sizes: Vec<Option<u64>> = images.iter().map(|image| image.size_bytes).collect();
     observer.engine_starting(&images, &job.config);
-    let sink: Arc<dyn EventSink> = match job.journal.sink() {
-        Some(journal) => Arc::new(Tee(vec![journal, observer.clone()])),
-        None => observer.clone(),
+    let mut sinks: Vec<Arc<dyn EventSink>> = job.journal.sink().into_iter().collect();
+    sinks.push(observer.clone());
+    if let Some(exporter) = &exporter {
+        exporter
+            .metrics
+            .engine_starting(&images, settled_statuses(&job));
+        sinks.push(exporter.metrics.clone());
+    }
+    let sink: Arc<dyn EventSink> = match sinks.len() {
+        1 => observer.clone(),
+        _ => Arc::new(Tee(sinks)),
     };
     tracing::info!(
         images = images.len(),
@@ -194,13 +237,34 @@ pub async fn run(
         verdict = ?verdict,
         "run finished"
     );
+    // After the report: the metrics' final write holds the report's counts.
+    let metrics_error = match exporter {
+        Some(exporter) => {
+            exporter
+                .finish(Some((&report, verdict == Verdict::AllRegistered)))
+                .await
+        }
+        None => None,
+    };
     job.shutdown().await;
     Ok(Outcome::Ran(Box::new(Finished {
         report,
         written,
         report_error,
         journal_error,
+        metrics_error,
         verdict,
         elapsed: clock.elapsed(),
     })))
+}
+
+/// The statuses of the entries the engine does not run: settled from the journal or by the
+/// preflight, and the invalid ones.
+fn settled_statuses(job: &prepare::Job) -> impl Iterator<Item = ImageOutcome> + '_ {
+    job.journal
+        .settled
+        .iter()
+        .flatten()
+        .map(|record| record.status)
+        .chain(job.invalid.iter().map(|_| ImageOutcome::Invalid))
 }

@@ -1,5 +1,6 @@
 //! What a job is asked to do ([`JobOptions`]) and who hears how it goes ([`JobObserver`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::manifest::{Manifest, Settings};
@@ -32,6 +33,20 @@ pub struct JobOptions {
     /// answer was lost may still land until then, so a re-run waits that long before it
     /// decides that it did not.
     pub request_timeout: Option<std::time::Duration>,
+    /// Prometheus metrics of the run (not of a dry run).
+    pub metrics: MetricsOptions,
+}
+
+/// Where the run's Prometheus metrics go (`--metrics-file`, `--metrics-listen`); neither by
+/// default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsOptions {
+    /// Rewritten atomically every 10 s and at the end, for node_exporter's textfile collector
+    /// (which reads `*.prom`).
+    pub file: Option<PathBuf>,
+    /// `GET /metrics` served here while the run lasts (port 0: any free port, told through
+    /// [`JobObserver::metrics_listening`]).
+    pub listen: Option<SocketAddr>,
 }
 
 /// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and
@@ -58,6 +73,9 @@ pub trait JobObserver: EventSink {
 
     /// The engine is about to run these images (after the state journal) with this config.
     fn engine_starting(&self, _images: &[PlannedImage], _config: &RunConfig) {}
+
+    /// `GET /metrics` is served at this address while the run lasts (`--metrics-listen`).
+    fn metrics_listening(&self, _address: SocketAddr) {}
 }
 
 /// An observer that ignores everything (tests, benchmarks).

@@ -57,6 +57,13 @@ pub enum JobError {
     /// OBS could not be reached, or refused the credentials: no verdict, nothing submitted.
     #[error("preflight: {0}")]
     Preflight(#[from] crate::preflight::PreflightError),
+    /// `--metrics-file` cannot be written or `--metrics-listen` cannot be bound.
+    #[error("{flag} {target}: {message}; nothing was attempted")]
+    Metrics {
+        flag: &'static str,
+        target: String,
+        message: String,
+    },
 }
 
 impl JobError {

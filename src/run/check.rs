@@ -21,7 +21,7 @@ use crate::ims::{ImageInfo, ImageStatus, ImsApi, ListImagesQuery};
 
 use super::config::RunConfig;
 use super::context::{Ctx, QueryError};
-use super::events::{EventSink, RunEvent};
+use super::events::{Api, EventSink, RunEvent};
 use super::plan::{CloudStatus, PlannedImage, StatusMap};
 
 /// At most this many images are checked one by one; more are checked through list pages.
@@ -97,7 +97,7 @@ async fn list_pages<C: ImsApi>(ctx: &Ctx<C>, ids: &[ImageId], statuses: &mut Sta
             ..ListImagesQuery::default()
         };
         let page = match ctx
-            .query(None, "listing private images", || {
+            .query(Api::ListImages, None, "listing private images", || {
                 ctx.client.list_image_statuses(&query)
             })
             .await
@@ -144,7 +144,7 @@ async fn lookup<C: ImsApi>(
     id: ImageId,
 ) -> (ImageId, Result<Option<ImageInfo>, QueryError>) {
     let answer = ctx
-        .query(Some(id), "checking the image status", || {
+        .query(Api::GetImage, Some(id), "checking the image status", || {
             ctx.client.get_image(&id)
         })
         .await;
@@ -213,6 +213,7 @@ async fn job_lookup<C: ImsApi>(
 ) -> (ImageId, Result<crate::ims::Job, QueryError>) {
     let answer = ctx
         .query(
+            Api::ShowJob,
             Some(id),
             "checking a job known from the state journal",
             || ctx.client.show_job(&job),

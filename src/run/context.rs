@@ -20,7 +20,7 @@ use crate::ims::{ErrorClass, ImsApi, ImsError};
 
 use super::active::ActiveJobs;
 use super::config::RunConfig;
-use super::events::{EventSink, RunEvent};
+use super::events::{Api, EventSink, RunEvent};
 use super::pacer::{Limiter, Pacer, RATE_MARGIN};
 use super::retry::{RetryDecision, decide_query, jitter};
 use super::watch::Sweeper;
@@ -164,9 +164,27 @@ impl<C: ImsApi> Ctx<C> {
         }
     }
 
-    /// A status query under the retry policy for reads (see [`super::retry`]).
+    /// A job poll's answer was a 429: told as [`RunEvent::Throttled`] with no delay (polls are
+    /// not retried; the next one comes at its usual time).
+    pub fn note_throttled_poll(&self, api: Api, error: &ImsError) {
+        if matches!(
+            error.class(),
+            ErrorClass::Retryable {
+                throttled: true,
+                ..
+            }
+        ) {
+            self.emit(RunEvent::Throttled {
+                api,
+                delay: Duration::ZERO,
+            });
+        }
+    }
+
+    /// A status query to `api` under the retry policy for reads (see [`super::retry`]).
     pub async fn query<T, Fut>(
         &self,
+        api: Api,
         image_id: Option<ImageId>,
         what: &str,
         call: impl Fn() -> Fut,
@@ -182,13 +200,14 @@ impl<C: ImsApi> Ctx<C> {
                 Some(Err(error)) => error,
             };
             let class = error.class();
-            let attempt = if matches!(
+            let throttled = matches!(
                 class,
                 ErrorClass::Retryable {
                     throttled: true,
                     ..
                 }
-            ) {
+            );
+            let attempt = if throttled {
                 throttles += 1;
                 throttles
             } else {
@@ -197,7 +216,11 @@ impl<C: ImsApi> Ctx<C> {
             };
             match decide_query(&class, attempt, jitter()) {
                 RetryDecision::RetryAfter(delay) => {
+                    if throttled {
+                        self.emit(RunEvent::Throttled { api, delay });
+                    }
                     self.emit(RunEvent::Retrying {
+                        api,
                         image_id,
                         reason: format!("{what}: {error}"),
                         delay,

@@ -33,14 +33,18 @@ pub enum RunEvent {
         image_url: String,
         job_id: JobId,
     },
-    /// A call failed and will be retried after `delay`.
+    /// A call to `api` failed and will be retried after `delay`.
     Retrying {
+        api: Api,
         image_id: Option<ImageId>,
         reason: String,
         delay: Duration,
     },
-    /// The gateway throttled us; the whole submitter slows down.
-    Throttled { delay: Duration },
+    /// The gateway throttled a call to `api` (a 429 answer). A throttled register call goes
+    /// again after `delay` and slows the whole submitter; a throttled status query goes again
+    /// after `delay`; a throttled job poll is not retried (`delay` is zero): the next poll
+    /// comes at its usual time.
+    Throttled { api: Api, delay: Duration },
     /// A running job's progress, when the progress call answers.
     Progress { image_id: ImageId, percent: f64 },
     /// An image reached its final state for this run. `image_url` is where it was (or would
@@ -54,6 +58,48 @@ pub enum RunEvent {
     /// The status check learned nothing from IMS (not reached, or no answer understood): the
     /// run stops before submitting anything, every image unsettled. Emitted once.
     Unreachable { message: String },
+}
+
+/// The IMS API a call went to, as [`RunEvent::Retrying`] and [`RunEvent::Throttled`] name it
+/// (the metrics' `api` label). The names are those of the simulator's rate-limit keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Api {
+    /// `PUT /v1/cloudimages/{image_id}/upload`
+    Register,
+    /// `GET /v1/{project_id}/jobs/{job_id}`
+    ShowJob,
+    /// `GET /v1/cloudimages/job/{job_id}`
+    ShowJobProgress,
+    /// `GET /v2/cloudimages`
+    ListImages,
+    /// `GET /v2/images/{image_id}`
+    GetImage,
+}
+
+impl Api {
+    pub const ALL: [Api; 5] = [
+        Api::Register,
+        Api::ShowJob,
+        Api::ShowJobProgress,
+        Api::ListImages,
+        Api::GetImage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Register => "register",
+            Api::ShowJob => "show_job",
+            Api::ShowJobProgress => "show_job_progress",
+            Api::ListImages => "list_images",
+            Api::GetImage => "get_image",
+        }
+    }
+}
+
+impl std::fmt::Display for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How one image ended in this run: what [`RunEvent::Finished`] carries, and what the engine

@@ -14,7 +14,7 @@ use crate::ids::{ImageId, JobId};
 use crate::ims::{ErrorClass, ImageStatus, ImsApi, ImsError, Job, JobStatus};
 
 use super::context::{Ctx, QueryError};
-use super::events::RunEvent;
+use super::events::{Api, RunEvent};
 use super::retry::jitter;
 use super::schedule::PollSchedule;
 
@@ -140,7 +140,10 @@ impl Tracking<'_> {
                 ctx.stop_for_auth(&error);
                 Some(FollowEnd::Stopped)
             }
-            Err(_) => None,
+            Err(error) => {
+                ctx.note_throttled_poll(Api::GetImage, &error);
+                None
+            }
         }
     }
 
@@ -179,9 +182,12 @@ impl Tracking<'_> {
             return killed;
         };
         match ctx
-            .query(Some(self.image_id), "fetching the job's failure", || {
-                ctx.client.show_job(job_id)
-            })
+            .query(
+                Api::ShowJob,
+                Some(self.image_id),
+                "fetching the job's failure",
+                || ctx.client.show_job(job_id),
+            )
             .await
         {
             Ok(job) if job.status == Some(JobStatus::Fail) => job_failure(&job),
@@ -209,7 +215,9 @@ async fn fetch_job<C: ImsApi>(ctx: &Ctx<C>, job_id: &JobId) -> Fetched {
         {
             None => return Fetched::Stopped,
             Some(Ok(job)) => return Fetched::Job(Box::new(job)),
-            Some(Err(error)) if !is_refusal(&error) => return no_answer(ctx, &error),
+            Some(Err(error)) if !is_refusal(&error) => {
+                return no_answer(ctx, Api::ShowJobProgress, &error);
+            }
             Some(Err(_)) => {}
         }
     }
@@ -220,15 +228,16 @@ async fn fetch_job<C: ImsApi>(ctx: &Ctx<C>, job_id: &JobId) -> Fetched {
             Fetched::Job(Box::new(job))
         }
         Some(Err(error)) if error.http_status() == Some(404) => Fetched::Gone,
-        Some(Err(error)) => no_answer(ctx, &error),
+        Some(Err(error)) => no_answer(ctx, Api::ShowJob, &error),
     }
 }
 
-fn no_answer<C: ImsApi>(ctx: &Ctx<C>, error: &ImsError) -> Fetched {
+fn no_answer<C: ImsApi>(ctx: &Ctx<C>, api: Api, error: &ImsError) -> Fetched {
     if error.class() == ErrorClass::AuthFailed {
         ctx.stop_for_auth(error);
         return Fetched::Stopped;
     }
+    ctx.note_throttled_poll(api, error);
     Fetched::NoAnswer
 }
 

@@ -30,6 +30,8 @@ mod watch;
 pub use check::{CheckResult, PER_ID_THRESHOLD, check_only};
 pub use config::{RunConfig, defaults};
 pub use engine::execute;
-pub use events::{Durable, EventSink, ImageError, ImageResult, NoEvents, RunEvent, RunResult, Tee};
+pub use events::{
+    Api, Durable, EventSink, ImageError, ImageResult, NoEvents, RunEvent, RunResult, Tee,
+};
 pub use plan::{Action, CloudStatus, PlannedImage, StatusMap, action_for};
 pub use submit::{AMBIGUITY_GRACE, DRAIN_LIMIT};

@@ -21,7 +21,7 @@ use crate::ims::{ErrorClass, ImageStatus, ImsApi};
 use crate::manifest::ImageEntry;
 
 use super::context::{Ctx, QueryError};
-use super::events::RunEvent;
+use super::events::{Api, RunEvent};
 use super::retry::{RetryDecision, decide_register, flow_control_pause, jitter};
 
 /// How long an image may stay `queued` after an unanswered register call before the call is
@@ -141,9 +141,13 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
         match decide_register(&class, error.code(), attempt, jitter()) {
             RetryDecision::RetryAfter(delay) => {
                 if throttled {
-                    ctx.emit(RunEvent::Throttled { delay });
+                    ctx.emit(RunEvent::Throttled {
+                        api: Api::Register,
+                        delay,
+                    });
                 }
                 ctx.emit(RunEvent::Retrying {
+                    api: Api::Register,
                     image_id: Some(image_id),
                     reason: error.to_string(),
                     delay,
@@ -196,6 +200,7 @@ pub async fn submit<C: ImsApi>(ctx: &Ctx<C>, entry: &ImageEntry, attempts: &mut 
                 flow_waits += 1;
                 let delay = flow_control_pause(flow_waits, jitter());
                 ctx.emit(RunEvent::Retrying {
+                    api: Api::Register,
                     image_id: Some(image_id),
                     reason: format!("{error} (waiting for a running job to finish)"),
                     delay,
@@ -242,6 +247,7 @@ async fn accepted_by_image_status<C: ImsApi>(ctx: &Ctx<C>, image_id: ImageId) ->
         }
         let image = match ctx
             .query(
+                Api::GetImage,
                 Some(image_id),
                 "checking whether IMS took the registration",
                 || ctx.client.get_image(&image_id),

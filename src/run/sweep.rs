@@ -36,6 +36,7 @@ use crate::ims::paging::{PAGE_LIMIT, next_marker};
 use crate::ims::{ImageStatus, ImsApi, ListImagesQuery};
 
 use super::context::{Ctx, QueryError};
+use super::events::Api;
 
 /// How far behind the newest `updated_at` seen the next sweep starts. Zero: the filter is
 /// `gte` on whole seconds, so the newest second is read again anyway; an image stamped
@@ -180,7 +181,7 @@ async fn list_all<C: ImsApi>(
             ..ListImagesQuery::default()
         };
         let page = match ctx
-            .query(None, "listing image statuses", || {
+            .query(Api::ListImages, None, "listing image statuses", || {
                 ctx.client.list_image_statuses(&query)
             })
             .await

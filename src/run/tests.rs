@@ -161,7 +161,10 @@ async fn a_throttled_call_waits_its_retry_after_while_the_others_go_on() {
         .all()
         .iter()
         .filter_map(|e| match e {
-            RunEvent::Throttled { delay } => Some(*delay),
+            RunEvent::Throttled {
+                api: crate::run::Api::Register,
+                delay,
+            } => Some(*delay),
             _ => None,
         })
         .collect();

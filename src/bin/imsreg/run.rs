@@ -125,6 +125,16 @@ pub struct Args {
     /// OBS requests per second of the preflight, 0.01 to 1000000 [default: 20].
     #[arg(long, value_name = "RATE", value_parser = bounds::parse_rate)]
     pub obs_rate: Option<f64>,
+
+    /// Write Prometheus metrics to this file (for node_exporter's textfile collector: name it
+    /// *.prom), rewritten atomically every 10 s and at the end.
+    #[arg(long, value_name = "PATH.prom")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn parse_request_timeout(text: &str) -> Result<Duration, String> {
@@ -152,6 +162,10 @@ impl Args {
             retry_failed: self.retry_failed,
             environment: job::Environment::Process,
             request_timeout: self.request_timeout,
+            metrics: job::MetricsOptions {
+                file: self.metrics_file.clone(),
+                listen: self.metrics_listen,
+            },
         }
     }
 
@@ -303,6 +317,37 @@ mod tests {
                 .unwrap();
             assert!(line.contains(&format!("[default: {default}]")), "{line}");
         }
+    }
+
+    #[test]
+    fn metrics_flags_become_the_jobs_metrics_options() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: Args,
+        }
+        let plain = Wrapper::parse_from(["imsreg", "m.yaml"]);
+        assert_eq!(plain.args.options().metrics, job::MetricsOptions::default());
+        let wrapper = Wrapper::parse_from([
+            "imsreg",
+            "m.yaml",
+            "--metrics-file",
+            "/var/lib/node_exporter/imsreg.prom",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ]);
+        assert_eq!(
+            wrapper.args.options().metrics,
+            job::MetricsOptions {
+                file: Some(PathBuf::from("/var/lib/node_exporter/imsreg.prom")),
+                listen: Some("127.0.0.1:9464".parse().unwrap()),
+            }
+        );
+        assert!(
+            Wrapper::try_parse_from(["imsreg", "m.yaml", "--metrics-listen", "localhost"]).is_err(),
+            "an address is IP:PORT"
+        );
     }
 
     #[test]

@@ -560,6 +560,7 @@ fn log_event(event: &RunEvent, quiet: bool) {
             image_id,
             reason,
             delay,
+            ..
         } => {
             let delay = humantime::format_duration(round_ms(*delay)).to_string();
             match image_id {
@@ -569,9 +570,12 @@ fn log_event(event: &RunEvent, quiet: bool) {
                 None => state_change!(quiet, delay = %delay, "retrying: {reason}"),
             }
         }
-        RunEvent::Throttled { delay } => {
+        RunEvent::Throttled { api, delay } if delay.is_zero() => {
+            state_change!(quiet, api = %api, "IMS throttled a job poll; polling again at its usual time");
+        }
+        RunEvent::Throttled { api, delay } => {
             let delay = humantime::format_duration(round_ms(*delay)).to_string();
-            state_change!(quiet, delay = %delay, "IMS is throttling requests; slowing down");
+            state_change!(quiet, api = %api, delay = %delay, "IMS is throttling requests; slowing down");
         }
         RunEvent::Progress { image_id, percent } => {
             tracing::debug!(image_id = %image_id, percent, "job progress");
