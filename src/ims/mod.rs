@@ -7,7 +7,6 @@
 pub mod api;
 pub mod auth;
 pub mod client;
-pub mod disk_format;
 pub mod error;
 pub mod paging;
 pub mod signer;
@@ -16,7 +15,6 @@ pub mod types;
 pub use api::ImsApi;
 pub use auth::{Credentials, Discovered, Secret};
 pub use client::{Client, ClientConfig, resolve_endpoint};
-pub use disk_format::disk_format_for;
 pub use error::{ApiError, ErrorClass, ImsError};
 pub use types::{
     CreateImageMetadataRequest, ImageInfo, ImageQuota, ImageStatus, ImageStatusEntry,

@@ -27,7 +27,6 @@ use crate::ids::{IDENTITY_TAG_KEY, ImageId, identity_tag_value};
 use crate::ims::types::parse_api_time;
 use crate::ims::{
     CreateImageMetadataRequest, ErrorClass, ImageInfo, ImageStatus, ImsApi, ImsError,
-    disk_format_for,
 };
 use crate::manifest::{CreateEntry, ImageEntry};
 use crate::report::{ImageOutcome, ImageRecord};
@@ -35,6 +34,7 @@ use crate::run::pacer::Limiter;
 use crate::run::retry::{RetryDecision, decide_query, jitter};
 use crate::state::{CreateKind, CreateState};
 
+use super::disk_format::disk_format_for;
 use super::journal_sink::JournalSink;
 use super::lookup::{Decision, Found, decide};
 

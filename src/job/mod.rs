@@ -15,6 +15,7 @@
 
 pub mod create;
 mod create_stage;
+pub mod disk_format;
 pub mod dry_run;
 mod journal;
 mod journal_sink;
