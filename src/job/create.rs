@@ -15,7 +15,7 @@
 //! the engine, or a report record when it was settled here (refused, conflicting images,
 //! IMS not reached).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,10 +48,11 @@ pub const MAX_CREATE_ATTEMPTS: u32 = 5;
 /// Why the create stage stops the job before anything is created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
+    /// `problems` are `FILE:LINE:COL: error: ...` lines, one per value and place.
     #[error(
-        "{} os_version value(s) are not known to IMS in this region; nothing was created:\n{}",
+        "{} os_version value(s) are not OS versions IMS knows in this region ({}); nothing was created",
         problems.len(),
-        problems.join("\n")
+        problems.iter().map(|p| p.split(": error: ").next().unwrap_or(p)).collect::<Vec<_>>().join(", ")
     )]
     UnknownOsVersion { problems: Vec<String> },
     #[error(
@@ -433,23 +434,32 @@ impl<C: ImsApi> Stage<'_, C> {
             .flat_map(|v| [Some(v.os_version.as_str()), v.os_version_key.as_deref()])
             .flatten()
             .collect();
-        let mut problems = Vec::new();
+        // One problem per value and place (a `defaults:` value is written once).
+        let mut unknown: BTreeMap<(String, &str), Vec<&str>> = BTreeMap::new();
         for item in pending {
             let Some(value) = item.entry.os_version.as_deref() else {
                 continue;
             };
-            if keys.contains(value) {
-                continue;
+            if !keys.contains(value) {
+                let place = os_version_where(&self.settings.manifest, &item.entry);
+                unknown
+                    .entry((place, value))
+                    .or_default()
+                    .push(&item.entry.name);
             }
+        }
+        let mut problems = Vec::new();
+        for ((place, value), entries) in unknown {
             let hint = match did_you_mean(value, &names) {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => "see `GET /v1/cloudimages/os_version` for the region's values".into(),
             };
+            let used_by = match entries.as_slice() {
+                [one] => format!("entry `{one}`"),
+                many => format!("{} entries", many.len()),
+            };
             problems.push(format!(
-                "  {}: error: os_version: `{value}` (entry `{}`, line {}) is not an OS version IMS knows in this region; {hint}",
-                os_version_where(&self.settings.manifest, &item.entry),
-                item.entry.name,
-                item.entry.line,
+                "{place}: error: os_version: `{value}` ({used_by}) is not an OS version IMS knows in this region; {hint}"
             ));
         }
         if problems.is_empty() {
@@ -1028,8 +1038,6 @@ pub fn image_entry(entry: &CreateEntry, image_id: ImageId) -> ImageEntry {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::ims::{ApiError, ImageStatus};
     use crate::manifest::{ImageFormat, ImageUrl};

@@ -95,12 +95,16 @@ pub fn resume(entries: Vec<ImageEntry>, journal: &Replayed, retry_failed: bool) 
             record.finished_at = state.updated_at;
             Slot::Settled(Box::new(record))
         };
+        // IMS refused to register one file (no job was started); the manifest now names
+        // another: that one has not failed, so the cloud check decides again.
+        let refused_file_replaced =
+            state.job_id.is_none() && state.submitted_url.as_deref().is_some_and(|old| old != url);
         let known_job_id = match state.outcome {
             Some(JournalStatus::Registered | JournalStatus::AlreadyRegistered) => {
                 resumed.slots.push(settled(ImageOutcome::AlreadyRegistered));
                 continue;
             }
-            Some(JournalStatus::Failed) if !retry_failed => {
+            Some(JournalStatus::Failed) if !retry_failed && !refused_file_replaced => {
                 resumed.slots.push(settled(ImageOutcome::Failed));
                 continue;
             }
@@ -157,6 +161,46 @@ mod tests {
             outcome,
             ..ImageState::default()
         }
+    }
+
+    #[test]
+    fn a_refused_file_replaced_in_the_manifest_is_checked_again() {
+        let mut journal = Replayed::default();
+        let refused = |url: &str| ImageState {
+            submitted_url: Some(url.to_string()),
+            outcome: Some(JournalStatus::Failed),
+            error_code: Some("IMG.0057".into()),
+            ..ImageState::default()
+        };
+        journal
+            .images
+            .insert(key("fixed"), refused("bucket:typo.qcow2"));
+        journal
+            .images
+            .insert(key("same"), refused("bucket:same.qcow2"));
+        // A job that ran and failed stays failed, whatever the manifest says now.
+        journal.images.insert(
+            key("ran"),
+            known(
+                Some("job-1"),
+                Some(JournalStatus::Failed),
+                "bucket:old.qcow2",
+            ),
+        );
+        let resumed = resume(
+            vec![
+                entry("fixed", "good.qcow2"),
+                entry("same", "same.qcow2"),
+                entry("ran", "new.qcow2"),
+            ],
+            &journal,
+            false,
+        );
+        let planned = resumed.to_engine();
+        assert_eq!(planned.len(), 1, "{planned:?}");
+        assert_eq!(planned[0].entry.image_id, ImageId::named("fixed"));
+        assert_eq!(planned[0].entry.image_url.object, "good.qcow2");
+        assert_eq!(planned[0].known_job_id, None);
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl World {
     pub fn add_objects(&self, manifest: &Path) {
         let manifest = imsreg::manifest::load(manifest).unwrap();
         self.sim.add_objects_for(&manifest.images);
+        self.sim
+            .add_objects_for(&imsreg::job::create::placeholder_entries(&manifest.creates));
     }
 
     /// Runs `imsreg run MANIFEST --endpoint SIM ARGS...` with the simulator's credentials.

@@ -254,6 +254,14 @@ async fn run(args: Args) -> u8 {
             exit_code(plan.verdict)
         }
         Err(err) => {
+            if let JobError::Create(job::create::CreateError::UnknownOsVersion { problems }) = &err
+            {
+                // Each as the manifest's own diagnostics are shown: FILE:LINE:COL: error: ...
+                let mut stderr = anstream::stderr().lock();
+                for problem in problems {
+                    let _ = writeln!(stderr, "{}", imsreg::report::escape::printable(problem));
+                }
+            }
             tracing::error!("{err}");
             error_exit_code(&err)
         }
