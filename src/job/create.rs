@@ -1282,7 +1282,15 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("m.yaml:6:17"), "{text}");
-        assert!(text.contains("did you mean `CentOS 7.9 64bit`"), "{text}");
+        let CreateError::UnknownOsVersion { problems } = err else {
+            panic!("{text}");
+        };
+        assert_eq!(
+            problems,
+            [
+                "m.yaml:6:17: error: os_version: `CentOS 7.9 64 bit` (entry `web`) is not an OS version IMS knows in this region; did you mean `CentOS 7.9 64bit`?"
+            ]
+        );
         assert_eq!(ims.counters().create_calls, 0);
     }
 
