@@ -37,6 +37,7 @@ fn record(status: ImageOutcome, n: u32) -> ImageRecord {
         finished_at: submitted.then_some(start + Duration::milliseconds(90_500)),
         duration_s: submitted.then_some(90.5),
         size_bytes: None,
+        line: Some(3 + 2 * n as usize),
     }
 }
 
@@ -59,6 +60,14 @@ fn sample() -> Report {
     Report {
         imsreg_version: imsreg::VERSION.into(),
         manifest: "migrations/wave-1.yaml".into(),
+        manifest_sha256: Some(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        ),
+        shard: Some(report::ReportShard {
+            index: 2,
+            total: 3,
+            scheme: "hash-v1".into(),
+        }),
         started_at,
         finished_at: started_at + Duration::seconds(200),
         settings: ReportSettings {

@@ -10,17 +10,20 @@
 //! The steps, in order: [`prepare`] (manifest, settings, target, journal), [`preflight`] (every
 //! object checked in OBS; failures settled as `preflight_failed`), then either [`dry_run`] or
 //! the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest order, report,
-//! verdict).
+//! verdict). [`merge_reports`] is `imsreg report merge`: the shards' reports of one manifest
+//! combined and judged as one run.
 
 pub mod dry_run;
 mod journal;
 mod journal_sink;
+pub mod merge;
 mod options;
 pub mod order;
 pub mod outcome;
 pub mod preflight;
 pub mod prepare;
 pub mod resume;
+pub mod sharding;
 pub mod target;
 
 use std::path::PathBuf;
@@ -36,6 +39,7 @@ use crate::run::{EventSink, Tee};
 pub use dry_run::DryRunPlan;
 pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
+pub use merge::{Merged, merge_reports};
 pub use options::{JobObserver, JobOptions, PreflightSettings, Unobserved};
 pub use outcome::Verdict;
 pub use preflight::{PreflightOptions, PreflightOutcome};
@@ -145,12 +149,18 @@ pub async fn run(
     let records = outcome::records_in_manifest_order(&job.valid_lines, records, &job.invalid);
     let report = outcome::build_report(
         &options.manifest,
+        job.coverage(),
         started_at,
         Utc::now(),
         job.report_settings(false),
         records,
     );
     let mut verdict = outcome::verdict(&report.images, ending);
+    if report.images.is_empty() && job.shard.is_some() && verdict == Verdict::NotAllRegistered {
+        // The hash gave this shard no entry: nothing to do is a success (a run of the whole
+        // manifest always has entries, as validation refuses an empty list).
+        verdict = Verdict::AllRegistered;
+    }
     let (written, report_error) = match crate::report::write_reports(&report, &job.reports) {
         Ok(()) => (job.reports.clone(), None),
         Err(err) => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::manifest::{Manifest, Settings};
 use crate::preflight::DEFAULT_OBS_RATE;
 use crate::run::{EventSink, PlannedImage, RunConfig};
+use crate::shard::Shard;
 
 use super::journal::JournalChoice;
 use super::target::Environment;
@@ -28,6 +29,9 @@ pub struct JobOptions {
     pub retry_failed: bool,
     /// Where credentials are looked up (the process environment for `imsreg run`).
     pub environment: Environment,
+    /// `--shard K/N`: run only the entries of shard K, with 1/N of the quota and the shard's
+    /// own journal. `None`: the whole manifest.
+    pub shard: Option<Shard>,
 }
 
 /// Hears how the job goes: the engine's [`crate::run::RunEvent`]s (as an [`EventSink`]) and

@@ -138,6 +138,7 @@ impl Checker {
             invalid: self.invalid,
             diagnostics: self.diagnostics,
             fatal: self.fatal,
+            sha256: None,
         }
     }
 

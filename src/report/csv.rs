@@ -5,7 +5,7 @@ use super::escape::csv_cell;
 use super::model::{ImageRecord, Report};
 
 /// Column order; the same names as the JSON `images[]` fields.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 14] = [
     "image_id",
     "image_url",
     "name",
@@ -19,9 +19,10 @@ pub const COLUMNS: [&str; 13] = [
     "finished_at",
     "duration_s",
     "size_bytes",
+    "line",
 ];
 
-fn row(record: &ImageRecord) -> [String; 13] {
+fn row(record: &ImageRecord) -> [String; 14] {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let time = |t: &Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -44,6 +45,7 @@ fn row(record: &ImageRecord) -> [String; 13] {
             .map(|d| format!("{d:.3}"))
             .unwrap_or_default(),
         record.size_bytes.map(|b| b.to_string()).unwrap_or_default(),
+        record.line.map(|l| l.to_string()).unwrap_or_default(),
     ]
 }
 

@@ -78,6 +78,10 @@ pub struct ImageRecord {
     /// The object's size in OBS, when the preflight learned it.
     #[serde(default)]
     pub size_bytes: Option<u64>,
+    /// The 1-based manifest line where the entry starts (`imsreg report merge` puts the
+    /// shards' records back in manifest order by it).
+    #[serde(default)]
+    pub line: Option<usize>,
 }
 
 impl ImageRecord {
@@ -97,6 +101,7 @@ impl ImageRecord {
             finished_at: None,
             duration_s: None,
             size_bytes: None,
+            line: Some(entry.line),
         }
     }
 }
@@ -170,12 +175,39 @@ pub struct ReportSettings {
     pub dry_run: bool,
 }
 
+/// Which shard of the manifest a report covers (`--shard K/N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportShard {
+    /// 1-based.
+    pub index: u32,
+    pub total: u32,
+    /// How entries were assigned to shards: `hash-v1` (see [`crate::shard`]).
+    pub scheme: String,
+}
+
+impl From<crate::shard::Shard> for ReportShard {
+    fn from(shard: crate::shard::Shard) -> Self {
+        ReportShard {
+            index: shard.index(),
+            total: shard.total(),
+            scheme: crate::shard::SCHEME.to_string(),
+        }
+    }
+}
+
 /// A whole run's report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub imsreg_version: String,
     /// The manifest path as given.
     pub manifest: String,
+    /// SHA-256 of the manifest file's bytes (lower-case hex): the shards of one manifest
+    /// share it. Absent in the reports of older imsreg versions.
+    #[serde(default)]
+    pub manifest_sha256: Option<String>,
+    /// The shard this report covers; `None` for the whole manifest.
+    #[serde(default)]
+    pub shard: Option<ReportShard>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub settings: ReportSettings,

@@ -128,6 +128,7 @@ impl ImageResult {
             finished_at: self.finished_at,
             duration_s: self.duration_s,
             size_bytes: None,
+            line: Some(entry.line),
         }
     }
 }

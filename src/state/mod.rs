@@ -14,4 +14,4 @@ pub use error::StateError;
 pub use holder::LockHolder;
 pub use journal::{EntryKind, ImageState, Journal, JournalStatus, Replayed, replay};
 pub use lock::{LockState, RunLock};
-pub use path::{default_path, resolve};
+pub use path::{default_path, resolve, shard_path};

@@ -169,6 +169,7 @@ mod tests {
             finished_at: None,
             duration_s: None,
             size_bytes: None,
+            line: Some(i + 1),
         }
     }
 
@@ -176,6 +177,8 @@ mod tests {
         Report {
             imsreg_version: "0".into(),
             manifest: "m.yaml".into(),
+            manifest_sha256: None,
+            shard: None,
             started_at: Utc::now(),
             finished_at: Utc::now(),
             settings: ReportSettings {
