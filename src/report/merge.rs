@@ -162,15 +162,15 @@ pub fn merge(reports: Vec<ShardReport>) -> Result<Report, ReportError> {
     let mut seen: HashMap<usize, &Path> = HashMap::new();
     for shard in &reports {
         for line in shard.report.images.iter().filter_map(|record| record.line) {
-            if let Some(earlier) = seen.insert(line, &shard.path) {
-                if earlier != shard.path.as_path() {
-                    return Err(refused(format!(
-                        "the entry at manifest line {line} is in both {} and {}: these reports \
-                         were not split from one manifest the same way",
-                        shown(earlier),
-                        shown(&shard.path)
-                    )));
-                }
+            if let Some(earlier) = seen.insert(line, &shard.path)
+                && earlier != shard.path.as_path()
+            {
+                return Err(refused(format!(
+                    "the entry at manifest line {line} is in both {} and {}: these reports \
+                     were not split from one manifest the same way",
+                    shown(earlier),
+                    shown(&shard.path)
+                )));
             }
         }
     }
