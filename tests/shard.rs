@@ -694,6 +694,13 @@ fn report_merge_exits_as_the_whole_run_would_and_refuses_what_does_not_belong_to
     assert_eq!(code(&some_failed), 1, "as a run with failed images exits");
     assert_eq!(read_report(&d.join("f.json"))["summary"]["failed"], 2);
 
+    // YAML reports merge too (read by their extension).
+    let s2: Value = serde_json::from_slice(&std::fs::read(d.join("s2.json")).unwrap()).unwrap();
+    std::fs::write(d.join("s2.yaml"), serde_yaml::to_string(&s2).unwrap()).unwrap();
+    let from_yaml = merge_command(d, &["s1.json", "s2.yaml", "s3.json", "--report", "y.json"]);
+    assert_eq!(code(&from_yaml), 0, "{}", stderr(&from_yaml));
+    assert_eq!(read_report(&d.join("y.json"))["images"], all["images"]);
+
     let alone = merge_command(d, &["whole.json", "--report", "w.md"]);
     assert_eq!(code(&alone), 0, "{}", stderr(&alone));
 
