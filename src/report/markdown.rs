@@ -37,7 +37,7 @@ pub fn render(report: &Report) -> String {
     if let Some(shard) = &report.shard {
         let _ = writeln!(
             out,
-            "Shard {}/{} ({}) of the manifest.\n",
+            "Shard {}/{} (`{}`) of the manifest.\n",
             shard.index,
             shard.total,
             code(&shard.scheme)
