@@ -5,7 +5,8 @@
 //! submit, poll, confirm) -> [`report`]; [`job`] is the whole job as one entry point (what
 //! `imsreg run` does, minus the terminal); [`state`] the journal and run lock; [`ims`] the
 //! typed IMS client (signing, errors) and [`sim`] the built-in simulator that stands in for IMS
-//! in the demo, tests and benchmarks; [`ids`] the typed image and job IDs every layer shares.
+//! in the demo, tests and benchmarks; [`ids`] the typed image and job IDs every layer shares;
+//! [`shard`] which entries belong to shard K of N (`--shard K/N`).
 
 pub mod endpoint;
 pub mod ids;
@@ -18,6 +19,7 @@ pub mod obs;
 pub mod preflight;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod sim;
 pub mod state;
 

@@ -38,6 +38,7 @@ fn record(status: ImageOutcome, n: u32) -> ImageRecord {
         duration_s: submitted.then_some(90.5),
         size_bytes: None,
         created: false,
+        line: Some(3 + 2 * n as usize),
     }
 }
 
@@ -60,6 +61,14 @@ fn sample() -> Report {
     Report {
         imsreg_version: imsreg::VERSION.into(),
         manifest: "migrations/wave-1.yaml".into(),
+        manifest_sha256: Some(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        ),
+        shard: Some(report::ReportShard {
+            index: 2,
+            total: 3,
+            scheme: "hash-v1".into(),
+        }),
         started_at,
         finished_at: started_at + Duration::seconds(200),
         settings: ReportSettings {
@@ -206,6 +215,32 @@ fn markdown_report_lists_summary_and_failures() {
         !md.contains("| registered | web-0"),
         "successes are not listed"
     );
+    assert!(
+        md.contains("Shard 2/3 (`hash-v1`) of the manifest."),
+        "{md}"
+    );
+    assert!(md.contains("Manifest SHA-256 `9f86d081"), "{md}");
+}
+
+#[test]
+fn junit_and_csv_reports_carry_the_shard_and_the_manifest_line() {
+    let report = sample();
+    let xml = String::from_utf8(report::render(&report, ReportFormat::Junit).unwrap()).unwrap();
+    assert!(
+        xml.contains(r#"<property name="manifest_sha256" value="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"/>"#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<property name="shard" value="2/3 (hash-v1)"/>"#),
+        "{xml}"
+    );
+    let csv_bytes = report::render(&report, ReportFormat::Csv).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    let lines: Vec<String> = reader
+        .records()
+        .map(|row| row.unwrap()[13].to_string())
+        .collect();
+    assert_eq!(lines, ["3", "5", "7", "9", "11", "13", "15"]);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::report::ImageRecord;
 use crate::run::{
     Action, CloudStatus, EventSink, PlannedImage, RunConfig, StatusMap, action_for, check_only,
 };
+use crate::shard::Shard;
 
 use super::create_stage::CreateStage;
 use super::outcome::Verdict;
@@ -44,6 +45,8 @@ pub struct DryRunPlan {
     pub created_images: HashSet<ImageId>,
     pub config: RunConfig,
     pub endpoint: String,
+    /// `--shard K/N`: the plan is that shard's.
+    pub shard: Option<Shard>,
     /// `AllRegistered` when the plan was made; `Unreachable` or `CredentialsRejected` when IMS
     /// could not tell.
     pub verdict: Verdict,
@@ -64,6 +67,7 @@ impl DryRunPlan {
             &self.statuses,
             &self.config,
             &self.endpoint,
+            self.shard,
         )
     }
 }
@@ -95,6 +99,7 @@ pub async fn plan(
         invalid: std::mem::take(&mut job.invalid),
         config: job.config.clone(),
         endpoint: job.target.endpoint.clone(),
+        shard: job.shard,
         verdict,
     }
 }
@@ -110,7 +115,13 @@ struct Listed<'a> {
 }
 
 /// The plan as text for stdout.
-fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoint: &str) -> String {
+fn render(
+    listed: &Listed<'_>,
+    statuses: &StatusMap,
+    config: &RunConfig,
+    endpoint: &str,
+    shard: Option<Shard>,
+) -> String {
     let Listed {
         images,
         settled,
@@ -127,6 +138,13 @@ fn render(listed: &Listed<'_>, statuses: &StatusMap, config: &RunConfig, endpoin
     let mut out = String::new();
     let _ = writeln!(out, "Dry run: nothing will be registered.");
     let _ = writeln!(out, "  endpoint        {endpoint}");
+    if let Some(shard) = shard {
+        let _ = writeln!(
+            out,
+            "  shard           {shard} ({}; its share of the quota below)",
+            crate::shard::SCHEME
+        );
+    }
     let _ = writeln!(
         out,
         "  settings        concurrency {}, max active jobs {}, submit rate {}/s, query rate {}/s, poll interval {}, job timeout {}",
@@ -294,7 +312,7 @@ mod tests {
             to_create: &[],
             created_images: &HashSet::new(),
         };
-        let text = render(&listed, &statuses, &config, "http://127.0.0.1:1");
+        let text = render(&listed, &statuses, &config, "http://127.0.0.1:1", None);
         assert!(text.contains("would submit    1"), "{text}");
         assert!(text.contains("would skip      1"), "{text}");
         assert!(text.contains("would poll      1"), "{text}");
@@ -328,7 +346,7 @@ mod tests {
             to_create: &[],
             created_images: &HashSet::new(),
         };
-        let text = render(&listed, &statuses, &config, "x");
+        let text = render(&listed, &statuses, &config, "x", None);
         assert!(!text.contains("\n  skip"), "{text}");
         assert!(text.contains("(web\\n  skip    b"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text}");
@@ -357,13 +375,14 @@ mod tests {
             to_create: &[],
             created_images: &HashSet::new(),
         };
-        let text = render(&listed, &StatusMap::new(), &config, "x");
+        let text = render(&listed, &StatusMap::new(), &config, "x", "2/3".parse().ok());
         assert!(text.contains("preflight       1 failed"), "{text}");
         let refused_line = format!("refuse  {}  bucket:", id("e"));
         assert!(text.contains(&refused_line), "{text}");
         assert!(text.contains("cold"), "{text}");
         assert!(text.contains("invalid         1"), "{text}");
         assert!(text.contains("settled         2"), "{text}");
+        assert!(text.contains("shard           2/3 (hash-v1"), "{text}");
         assert!(
             text.contains("invalid nope  line 7: image_id: not a UUID"),
             "{text}"

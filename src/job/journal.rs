@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::manifest::ImageEntry;
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::{EventSink, PlannedImage};
+use crate::shard::Shard;
 use crate::state::{self, CreateState, ImageState, Journal, Replayed, RunLock, StateError};
 
 use super::journal_sink::JournalSink;
@@ -40,11 +41,23 @@ pub enum Mode {
 }
 
 impl JournalChoice {
-    pub fn mode(&self, manifest: &Path, simulate: bool, dry_run: bool) -> Mode {
+    /// Where the journal is: a shard of several has its own next to the manifest
+    /// (`<stem>.shard-K-of-N.imsreg-state.jsonl`); shard 1/1 is the whole manifest and uses the
+    /// manifest's journal; `--state PATH` is used as given.
+    pub fn mode(
+        &self,
+        manifest: &Path,
+        shard: Option<Shard>,
+        simulate: bool,
+        dry_run: bool,
+    ) -> Mode {
         let path = match self {
             _ if simulate => return Mode::Off,
             JournalChoice::Off => return Mode::Off,
-            JournalChoice::NextToManifest => state::default_path(manifest),
+            JournalChoice::NextToManifest => match shard.filter(|shard| !shard.is_whole()) {
+                Some(shard) => state::shard_path(manifest, shard.index(), shard.total()),
+                None => state::default_path(manifest),
+            },
             JournalChoice::At(path) => path.clone(),
         };
         if dry_run {
@@ -191,6 +204,7 @@ fn missing() -> ImageRecord {
         duration_s: None,
         size_bytes: None,
         created: false,
+        line: None,
     }
 }
 
@@ -329,15 +343,46 @@ mod tests {
         let default = PathBuf::from("waves/w1.imsreg-state.jsonl");
         let next_to = JournalChoice::NextToManifest;
         assert_eq!(
-            next_to.mode(manifest, false, false),
+            next_to.mode(manifest, None, false, false),
             Mode::ReadWrite(default.clone())
         );
-        assert_eq!(next_to.mode(manifest, false, true), Mode::ReadOnly(default));
         assert_eq!(
-            JournalChoice::At("s.jsonl".into()).mode(manifest, false, false),
+            next_to.mode(manifest, None, false, true),
+            Mode::ReadOnly(default)
+        );
+        assert_eq!(
+            JournalChoice::At("s.jsonl".into()).mode(manifest, None, false, false),
             Mode::ReadWrite(PathBuf::from("s.jsonl"))
         );
-        assert_eq!(JournalChoice::Off.mode(manifest, false, false), Mode::Off);
-        assert_eq!(next_to.mode(manifest, true, false), Mode::Off);
+        assert_eq!(
+            JournalChoice::Off.mode(manifest, None, false, false),
+            Mode::Off
+        );
+        assert_eq!(next_to.mode(manifest, None, true, false), Mode::Off);
+    }
+
+    #[test]
+    fn a_shard_has_its_own_journal_unless_state_is_given() {
+        let manifest = Path::new("waves/w1.yaml");
+        let next_to = JournalChoice::NextToManifest;
+        let shard = |text: &str| Some(text.parse::<Shard>().unwrap());
+        assert_eq!(
+            next_to.mode(manifest, shard("2/3"), false, false),
+            Mode::ReadWrite(PathBuf::from("waves/w1.shard-2-of-3.imsreg-state.jsonl"))
+        );
+        assert_eq!(
+            next_to.mode(manifest, shard("2/3"), false, true),
+            Mode::ReadOnly(PathBuf::from("waves/w1.shard-2-of-3.imsreg-state.jsonl"))
+        );
+        assert_eq!(
+            next_to.mode(manifest, shard("1/1"), false, false),
+            Mode::ReadWrite(PathBuf::from("waves/w1.imsreg-state.jsonl")),
+            "1/1 is the whole manifest"
+        );
+        assert_eq!(
+            JournalChoice::At("s.jsonl".into()).mode(manifest, shard("2/3"), false, false),
+            Mode::ReadWrite(PathBuf::from("s.jsonl")),
+            "--state is used as given"
+        );
     }
 }

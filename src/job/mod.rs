@@ -11,7 +11,8 @@
 //! object checked in OBS; failures settled as `preflight_failed`), [`create`] (the images of
 //! entries without an `image_id`, found by their tag or created), then either [`dry_run`] or
 //! the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest order, report,
-//! verdict).
+//! verdict). [`merge_reports`] is `imsreg report merge`: the shards' reports of one manifest
+//! combined and judged as one run.
 
 pub mod create;
 mod create_stage;
@@ -20,6 +21,7 @@ pub mod dry_run;
 mod journal;
 mod journal_sink;
 pub mod lookup;
+pub mod merge;
 mod metrics;
 mod options;
 pub mod order;
@@ -27,6 +29,7 @@ pub mod outcome;
 pub mod preflight;
 pub mod prepare;
 pub mod resume;
+pub mod sharding;
 pub mod target;
 
 use std::path::PathBuf;
@@ -44,6 +47,7 @@ use metrics::Exporter;
 pub use dry_run::DryRunPlan;
 pub use journal::JournalChoice;
 pub use journal_sink::JournalSink;
+pub use merge::{Merged, merge_reports};
 pub use options::{JobObserver, JobOptions, MetricsOptions, PreflightSettings, Unobserved};
 pub use outcome::Verdict;
 pub use preflight::{PreflightOptions, PreflightOutcome};
@@ -207,12 +211,18 @@ pub async fn run(
     let records = outcome::records_in_manifest_order(&job.valid_lines, records, &job.invalid);
     let report = outcome::build_report(
         &options.manifest,
+        job.coverage(),
         started_at,
         Utc::now(),
         job.report_settings(false),
         records,
     );
     let mut verdict = outcome::verdict(&report.images, ending);
+    if report.images.is_empty() && job.shard.is_some() && verdict == Verdict::NotAllRegistered {
+        // The hash gave this shard no entry: nothing to do is a success (a run of the whole
+        // manifest always has entries, as validation refuses an empty list).
+        verdict = Verdict::AllRegistered;
+    }
     let (written, report_error) = match crate::report::write_reports(&report, &job.reports) {
         Ok(()) => (job.reports.clone(), None),
         Err(err) => {

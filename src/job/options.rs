@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::manifest::{Manifest, Settings};
 use crate::preflight::DEFAULT_OBS_RATE;
 use crate::run::{EventSink, PlannedImage, RunConfig};
+use crate::shard::Shard;
 
 use super::journal::JournalChoice;
 use super::target::Environment;
@@ -35,6 +36,9 @@ pub struct JobOptions {
     pub request_timeout: Option<std::time::Duration>,
     /// Prometheus metrics of the run (not of a dry run).
     pub metrics: MetricsOptions,
+    /// `--shard K/N`: run only the entries of shard K, with 1/N of the quota and the shard's
+    /// own journal. `None`: the whole manifest.
+    pub shard: Option<Shard>,
 }
 
 /// Where the run's Prometheus metrics go (`--metrics-file`, `--metrics-listen`); neither by

@@ -7,7 +7,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::manifest::InvalidEntry;
-use crate::report::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
+use crate::report::{ImageOutcome, ImageRecord, Report, ReportSettings, ReportShard, Summary};
+use crate::shard::Shard;
 
 /// How the engine's run ended, beyond the per-image records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,6 +87,7 @@ pub fn invalid_record(entry: &InvalidEntry) -> ImageRecord {
         duration_s: None,
         size_bytes: None,
         created: false,
+        line: Some(entry.line),
     }
 }
 
@@ -105,6 +107,10 @@ pub fn records_in_manifest_order(
         valid_records.len(),
         "one record per valid entry"
     );
+    let mut valid_records = valid_records;
+    for (record, line) in valid_records.iter_mut().zip(valid_lines) {
+        record.line = Some(*line);
+    }
     if invalid.is_empty() && valid_lines.is_sorted() {
         return valid_records;
     }
@@ -146,9 +152,19 @@ pub fn records_in_manifest_order(
     merged
 }
 
+/// Which manifest, and which part of it, a report covers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Coverage {
+    /// SHA-256 of the manifest file's bytes.
+    pub manifest_sha256: Option<String>,
+    /// `--shard K/N`; `None` for the whole manifest.
+    pub shard: Option<Shard>,
+}
+
 /// Assembles the report.
 pub fn build_report(
     manifest: &Path,
+    coverage: Coverage,
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
     settings: ReportSettings,
@@ -157,6 +173,8 @@ pub fn build_report(
     Report {
         imsreg_version: crate::VERSION.to_string(),
         manifest: manifest.display().to_string(),
+        manifest_sha256: coverage.manifest_sha256,
+        shard: coverage.shard.map(ReportShard::from),
         started_at,
         finished_at,
         settings,
@@ -186,6 +204,7 @@ mod tests {
             duration_s: None,
             size_bytes: None,
             created: false,
+            line: None,
         }
     }
 

@@ -19,9 +19,11 @@ use crate::obs::{ObsClient, ObsClientConfig, ObsError};
 use crate::preflight::{self, PreflightConfig, PreflightReport};
 use crate::report::{ImageOutcome, ImageRecord};
 use crate::run::RunConfig;
+use crate::shard::Shard;
 
 use super::options::{JobObserver, PreflightSettings};
 use super::prepare::{Job, JobError};
+use super::sharding;
 use super::target::{self, Environment};
 
 /// Where and as whom the preflight asks OBS.
@@ -93,6 +95,8 @@ pub struct PreflightOptions {
     /// Check against the built-in simulator's OBS (objects made up for the entries).
     pub simulate: bool,
     pub environment: Environment,
+    /// `--shard K/N`: check only shard K's entries, with 1/N of the OBS rate and concurrency.
+    pub shard: Option<Shard>,
 }
 
 /// What `imsreg preflight` found.
@@ -113,7 +117,7 @@ pub async fn preflight(
     observer: &dyn JobObserver,
     cancel: CancellationToken,
 ) -> Result<PreflightOutcome, JobError> {
-    let manifest = manifest::load(&options.manifest)?;
+    let mut manifest = manifest::load(&options.manifest)?;
     observer.manifest_checked(&manifest);
     if manifest.error_count() > 0 {
         return Err(JobError::Manifest {
@@ -122,8 +126,16 @@ pub async fn preflight(
             fatal: true,
         });
     }
+    if let Some(shard) = options.shard {
+        sharding::keep_shard(&mut manifest, shard);
+    }
     let flags = &options.flags;
-    let settings = PreflightSettings::resolve(flags, &manifest.settings);
+    let (run_config, settings) = sharding::share_of_quota(
+        RunConfig::resolve(flags, &manifest.settings),
+        PreflightSettings::resolve(flags, &manifest.settings),
+        options.shard,
+        flags,
+    );
     let region = flags.region.clone().or(manifest.settings.region.clone());
     let mut simulator = None;
     let obs = if options.simulate {
@@ -159,7 +171,7 @@ pub async fn preflight(
         tracing::warn!("preflight: {warning}");
     }
     let config = PreflightConfig {
-        concurrency: RunConfig::resolve(flags, &manifest.settings).concurrency,
+        concurrency: run_config.concurrency,
         obs_rate: settings.obs_rate,
         ims_region: obs.ims_region.clone(),
     };

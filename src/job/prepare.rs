@@ -9,10 +9,13 @@ use std::time::Duration;
 use crate::manifest::{self, CreateEntry, InvalidEntry};
 use crate::report::ReportSettings;
 use crate::run::RunConfig;
+use crate::shard::Shard;
 use crate::state::StateError;
 
 use super::journal::{self, Prepared};
 use super::options::{JobObserver, JobOptions, PreflightSettings};
+use super::outcome::Coverage;
+use super::sharding;
 use super::target::{self, Target, TargetError};
 
 /// The report written when no `--report` is given.
@@ -37,6 +40,9 @@ pub enum JobError {
     },
     #[error("--report: {0}")]
     Reports(String),
+    /// `imsreg report merge`: a report unreadable, or the reports do not belong together.
+    #[error("{0}")]
+    Merge(crate::report::ReportError),
     /// A report or the state journal would overwrite the manifest itself.
     #[error(
         "{flag} {} is the manifest itself; refusing to overwrite it (nothing was attempted). Give {flag} another path",
@@ -100,6 +106,10 @@ pub struct Job {
     pub request_timeout: Duration,
     /// The objects' sizes of entries to create, by manifest line (from the preflight).
     pub create_sizes: std::collections::HashMap<usize, u64>,
+    /// `--shard K/N`, if given (the entries above are that shard's).
+    pub shard: Option<Shard>,
+    /// SHA-256 of the manifest file, for the report.
+    pub manifest_sha256: Option<String>,
 }
 
 impl Job {
@@ -117,6 +127,14 @@ impl Job {
             poll_interval_s: config.poll_interval.as_secs_f64(),
             job_timeout_s: config.job_timeout.as_secs_f64(),
             dry_run,
+        }
+    }
+
+    /// Which manifest and which shard of it the report covers.
+    pub fn coverage(&self) -> Coverage {
+        Coverage {
+            manifest_sha256: self.manifest_sha256.clone(),
+            shard: self.shard,
         }
     }
 
@@ -142,6 +160,19 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
             fatal: manifest.fatal,
         });
     }
+    // Validation is global (a duplicate across shards is an error in every shard); the
+    // shard's entries are picked from its result.
+    let entries_in_manifest = manifest.valid_count() + manifest.invalid.len();
+    if let Some(shard) = options.shard {
+        sharding::keep_shard(&mut manifest, shard);
+        tracing::info!(
+            shard = %shard,
+            scheme = crate::shard::SCHEME,
+            entries = manifest.valid_count() + manifest.invalid.len(),
+            of = entries_in_manifest,
+            "running one shard of the manifest"
+        );
+    }
     if errors > 0 {
         tracing::warn!(
             invalid = manifest.invalid.len(),
@@ -156,7 +187,12 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
 
     // 2. Settings, then where to send requests and as whom.
     let flags = &options.flags;
-    let mut config = RunConfig::resolve(flags, &manifest.settings);
+    let (mut config, preflight) = sharding::share_of_quota(
+        RunConfig::resolve(flags, &manifest.settings),
+        PreflightSettings::resolve(flags, &manifest.settings),
+        options.shard,
+        flags,
+    );
     let target = if options.simulate {
         if flags.poll_interval.is_none() {
             config.poll_interval = SIMULATE_POLL_INTERVAL;
@@ -188,9 +224,12 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
     };
 
     // 3. What earlier runs settled (state journal); the rest goes to the engine.
-    let mode = options
-        .journal
-        .mode(&options.manifest, options.simulate, options.dry_run);
+    let mode = options.journal.mode(
+        &options.manifest,
+        options.shard,
+        options.simulate,
+        options.dry_run,
+    );
     let valid_lines = manifest.images.iter().map(|entry| entry.line).collect();
     let entries = std::mem::take(&mut manifest.images);
     let journal = journal::prepare(&mode, entries, options.retry_failed)?;
@@ -204,7 +243,7 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         valid_lines,
         invalid,
         reports,
-        preflight: PreflightSettings::resolve(flags, &manifest.settings),
+        preflight,
         config,
         target,
         journal,
@@ -213,6 +252,8 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
             .request_timeout
             .unwrap_or(crate::ims::client::DEFAULT_REQUEST_TIMEOUT),
         create_sizes: std::collections::HashMap::new(),
+        shard: options.shard,
+        manifest_sha256: manifest.sha256.take(),
     })
 }
 

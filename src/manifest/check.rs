@@ -225,6 +225,7 @@ impl Checker {
             invalid: self.invalid,
             diagnostics: self.diagnostics,
             fatal: self.fatal,
+            sha256: None,
         }
     }
 

@@ -24,6 +24,8 @@ mod text;
 
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 pub use check::format_counts;
 pub use model::{
     CreateEntry, Defaults, Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest,
@@ -44,6 +46,7 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
     let bytes = crate::input::read("manifest", path, crate::input::MAX_INPUT_BYTES)?;
     let mut manifest = parse_bytes(&bytes, &path.display().to_string());
     manifest.path = path.to_path_buf();
+    manifest.sha256 = Some(hex::encode(Sha256::digest(&bytes)));
     Ok(manifest)
 }
 

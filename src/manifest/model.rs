@@ -216,6 +216,9 @@ pub struct Manifest {
     /// True when an error outside any single entry (syntax, settings, version, structure) makes
     /// the manifest unusable even with `--skip-invalid`.
     pub fatal: bool,
+    /// SHA-256 of the file's bytes, lower-case hex (set by [`super::load`]): the reports of
+    /// the shards of one manifest carry it, so that merging can tell they belong together.
+    pub sha256: Option<String>,
 }
 
 impl Manifest {

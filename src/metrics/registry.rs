@@ -611,6 +611,8 @@ mod tests {
             },
             summary: Summary::from_records(&images),
             images,
+            manifest_sha256: None,
+            shard: None,
         }
     }
 

@@ -5,7 +5,7 @@ use super::escape::csv_cell;
 use super::model::{ImageRecord, Report};
 
 /// Column order; the same names as the JSON `images[]` fields.
-pub const COLUMNS: [&str; 14] = [
+pub const COLUMNS: [&str; 15] = [
     "image_id",
     "image_url",
     "name",
@@ -20,9 +20,10 @@ pub const COLUMNS: [&str; 14] = [
     "duration_s",
     "size_bytes",
     "created",
+    "line",
 ];
 
-fn row(record: &ImageRecord) -> [String; 14] {
+fn row(record: &ImageRecord) -> [String; 15] {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let time = |t: &Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -46,6 +47,7 @@ fn row(record: &ImageRecord) -> [String; 14] {
             .unwrap_or_default(),
         record.size_bytes.map(|b| b.to_string()).unwrap_or_default(),
         record.created.to_string(),
+        record.line.map(|l| l.to_string()).unwrap_or_default(),
     ]
 }
 

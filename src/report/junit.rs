@@ -57,6 +57,13 @@ pub fn render(report: &Report) -> Result<Vec<u8>, quick_junit::SerializeError> {
     );
     suite.add_property(Property::new("manifest", report.manifest.as_str()));
     suite.add_property(Property::new("endpoint", report.settings.endpoint.as_str()));
+    if let Some(digest) = &report.manifest_sha256 {
+        suite.add_property(Property::new("manifest_sha256", digest.as_str()));
+    }
+    if let Some(shard) = &report.shard {
+        let shard = format!("{}/{} ({})", shard.index, shard.total, shard.scheme);
+        suite.add_property(Property::new("shard", shard.as_str()));
+    }
     for record in &report.images {
         let name = match (&record.name, &record.image_id) {
             (Some(name), Some(id)) => format!("{name} ({id})"),

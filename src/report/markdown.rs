@@ -34,6 +34,18 @@ pub fn render(report: &Report) -> String {
         (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0,
         report.imsreg_version
     );
+    if let Some(shard) = &report.shard {
+        let _ = writeln!(
+            out,
+            "Shard {}/{} (`{}`) of the manifest.\n",
+            shard.index,
+            shard.total,
+            code(&shard.scheme)
+        );
+    }
+    if let Some(digest) = &report.manifest_sha256 {
+        let _ = writeln!(out, "Manifest SHA-256 `{}`.\n", code(digest));
+    }
     let _ = writeln!(out, "| status | images |\n|---|---:|");
     for (label, count) in [
         ("registered", s.registered),

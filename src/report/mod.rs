@@ -1,6 +1,7 @@
 //! Results reports: JSON (the reference shape, see `report.schema.json`), YAML, CSV, JUnit XML
 //! and Markdown. Every report is written atomically (temp file in the same folder, fsync,
 //! rename), so a reader never sees half a report, even if the run is killed while writing.
+//! [`merge`] combines the reports of a manifest's shards into one.
 
 pub mod csv;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod escape;
 pub mod format;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod model;
 
 use std::io::Write;
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::ReportError;
 pub use format::ReportFormat;
-pub use model::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
+pub use model::{ImageOutcome, ImageRecord, Report, ReportSettings, ReportShard, Summary};
 
 /// Renders a report in the given format.
 pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportError> {

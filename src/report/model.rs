@@ -82,6 +82,10 @@ pub struct ImageRecord {
     /// image imsreg made for it, in this run or an earlier one, found again by its tag).
     #[serde(default)]
     pub created: bool,
+    /// The 1-based manifest line where the entry starts (`imsreg report merge` puts the
+    /// shards' records back in manifest order by it).
+    #[serde(default)]
+    pub line: Option<usize>,
 }
 
 impl ImageRecord {
@@ -102,6 +106,7 @@ impl ImageRecord {
             duration_s: None,
             size_bytes: None,
             created: false,
+            line: Some(entry.line),
         }
     }
 }
@@ -179,12 +184,39 @@ pub struct ReportSettings {
     pub dry_run: bool,
 }
 
+/// Which shard of the manifest a report covers (`--shard K/N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportShard {
+    /// 1-based.
+    pub index: u32,
+    pub total: u32,
+    /// How entries were assigned to shards: `hash-v1` (see [`crate::shard`]).
+    pub scheme: String,
+}
+
+impl From<crate::shard::Shard> for ReportShard {
+    fn from(shard: crate::shard::Shard) -> Self {
+        ReportShard {
+            index: shard.index(),
+            total: shard.total(),
+            scheme: crate::shard::SCHEME.to_string(),
+        }
+    }
+}
+
 /// A whole run's report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub imsreg_version: String,
     /// The manifest path as given.
     pub manifest: String,
+    /// SHA-256 of the manifest file's bytes (lower-case hex): the shards of one manifest
+    /// share it. Absent in the reports of older imsreg versions.
+    #[serde(default)]
+    pub manifest_sha256: Option<String>,
+    /// The shard this report covers; `None` for the whole manifest.
+    #[serde(default)]
+    pub shard: Option<ReportShard>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub settings: ReportSettings,

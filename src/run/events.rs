@@ -175,6 +175,7 @@ impl ImageResult {
             duration_s: self.duration_s,
             size_bytes: None,
             created: false,
+            line: Some(entry.line),
         }
     }
 }

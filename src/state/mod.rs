@@ -16,4 +16,4 @@ pub use journal::{
     CreateKind, CreateState, EntryKind, ImageState, Journal, JournalStatus, Replayed, replay,
 };
 pub use lock::{LockState, RunLock};
-pub use path::{default_path, resolve};
+pub use path::{default_path, resolve, shard_path};

@@ -34,9 +34,34 @@ pub fn default_path(manifest: &Path) -> PathBuf {
     manifest.with_file_name(format!("{stem}.imsreg-state.jsonl"))
 }
 
+/// The default journal of shard `index` of `total` (`--shard K/N`): next to the manifest,
+/// `<stem>.shard-K-of-N.imsreg-state.jsonl`, so that shards never share a journal (nor its
+/// lock, which follows the journal's path) unless `--state` says so.
+pub fn shard_path(manifest: &Path, index: u32, total: u32) -> PathBuf {
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imsreg".to_string());
+    manifest.with_file_name(format!(
+        "{stem}.shard-{index}-of-{total}.imsreg-state.jsonl"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_shard_has_its_own_journal() {
+        let first = shard_path(Path::new("waves/wave-1.yaml"), 1, 3);
+        assert_eq!(
+            first,
+            Path::new("waves/wave-1.shard-1-of-3.imsreg-state.jsonl")
+        );
+        let second = shard_path(Path::new("waves/wave-1.yaml"), 2, 3);
+        assert_ne!(first, second);
+        assert_ne!(first, default_path(Path::new("waves/wave-1.yaml")));
+    }
 
     #[test]
     fn default_path_sits_next_to_the_manifest() {

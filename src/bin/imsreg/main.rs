@@ -2,6 +2,7 @@
 //! and the terminal, calls into `imsreg::*`, and maps outcomes to exit codes.
 
 mod preflight;
+mod report;
 mod run;
 mod simulate;
 mod status;
@@ -79,6 +80,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Show where a run stands, from its state journal (no network).
     Status(status::Args),
+    /// Work with reports: `imsreg report merge` combines the reports of a manifest's shards.
+    Report(report::Args),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(*args),
         Command::Simulate(args) => simulate::main(args),
         Command::Status(args) => status::main(args),
+        Command::Report(args) => report::main(args),
     };
     ExitCode::from(code)
 }

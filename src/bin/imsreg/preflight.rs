@@ -56,6 +56,11 @@ pub struct Args {
     /// Check against the built-in simulator's OBS, with an object made up for every entry.
     #[arg(long)]
     pub simulate: bool,
+
+    /// Check only the entries of shard K of N (as `imsreg run --shard K/N` runs them), with
+    /// 1/N of the OBS rate and concurrency unless a flag sets them.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<imsreg::shard::Shard>,
 }
 
 impl Args {
@@ -72,6 +77,7 @@ impl Args {
             },
             simulate: self.simulate,
             environment: job::Environment::Process,
+            shard: self.shard,
         }
     }
 }

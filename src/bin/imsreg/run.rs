@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use imsreg::job::{self, JobError, JobOptions, JournalChoice, Outcome, Verdict};
 use imsreg::manifest::{Settings, bounds};
+use imsreg::shard::Shard;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use tokio_util::sync::CancellationToken;
 
@@ -135,6 +136,13 @@ pub struct Args {
     /// 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Run only shard K of N (K counts from 1), picked by a stable hash of each entry's
+    /// identity; the shard takes 1/N of every rate, of --max-active-jobs and of --concurrency
+    /// unless a flag sets them, and keeps its own journal (MANIFEST's stem +
+    /// .shard-K-of-N.imsreg-state.jsonl).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
 }
 
 fn parse_request_timeout(text: &str) -> Result<Duration, String> {
@@ -166,6 +174,7 @@ impl Args {
                 file: self.metrics_file.clone(),
                 listen: self.metrics_listen,
             },
+            shard: self.shard,
         }
     }
 
@@ -268,8 +277,9 @@ async fn run(args: Args) -> u8 {
     }
 }
 
-/// The exit code of a job that got past preparation (documented in the README).
-fn exit_code(verdict: Verdict) -> u8 {
+/// The exit code of a job that got past preparation (documented in the README); also that of
+/// `imsreg report merge`, which exits as a run of the whole manifest would.
+pub fn exit_code(verdict: Verdict) -> u8 {
     match verdict {
         Verdict::AllRegistered => exit::OK,
         Verdict::NotAllRegistered | Verdict::Unreachable => exit::SOME_FAILED,

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use imsreg::ids::ImageId;
 use imsreg::report::escape::printable;
+use imsreg::shard::Shard;
 use imsreg::state;
 use imsreg::state::JournalStatus;
 
@@ -23,13 +25,34 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The run of shard K of N: its journal (`<stem>.shard-K-of-N.imsreg-state.jsonl`, unless
+    /// --state names one), and only that shard's images in it.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+}
+
+/// Whether a journaled image belongs to the shard: by its ID when the key is one (the
+/// identity a manifest entry with that `image_id` has), else by the key as a name.
+fn in_shard(shard: Option<Shard>, key: &str) -> bool {
+    let Some(shard) = shard else {
+        return true;
+    };
+    let identity = match ImageId::parse(key) {
+        Ok(id) => imsreg::shard::identity_of_image_id(&id),
+        Err(_) => imsreg::shard::identity_of_name(key),
+    };
+    shard.contains(&identity)
 }
 
 pub fn main(args: Args) -> u8 {
-    let path = match (&args.state, &args.manifest) {
-        (Some(state), _) => state.clone(),
-        (None, Some(manifest)) => state::default_path(manifest),
-        (None, None) => return exit::USAGE,
+    let shard = args.shard.filter(|shard| !shard.is_whole());
+    let path = match (&args.state, &args.manifest, shard) {
+        (Some(state), _, _) => state.clone(),
+        (None, Some(manifest), Some(shard)) => {
+            state::shard_path(manifest, shard.index(), shard.total())
+        }
+        (None, Some(manifest), None) => state::default_path(manifest),
+        (None, None, _) => return exit::USAGE,
     };
     if !path.exists() {
         eprintln!(
@@ -38,13 +61,28 @@ pub fn main(args: Args) -> u8 {
         );
         return exit::USAGE;
     }
-    let replayed = match state::replay(&path) {
+    let mut replayed = match state::replay(&path) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
+    // A journal shared by several shards (one --state for all) holds the others' images too.
+    // An image imsreg created belongs where its entry does: by the entry's name.
+    let name_in_shard = |name: &str| {
+        shard.is_none_or(|shard| shard.contains(&imsreg::shard::identity_of_name(name)))
+    };
+    let created_for: BTreeMap<String, String> = replayed
+        .creates
+        .values()
+        .filter_map(|c| Some((c.image_id.clone()?, c.name.clone())))
+        .collect();
+    replayed.creates.retain(|_, c| name_in_shard(&c.name));
+    replayed.images.retain(|key, _| match created_for.get(key) {
+        Some(name) => name_in_shard(name),
+        None => in_shard(shard, key),
+    });
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut in_flight = Vec::new();
@@ -62,7 +100,7 @@ pub fn main(args: Args) -> u8 {
         }
     }
     in_flight.sort();
-    let creates = Creates::of(&replayed, args.manifest.as_deref());
+    let creates = Creates::of(&replayed, args.manifest.as_deref(), &name_in_shard);
     // Only looked at, never taken: `status` must not make a starting run exit 75, nor
     // overwrite the holder, nor need write access.
     let lock = match state::lock::probe(&path) {
@@ -81,6 +119,9 @@ pub fn main(args: Args) -> u8 {
     if args.json {
         let value = serde_json::json!({
             "state": path,
+            "shard": shard.map(|shard| serde_json::json!({
+                "index": shard.index(), "total": shard.total(), "scheme": imsreg::shard::SCHEME,
+            })),
             "run_in_progress": running,
             "holder": holder,
             "images": replayed.images.len(),
@@ -111,6 +152,9 @@ pub fn main(args: Args) -> u8 {
         }};
     }
     line!("state journal  {}", printable(&path.display().to_string()));
+    if let Some(shard) = shard {
+        line!("shard          {shard} ({})", imsreg::shard::SCHEME);
+    }
     line!(
         "run            {}",
         match (running, holder) {
@@ -185,7 +229,11 @@ struct Creates {
 }
 
 impl Creates {
-    fn of(replayed: &state::Replayed, manifest: Option<&std::path::Path>) -> Self {
+    fn of(
+        replayed: &state::Replayed,
+        manifest: Option<&std::path::Path>,
+        in_shard: &dyn Fn(&str) -> bool,
+    ) -> Self {
         let mut created: Vec<(String, String)> = replayed
             .creates
             .values()
@@ -205,7 +253,7 @@ impl Creates {
                     .iter()
                     .filter(|entry| {
                         let key = imsreg::ids::identity_tag_value(&entry.name);
-                        !replayed.creates.contains_key(&key)
+                        in_shard(&entry.name) && !replayed.creates.contains_key(&key)
                     })
                     .count()
             });

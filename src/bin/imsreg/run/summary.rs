@@ -29,7 +29,8 @@ pub fn render(
     let mut out = String::new();
     let headline = if interrupted {
         format!("{YELLOW}Interrupted{YELLOW:#}")
-    } else if s.all_succeeded() && s.total > 0 {
+    } else if s.all_succeeded() && (s.total > 0 || report.shard.is_some()) {
+        // A shard the hash gave no entry had nothing to do (and exits 0).
         format!("{GREEN}Done{GREEN:#}")
     } else {
         format!("{RED}Finished with problems{RED:#}")
@@ -51,8 +52,13 @@ pub fn render(
     } else {
         String::new()
     };
+    let of_shard = report
+        .shard
+        .as_ref()
+        .map(|shard| format!(" of shard {}/{}", shard.index, shard.total))
+        .unwrap_or_default();
     out.push_str(&format!(
-        "{headline}: {} images{all_bytes} in {}\n",
+        "{headline}: {} images{all_bytes}{of_shard} in {}\n",
         s.total,
         humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
     ));
@@ -176,6 +182,7 @@ mod tests {
             duration_s: None,
             size_bytes: None,
             created: false,
+            line: Some(i + 1),
         }
     }
 
@@ -183,6 +190,8 @@ mod tests {
         Report {
             imsreg_version: "0".into(),
             manifest: "m.yaml".into(),
+            manifest_sha256: None,
+            shard: None,
             started_at: Utc::now(),
             finished_at: Utc::now(),
             settings: ReportSettings {
@@ -229,6 +238,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Report: r.json, r.md"), "{text}");
+    }
+
+    #[test]
+    fn a_shard_says_so_and_an_empty_one_is_done() {
+        let mut of_shard = report(vec![record(0, ImageOutcome::Registered)]);
+        of_shard.shard = Some(imsreg::report::ReportShard {
+            index: 2,
+            total: 3,
+            scheme: "hash-v1".into(),
+        });
+        let text = plain(&render(&of_shard, Duration::from_secs(2), &[], false));
+        assert!(
+            text.starts_with("Done: 1 images of shard 2/3 in 2s\n"),
+            "{text}"
+        );
+        of_shard.images.clear();
+        of_shard.summary = Summary::from_records(&of_shard.images);
+        let text = plain(&render(&of_shard, Duration::from_secs(2), &[], false));
+        assert!(text.starts_with("Done: 0 images of shard 2/3"), "{text}");
     }
 
     #[test]
