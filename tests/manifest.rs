@@ -380,8 +380,8 @@ fn validate_summarizes_a_valid_manifest() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.yaml");
     let (code, stdout, stderr) = imsreg(&["validate", &demo.display().to_string()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("ok: 12 images ("), "{stdout}");
-    assert!(stdout.contains("qcow2 4"), "{stdout}");
+    assert!(stdout.contains("ok: 15 images, 3 to create ("), "{stdout}");
+    assert!(stdout.contains("qcow2 6"), "{stdout}");
     assert!(stdout.contains("0 warnings"), "{stdout}");
 
     let warn = fixtures().join("warn-duplicate-image-url.yaml");

@@ -507,7 +507,12 @@ async fn a_run_never_submits_what_fails_and_journals_nothing_final_for_it() {
     let submitted: Vec<String> = world.stats().submissions.into_keys().collect();
     assert_eq!(submitted, [image_id(0), image_id(2)], "never submitted");
     let csv = std::fs::read_to_string(world.path("r.csv")).unwrap();
-    assert!(csv.lines().next().unwrap().ends_with(",size_bytes,line"));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",size_bytes,line,created")
+    );
     assert!(csv.contains(",preflight_failed,"));
     let junit = std::fs::read_to_string(world.path("r.xml")).unwrap();
     assert!(junit.contains("preflight_failed"));

@@ -598,7 +598,7 @@ fn write_shard_report(
                 "image_id": image_id(line), "image_url": "bucket-e2e:x.qcow2", "name": null,
                 "format": "qcow2", "status": status, "job_id": null, "error_code": null,
                 "error_message": null, "attempts": 0, "submitted_at": null, "finished_at": null,
-                "duration_s": null, "size_bytes": null, "line": line,
+                "duration_s": null, "size_bytes": null, "line": line, "created": false,
             })
         })
         .collect();
@@ -623,6 +623,7 @@ fn write_shard_report(
             "total": lines.len(), "registered": registered, "already_registered": 0,
             "failed": lines.len() - registered, "invalid": 0, "pending": 0, "cancelled": 0,
             "unreachable": 0, "preflight_failed": 0, "total_bytes": 0, "registered_bytes": 0,
+            "created": 0,
         },
         "images": images,
     });

@@ -19,8 +19,8 @@ pub const COLUMNS: [&str; 15] = [
     "finished_at",
     "duration_s",
     "size_bytes",
-    "created",
     "line",
+    "created",
 ];
 
 fn row(record: &ImageRecord) -> [String; 15] {
@@ -46,8 +46,8 @@ fn row(record: &ImageRecord) -> [String; 15] {
             .map(|d| format!("{d:.3}"))
             .unwrap_or_default(),
         record.size_bytes.map(|b| b.to_string()).unwrap_or_default(),
-        record.created.to_string(),
         record.line.map(|l| l.to_string()).unwrap_or_default(),
+        record.created.to_string(),
     ]
 }
 
