@@ -541,7 +541,7 @@ impl<C: ImsApi> Stage<'_, C> {
     where
         Fut: std::future::Future<Output = Result<T, ImsError>>,
     {
-        let (mut errors, mut throttles) = (0, 0);
+        let mut failures = crate::run::retry::Failures::default();
         loop {
             if self.cancel.is_cancelled() {
                 return Err(LookupFailed::Stopped);
@@ -552,19 +552,7 @@ impl<C: ImsApi> Stage<'_, C> {
                 Err(error) => error,
             };
             let class = error.class();
-            let attempt = if matches!(
-                class,
-                ErrorClass::Retryable {
-                    throttled: true,
-                    ..
-                }
-            ) {
-                throttles += 1;
-                throttles
-            } else {
-                errors += 1;
-                errors
-            };
+            let attempt = failures.count(&class);
             match decide_query(&class, attempt, jitter()) {
                 RetryDecision::RetryAfter(delay) => {
                     tracing::debug!(error = %error, delay = ?delay, "retrying an IMS call of the create stage");

@@ -260,7 +260,7 @@ impl<'a> Lane<'a> {
     where
         Fut: Future<Output = Result<T, ObsError>>,
     {
-        let (mut errors, mut throttles) = (0, 0);
+        let mut failures = crate::run::retry::Failures::default();
         loop {
             let attempt = async {
                 let _permit = self.permits.acquire().await.ok()?;
@@ -285,19 +285,7 @@ impl<'a> Lane<'a> {
                 self.answered.store(true, Ordering::SeqCst);
             }
             let class = as_query_class(&error.class());
-            let tries = if matches!(
-                class,
-                ims::ErrorClass::Retryable {
-                    throttled: true,
-                    ..
-                }
-            ) {
-                throttles += 1;
-                throttles
-            } else {
-                errors += 1;
-                errors
-            };
+            let tries = failures.count(&class);
             match decide_query(&class, tries, jitter()) {
                 RetryDecision::RetryAfter(delay) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);

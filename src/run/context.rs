@@ -192,7 +192,7 @@ impl<C: ImsApi> Ctx<C> {
     where
         Fut: Future<Output = Result<T, ImsError>>,
     {
-        let (mut errors, mut throttles) = (0, 0);
+        let mut failures = super::retry::Failures::default();
         loop {
             let error = match self.query_once(&call).await {
                 None => return Err(QueryError::Stopped),
@@ -207,13 +207,7 @@ impl<C: ImsApi> Ctx<C> {
                     ..
                 }
             );
-            let attempt = if throttled {
-                throttles += 1;
-                throttles
-            } else {
-                errors += 1;
-                errors
-            };
+            let attempt = failures.count(&class);
             match decide_query(&class, attempt, jitter()) {
                 RetryDecision::RetryAfter(delay) => {
                     if throttled {

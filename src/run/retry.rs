@@ -32,6 +32,29 @@ pub const THROTTLE_PAUSE_SPREAD: Duration = Duration::from_secs(3);
 /// IMS answer to a register call on an image that is not `queued` (what the simulator sends).
 pub const NOT_QUEUED_CODE: &str = "IMG.0046";
 
+/// The failures of one call so far, throttled ones counted apart from the others (each kind
+/// has its own attempt limit).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Failures {
+    errors: u32,
+    throttles: u32,
+}
+
+impl Failures {
+    /// Counts one failure of this class; answers how many of its kind there were, this one
+    /// included (the `attempt` of [`decide_query`] and [`decide_register`]).
+    pub fn count(&mut self, class: &ErrorClass) -> u32 {
+        let counter = match class {
+            ErrorClass::Retryable {
+                throttled: true, ..
+            } => &mut self.throttles,
+            _ => &mut self.errors,
+        };
+        *counter += 1;
+        *counter
+    }
+}
+
 /// What to do after a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryDecision {
@@ -144,6 +167,19 @@ pub fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttled_failures_are_counted_apart() {
+        let throttled = ErrorClass::Retryable {
+            retry_after: None,
+            throttled: true,
+        };
+        let mut failures = Failures::default();
+        assert_eq!(failures.count(&ErrorClass::Ambiguous), 1);
+        assert_eq!(failures.count(&throttled), 1);
+        assert_eq!(failures.count(&throttled), 2);
+        assert_eq!(failures.count(&ErrorClass::Final), 2);
+    }
 
     const RETRYABLE: ErrorClass = ErrorClass::Retryable {
         retry_after: None,
