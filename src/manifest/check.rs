@@ -93,6 +93,8 @@ struct CreateMark {
     entry: usize,
     /// Where its own `tags:` value is, if it has one.
     tags_at: Option<Position>,
+    /// Where the entry starts (line, column).
+    at: (usize, usize),
 }
 
 /// Where the values of `defaults:` are.
@@ -245,13 +247,26 @@ impl Checker {
             create::apply_defaults(&mut entry, &self.defaults, self.defaults_at.os_version);
             let counted = create::tag_count(own_tags, entry.tags.len(), defaults_tags_line);
             // Without tags of its own, the entry has those of `defaults:`, checked there.
-            let (Err(message), Some(at)) = (counted, mark.tags_at) else {
-                self.creates.push(entry);
-                continue;
+            let (at, field, message) = match (counted, mark.tags_at) {
+                (Err(message), Some(at)) => (
+                    (at.line, at.column),
+                    format!("{}.tags", EntryPath(mark.entry)),
+                    message,
+                ),
+                _ if entry.os_version.is_none() && entry.format == ImageFormat::Iso => (
+                    mark.at,
+                    format!("{}.os_version", EntryPath(mark.entry)),
+                    "an ISO image needs an OS version: IMS refuses to create one without it \
+                     (IMG.0166); set `os_version` (or `defaults.os_version`)"
+                        .to_string(),
+                ),
+                _ => {
+                    self.creates.push(entry);
+                    continue;
+                }
             };
-            let field = format!("{}.tags", EntryPath(mark.entry));
             let problem = format!("{field}: {message}");
-            self.push(at.line, at.column, Severity::Error, field, message);
+            self.push(at.0, at.1, Severity::Error, field, message);
             self.invalid.push(InvalidEntry {
                 line: entry.line,
                 image_id: None,
@@ -866,6 +881,7 @@ impl Checker {
                 checker.create_marks.push(CreateMark {
                     entry: n,
                     tags_at: own.tags_at,
+                    at: entry_pos,
                 });
             }
             _ => {
