@@ -38,6 +38,8 @@ fn record(status: ImageOutcome, n: u32) -> ImageRecord {
         duration_s: submitted.then_some(90.5),
         size_bytes: None,
         created: false,
+        region: None,
+        project_id: None,
     }
 }
 
@@ -73,6 +75,7 @@ fn sample() -> Report {
             poll_interval_s: 10.0,
             job_timeout_s: 7200.0,
             dry_run: false,
+            regions: Vec::new(),
         },
         summary: Summary::from_records(&images),
         images,

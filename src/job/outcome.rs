@@ -86,6 +86,8 @@ pub fn invalid_record(entry: &InvalidEntry) -> ImageRecord {
         duration_s: None,
         size_bytes: None,
         created: false,
+        region: None,
+        project_id: None,
     }
 }
 
@@ -186,6 +188,8 @@ mod tests {
             duration_s: None,
             size_bytes: None,
             created: false,
+            region: None,
+            project_id: None,
         }
     }
 

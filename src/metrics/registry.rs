@@ -608,6 +608,7 @@ mod tests {
                 poll_interval_s: 10.0,
                 job_timeout_s: 7200.0,
                 dry_run: false,
+                regions: Vec::new(),
             },
             summary: Summary::from_records(&images),
             images,

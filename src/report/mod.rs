@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub use error::ReportError;
 pub use format::ReportFormat;
-pub use model::{ImageOutcome, ImageRecord, Report, ReportSettings, Summary};
+pub use model::{
+    ImageOutcome, ImageRecord, RegionReportSettings, RegionSummary, Report, ReportSettings, Summary,
+};
 
 /// Renders a report in the given format.
 pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportError> {

@@ -175,6 +175,8 @@ impl ImageResult {
             duration_s: self.duration_s,
             size_bytes: None,
             created: false,
+            region: None,
+            project_id: None,
         }
     }
 }

@@ -176,6 +176,8 @@ mod tests {
             duration_s: None,
             size_bytes: None,
             created: false,
+            region: None,
+            project_id: None,
         }
     }
 
@@ -196,6 +198,7 @@ mod tests {
                 poll_interval_s: 1.0,
                 job_timeout_s: 1.0,
                 dry_run: false,
+                regions: Vec::new(),
             },
             summary: Summary::from_records(&images),
             images,
