@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use common::e2e::{assert_no_double_submission, image_id, quick_jobs};
 use common::job::{Recorder, credentials_environment};
 use common::read_report;
-use imsreg::job::{self, JobError, JobOptions, JournalChoice, Outcome, Verdict};
+use imsreg::job::{self, JobError, JobOptions, JournalChoice, MetricsOptions, Outcome, Verdict};
 use imsreg::sim::{RateLimit, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -314,8 +314,13 @@ async fn simulate_runs_every_region_with_entries_to_create() {
     }
     std::fs::write(&manifest, text).unwrap();
     let report_path = dir.path().join("report.json");
+    let metrics_path = dir.path().join("imsreg.prom");
     let options = JobOptions {
         simulate: true,
+        metrics: MetricsOptions {
+            file: Some(metrics_path.clone()),
+            listen: None,
+        },
         ..options(&manifest, &report_path)
     };
     let outcome = job::run(
@@ -358,4 +363,13 @@ async fn simulate_runs_every_region_with_entries_to_create() {
     );
     let slow = used.iter().find(|s| s["region"] == SLOW_REGION).unwrap();
     assert_eq!(slow["submit_rate"], 20.0);
+
+    // The metrics' `region` label follows each image's region.
+    let metrics = std::fs::read_to_string(&metrics_path).unwrap();
+    for region in [FAST_REGION, SLOW_REGION] {
+        let line = format!("imsreg_images{{status=\"registered\",region=\"{region}\"}} 4\n");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+        let line = format!("imsreg_images{{status=\"in_progress\",region=\"{region}\"}} 0\n");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
 }

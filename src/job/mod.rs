@@ -106,7 +106,12 @@ pub async fn run(
     let exporter = if options.dry_run {
         None
     } else {
-        let region = jobs[0].target.region.clone();
+        // The `region` label of the run: its region; across regions, each record's own (the
+        // label left empty for entries without one).
+        let region = match jobs.as_slice() {
+            [job] => job.target.region.clone(),
+            _ => None,
+        };
         let started = Exporter::start(
             &options.metrics,
             &options.manifest,
@@ -124,10 +129,8 @@ pub async fn run(
         }
     };
     if let Some(exporter) = &exporter {
-        let in_progress = jobs.iter().map(|job| job.journal.images.len()).sum();
-        exporter
-            .metrics
-            .images_known(in_progress, jobs.iter().flat_map(settled_statuses));
+        let in_progress: Vec<usize> = jobs.iter().map(|job| job.journal.images.len()).collect();
+        known_by_region(&exporter.metrics, &jobs, &in_progress);
     }
 
     // The preflight settles what IMS would fail anyway before anything is sent to IMS; then
@@ -190,10 +193,18 @@ pub async fn run(
     let mut sinks: Vec<Arc<dyn EventSink>> = jobs[0].journal.sink().into_iter().collect();
     sinks.push(observer.clone());
     if let Some(exporter) = &exporter {
-        exporter
-            .metrics
-            .engine_starting(starting, jobs.iter().flat_map(settled_statuses));
-        sinks.push(exporter.metrics.clone());
+        let metrics = &exporter.metrics;
+        metrics.engine_starting(starting, jobs.iter().flat_map(settled_statuses));
+        if jobs.len() > 1 {
+            for (job, (images, _)) in jobs.iter().zip(&plans) {
+                if let Some(region) = &job.key.region {
+                    metrics.place(region, images.iter().map(|image| image.entry.image_id));
+                }
+            }
+            let in_progress: Vec<usize> = plans.iter().map(|(images, _)| images.len()).collect();
+            known_by_region(metrics, &jobs, &in_progress);
+        }
+        sinks.push(metrics.clone());
     }
     let sink: Arc<dyn EventSink> = match sinks.len() {
         1 => observer.clone(),
@@ -321,6 +332,37 @@ pub async fn run(
         verdict,
         elapsed: clock.elapsed(),
     })))
+}
+
+/// The images by status and region of the metrics: `in_progress[i]` of job `i` still to run,
+/// the statuses of its settled entries. Jobs of one region (several projects) count together.
+fn known_by_region(
+    metrics: &crate::metrics::Metrics,
+    jobs: &[prepare::Job],
+    in_progress: &[usize],
+) {
+    let mut by_region: Vec<(Option<&str>, usize, Vec<ImageOutcome>)> = vec![(None, 0, Vec::new())];
+    for (job, &running) in jobs.iter().zip(in_progress) {
+        // A single job is labelled with the run's region (`None` here).
+        let region = if jobs.len() > 1 {
+            job.key.region.as_deref()
+        } else {
+            None
+        };
+        let index = match by_region.iter().position(|(r, ..)| *r == region) {
+            Some(index) => index,
+            None => {
+                by_region.push((region, 0, Vec::new()));
+                by_region.len() - 1
+            }
+        };
+        let entry = &mut by_region[index];
+        entry.1 += running;
+        entry.2.extend(settled_statuses(job));
+    }
+    for (region, running, settled) in by_region {
+        metrics.images_known_in(region, running, settled);
+    }
 }
 
 /// Stops the in-process simulators, if any.
