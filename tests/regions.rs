@@ -373,3 +373,42 @@ async fn simulate_runs_every_region_with_entries_to_create() {
         assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preflight_checks_each_region_in_its_own_obs() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("sim.yaml");
+    let mut text = format!("version: 1\nsettings:\n  region: {FAST_REGION}\nimages:\n");
+    for index in 0..4 {
+        let region = if index % 2 == 0 {
+            FAST_REGION
+        } else {
+            SLOW_REGION
+        };
+        text.push_str(&format!(
+            "  - image_id: {}\n    image_url: bkt-{region}:disk-{index}.qcow2\n    region: \
+             {region}\n",
+            image_id(index)
+        ));
+    }
+    std::fs::write(&manifest, text).unwrap();
+    let options = job::PreflightOptions {
+        manifest: manifest.clone(),
+        simulate: true,
+        ..job::PreflightOptions::default()
+    };
+    let outcome = job::preflight::preflight(&options, &job::Unobserved, CancellationToken::new())
+        .await
+        .unwrap();
+    let lines: Vec<usize> = outcome.report.verdicts.iter().map(|v| v.line).collect();
+    assert!(lines.is_sorted(), "manifest order: {lines:?}");
+    assert_eq!(outcome.report.verdicts.len(), 4);
+    // Each bucket is in its entry's region: no bucket-region failure.
+    assert_eq!(outcome.report.failed(), 0, "{:?}", outcome.report.verdicts);
+    assert_eq!(
+        outcome.endpoint.split(", ").count(),
+        2,
+        "{}",
+        outcome.endpoint
+    );
+}

@@ -15,7 +15,7 @@ use crate::state::StateError;
 
 use super::journal::{self, Prepared};
 use super::options::{JobObserver, JobOptions, PreflightSettings};
-use super::regions::{GroupKey, Layers, group};
+use super::regions::{self, GroupKey, Layers, group, take_group};
 use super::target::{self, Target, TargetError};
 
 /// The report written when no `--report` is given.
@@ -190,34 +190,19 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Vec<J
     let creates = group(std::mem::take(&mut manifest.creates), |entry| {
         key_of(entry.line)
     });
-    let mut keys: Vec<GroupKey> = images.iter().map(|(key, _)| key.clone()).collect();
-    for (key, _) in &creates {
-        if !keys.contains(key) {
-            keys.push(key.clone());
-        }
-    }
+    let mut keys = regions::keys(&images, &creates);
     if keys.is_empty() {
         // No valid entry (--skip-invalid): one job, for the report of the invalid ones.
         keys.push(layers.key_for(None));
     }
     let (mut images, mut creates) = (images, creates);
-    let mut take = |key: &GroupKey| {
-        let images = images
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, members)| std::mem::take(members))
-            .unwrap_or_default();
-        let creates = creates
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, members)| std::mem::take(members))
-            .unwrap_or_default();
-        (images, creates)
-    };
     let preflight = PreflightSettings::resolve(flags, &manifest.settings);
     let mut planned = Vec::with_capacity(keys.len());
     for key in keys {
-        let (images, creates) = take(&key);
+        let (images, creates) = (
+            take_group(&mut images, &key),
+            take_group(&mut creates, &key),
+        );
         let mut config = layers.config(&key);
         let target = if options.simulate {
             if flags.poll_interval.is_none() {

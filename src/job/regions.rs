@@ -135,6 +135,26 @@ pub fn group<T>(
     groups
 }
 
+/// The members of the group `key` (moved out; empty when there is no such group).
+pub fn take_group<T>(groups: &mut [(GroupKey, Vec<T>)], key: &GroupKey) -> Vec<T> {
+    groups
+        .iter_mut()
+        .find(|(k, _)| k == key)
+        .map(|(_, members)| std::mem::take(members))
+        .unwrap_or_default()
+}
+
+/// The keys of `first`'s groups, then those of `second`'s that `first` has not.
+pub fn keys<A, B>(first: &[(GroupKey, A)], second: &[(GroupKey, B)]) -> Vec<GroupKey> {
+    let mut keys: Vec<GroupKey> = first.iter().map(|(key, _)| key.clone()).collect();
+    for (key, _) in second {
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +307,20 @@ mod tests {
                 (key(Some("b"), Some("p")), vec![3]),
             ]
         );
+        let creates = vec![
+            (key(Some("c"), None), vec!['x']),
+            (key(Some("a"), None), vec!['y']),
+        ];
+        let all = super::keys(&groups, &creates);
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            all[3],
+            key(Some("c"), None),
+            "groups with only entries to create last"
+        );
+        let mut groups = groups;
+        assert_eq!(take_group(&mut groups, &key(Some("a"), None)), vec![1, 4]);
+        assert!(take_group(&mut groups, &key(Some("a"), None)).is_empty());
+        assert!(take_group(&mut groups, &key(Some("z"), None)).is_empty());
     }
 }
