@@ -412,3 +412,51 @@ async fn the_preflight_checks_each_region_in_its_own_obs() {
         outcome.endpoint
     );
 }
+
+#[test]
+fn the_terminal_summary_counts_per_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("sim.yaml");
+    let mut text = format!("version: 1\nsettings:\n  region: {FAST_REGION}\nimages:\n");
+    for index in 0..4 {
+        let region = if index < 3 { FAST_REGION } else { SLOW_REGION };
+        text.push_str(&format!(
+            "  - image_id: {}\n    image_url: bkt:disk-{index}.qcow2\n    region: {region}\n",
+            image_id(index)
+        ));
+    }
+    std::fs::write(&manifest, text).unwrap();
+    let report = dir.path().join("r.csv");
+    let output = std::process::Command::new(common::e2e::BIN)
+        .arg("run")
+        .arg(&manifest)
+        .args([
+            "--simulate",
+            "--no-progress",
+            "--poll-interval",
+            "50ms",
+            "--report",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "By region:\n  {FAST_REGION}: 3/3 registered\n  {SLOW_REGION}: 1/1 registered\n"
+        )),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with(",region,project_id"),
+        "{csv}"
+    );
+    assert_eq!(csv.matches(&format!(",{SLOW_REGION},")).count(), 1, "{csv}");
+}
