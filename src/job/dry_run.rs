@@ -61,8 +61,9 @@ pub struct RegionPlan {
 }
 
 impl DryRunPlan {
-    /// One plan of the plans of each region (and project): the images in manifest order, the
-    /// counts added, the worst verdict.
+    /// One plan of the plans of each region (and project): the images in manifest order (the
+    /// preflight failures region by region), the counts added, the first verdict that is not a
+    /// success.
     pub fn merge(plans: Vec<DryRunPlan>) -> DryRunPlan {
         let mut plans = plans.into_iter();
         let Some(mut merged) = plans.next() else {
@@ -88,9 +89,6 @@ impl DryRunPlan {
             }
         }
         merged.images.sort_by_key(|image| image.entry.line);
-        merged
-            .preflight_failed
-            .sort_by_key(|record| record.image_id.clone());
         merged.to_create.sort_by_key(|entry| entry.line);
         merged
     }

@@ -184,10 +184,10 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Vec<J
     };
     let placements = std::mem::take(&mut manifest.placements);
     let key_of = |line: usize| layers.key_for(placements.get(&line));
-    let images = group(std::mem::take(&mut manifest.images), |entry| {
+    let mut images = group(std::mem::take(&mut manifest.images), |entry| {
         key_of(entry.line)
     });
-    let creates = group(std::mem::take(&mut manifest.creates), |entry| {
+    let mut creates = group(std::mem::take(&mut manifest.creates), |entry| {
         key_of(entry.line)
     });
     let mut keys = regions::keys(&images, &creates);
@@ -195,7 +195,6 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Vec<J
         // No valid entry (--skip-invalid): one job, for the report of the invalid ones.
         keys.push(layers.key_for(None));
     }
-    let (mut images, mut creates) = (images, creates);
     let preflight = PreflightSettings::resolve(flags, &manifest.settings);
     let mut planned = Vec::with_capacity(keys.len());
     for key in keys {

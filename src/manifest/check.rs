@@ -86,6 +86,9 @@ pub(super) struct Checker {
     images: Vec<ImageEntry>,
     /// The valid entries' own `region:`/`project_id:`, by line.
     placements: std::collections::HashMap<usize, Placement>,
+    /// The line of the last entry checked, and whether it named a region or project: entries
+    /// are placed by their line, so two on one line cannot differ in region.
+    last_entry: (usize, bool),
     /// The created entries with their own values only, until [`Checker::finish`] applies
     /// `defaults:`; `create_marks` holds what that needs, one per entry.
     creates: Vec<CreateEntry>,
@@ -210,6 +213,7 @@ impl Checker {
             settings: Settings::default(),
             images: Vec::new(),
             placements: std::collections::HashMap::new(),
+            last_entry: (0, false),
             creates: Vec::new(),
             create_marks: Vec::new(),
             defaults: Defaults::default(),
@@ -867,6 +871,18 @@ impl Checker {
         let region_value = untagged(&mut found, doc, &prefix, "region", region_field);
         let project_value = untagged(&mut found, doc, &prefix, "project_id", project_field);
         let placement = found.placement(&prefix, region_value, project_value);
+        let placed = region_field.is_some() || project_field.is_some();
+        let (last_line, last_placed) = found.checker.last_entry;
+        if last_line == entry_pos.0 && (placed || last_placed) {
+            found.error(
+                entry_pos,
+                format!("{prefix}.region"),
+                "starts on the same line as the entry before it, and one of them names a region \
+                 or project (entries are placed by their line: write each entry on its own line)"
+                    .to_string(),
+            );
+        }
+        found.checker.last_entry = (entry_pos.0, placed);
 
         let image_id = match (id_value, id_field) {
             (Some((pos, value)), _) => match rules::image_id(value) {
