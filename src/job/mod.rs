@@ -11,7 +11,8 @@
 //! object checked in OBS; failures settled as `preflight_failed`), [`create`] (the images of
 //! entries without an `image_id`, found by their tag or created), then either [`dry_run`] or
 //! the engine ([`crate::run::execute`]), then [`outcome`] (records in manifest order, report,
-//! verdict).
+//! verdict). A manifest across regions is one such pipeline per region and project
+//! ([`regions`]), run at the same time, with one journal and one report.
 
 pub mod create;
 mod create_stage;

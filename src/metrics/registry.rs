@@ -688,6 +688,40 @@ mod tests {
     }
 
     #[test]
+    fn across_regions_each_image_counts_in_its_own_region() {
+        let metrics = Metrics::new(None, "wave.yaml");
+        let series = |status: &str, region: &str| {
+            format!("imsreg_images{{status=\"{status}\",region=\"{region}\"}}")
+        };
+        metrics.images_known_in(Some("eu-west-101"), 1, [ImageOutcome::Invalid]);
+        metrics.images_known_in(Some("ap-southeast-1"), 1, []);
+        metrics.place("eu-west-101", [id(1)]);
+        metrics.place("ap-southeast-1", [id(2)]);
+        assert_eq!(value(&metrics, &series(IN_PROGRESS, "eu-west-101")), 1.0);
+        assert_eq!(value(&metrics, &series("invalid", "eu-west-101")), 1.0);
+        metrics.event(&finished(2, ImageOutcome::Registered, Some(3.0)));
+        assert_eq!(value(&metrics, &series(IN_PROGRESS, "ap-southeast-1")), 0.0);
+        assert_eq!(
+            value(&metrics, &series("registered", "ap-southeast-1")),
+            1.0
+        );
+        assert_eq!(value(&metrics, &series("registered", "eu-west-101")), 0.0);
+
+        let mut report = report(&[ImageOutcome::Failed, ImageOutcome::Registered]);
+        report.images[0].region = Some("eu-west-101".into());
+        report.images[1].region = Some("ap-southeast-1".into());
+        metrics.finished(&report, false);
+        assert_eq!(value(&metrics, &series("failed", "eu-west-101")), 1.0);
+        assert_eq!(value(&metrics, &series("invalid", "eu-west-101")), 0.0);
+        assert_eq!(value(&metrics, &series(IN_PROGRESS, "eu-west-101")), 0.0);
+        assert_eq!(
+            value(&metrics, &series("registered", "ap-southeast-1")),
+            1.0
+        );
+        assert_eq!(value(&metrics, &series("registered", "")), 0.0);
+    }
+
+    #[test]
     fn without_a_region_the_label_is_empty() {
         let metrics = Metrics::new(None, "wave.yaml");
         assert!(
