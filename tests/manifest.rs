@@ -914,3 +914,43 @@ fn keys_of_created_entries_in_the_wrong_place_say_where_they_go() {
     );
     assert!(manifest.fatal);
 }
+
+#[test]
+fn regions_and_the_entries_own_region_and_project_are_read() {
+    let manifest = manifest::load(&fixtures().join("good-regions.yaml")).unwrap();
+    assert!(
+        manifest.diagnostics.is_empty(),
+        "{:?}",
+        manifest.diagnostics
+    );
+    let eu = &manifest.settings.regions["eu-west-101"];
+    assert_eq!(
+        eu,
+        &manifest::RegionSettings {
+            project_id: Some("fedcba9876543210fedcba9876543210".into()),
+            endpoint: Some("https://ims.eu-west-101.myhuaweicloud.eu".into()),
+            obs_endpoint: Some("https://obs.eu-west-101.myhuaweicloud.eu".into()),
+            concurrency: Some(4),
+            max_active_jobs: Some(10),
+            submit_rate: Some(0.5),
+            query_rate: Some(5.0),
+        }
+    );
+    assert_eq!(
+        manifest.placements.len(),
+        2,
+        "the first entry takes settings'"
+    );
+    assert_eq!(
+        manifest.placements[&18],
+        manifest::Placement {
+            region: Some("eu-west-101".into()),
+            project_id: None
+        }
+    );
+    assert_eq!(
+        manifest.placements[&21].project_id.as_deref(),
+        Some("00000000000000000000000000000001")
+    );
+    assert_eq!(manifest.creates.len(), 1);
+}

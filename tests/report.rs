@@ -39,6 +39,8 @@ fn record(status: ImageOutcome, n: u32) -> ImageRecord {
         size_bytes: None,
         created: false,
         line: Some(3 + 2 * n as usize),
+        region: None,
+        project_id: None,
     }
 }
 
@@ -82,6 +84,7 @@ fn sample() -> Report {
             poll_interval_s: 10.0,
             job_timeout_s: 7200.0,
             dry_run: false,
+            regions: Vec::new(),
         },
         summary: Summary::from_records(&images),
         images,
@@ -316,4 +319,78 @@ fn hostile_text_cannot_forge_lines_run_formulas_or_break_xml() {
     let parsed = quick_junit::Report::deserialize_from_str(&xml);
     assert!(parsed.is_ok(), "{parsed:?}\n{xml}");
     assert!(!xml.contains('\u{1b}') && !xml.contains('\u{1}'), "{xml}");
+}
+
+/// The sample with its images in two regions (odd ones in eu-west-101) and the settings each
+/// region used.
+fn sample_in_two_regions() -> Report {
+    let mut report = sample();
+    for (n, record) in report.images.iter_mut().enumerate() {
+        let (region, project) = if n % 2 == 0 {
+            ("ap-southeast-1", "0123456789abcdef0123456789abcdef")
+        } else {
+            ("eu-west-101", "fedcba9876543210fedcba9876543210")
+        };
+        record.region = Some(region.into());
+        record.project_id = Some(project.into());
+    }
+    report.summary = Summary::from_records(&report.images);
+    report.settings.regions = ["ap-southeast-1", "eu-west-101"]
+        .into_iter()
+        .map(|region| report::RegionReportSettings {
+            region: Some(region.into()),
+            project_id: None,
+            endpoint: format!("https://ims.{region}.myhuaweicloud.com"),
+            concurrency: 8,
+            max_active_jobs: 20,
+            submit_rate: 2.0,
+            query_rate: 10.0,
+        })
+        .collect();
+    report
+}
+
+#[test]
+fn regions_are_in_the_summary_and_every_rendering() {
+    let report = sample_in_two_regions();
+    let regions = &report.summary.regions;
+    assert_eq!(regions.len(), 2);
+    assert_eq!(regions["ap-southeast-1"].total, 4);
+    assert_eq!(regions["eu-west-101"].total, 3);
+    assert_eq!(regions["ap-southeast-1"].registered, 2);
+    assert_eq!(regions["eu-west-101"].already_registered, 1);
+    let total: usize = regions.values().map(|counts| counts.total).sum();
+    assert_eq!(total, report.summary.total);
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&report::render(&report, ReportFormat::Json).unwrap()).unwrap();
+    let errors: Vec<String> = schema_validator()
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "schema errors: {errors:?}");
+    assert_eq!(json["images"][1]["region"], "eu-west-101");
+    assert_eq!(json["summary"]["regions"]["eu-west-101"]["total"], 3);
+    assert_eq!(json["settings"]["regions"][1]["region"], "eu-west-101");
+    let back: Report = serde_json::from_value(json).unwrap();
+    assert_eq!(back, report);
+
+    let csv = report::render(&report, ReportFormat::Csv).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(headers.len(), report::csv::COLUMNS.len() + 2);
+    assert_eq!(headers[headers.len() - 2..], report::csv::REGION_COLUMNS);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(&rows[1][headers.len() - 2], "eu-west-101");
+
+    let markdown =
+        String::from_utf8(report::render(&report, ReportFormat::Markdown).unwrap()).unwrap();
+    assert!(markdown.contains("| region | total |"), "{markdown}");
+    assert!(markdown.contains("| eu-west-101 | 3 |"), "{markdown}");
+
+    let junit = String::from_utf8(report::render(&report, ReportFormat::Junit).unwrap()).unwrap();
+    assert!(
+        junit.contains("classname=\"imsreg.eu-west-101.qcow2\""),
+        "{junit}"
+    );
 }

@@ -47,15 +47,75 @@ pub struct DryRunPlan {
     pub endpoint: String,
     /// `--shard K/N`: the plan is that shard's.
     pub shard: Option<Shard>,
+    /// Each region's (and project's) endpoint and settings, when the manifest spans more than
+    /// one (`config` and `endpoint` are then the first one's).
+    pub regions: Vec<RegionPlan>,
     /// `AllRegistered` when the plan was made; `Unreachable` or `CredentialsRejected` when IMS
     /// could not tell.
     pub verdict: Verdict,
 }
 
+/// Where one region's entries would go, and with which settings.
+#[derive(Debug, Clone)]
+pub struct RegionPlan {
+    pub region: Option<String>,
+    pub endpoint: String,
+    pub config: RunConfig,
+}
+
 impl DryRunPlan {
+    /// One plan of the plans of each region (and project): the images in manifest order (the
+    /// preflight failures region by region), the counts added, the first verdict that is not a
+    /// success.
+    pub fn merge(plans: Vec<DryRunPlan>) -> DryRunPlan {
+        let mut plans = plans.into_iter();
+        let Some(mut merged) = plans.next() else {
+            return DryRunPlan::empty();
+        };
+        let rest: Vec<DryRunPlan> = plans.collect();
+        if rest.is_empty() {
+            // One region (or none): the plan's own endpoint and settings say it all.
+            merged.regions.clear();
+            return merged;
+        }
+        for plan in rest {
+            merged.regions.extend(plan.regions);
+            merged.images.extend(plan.images);
+            merged.statuses.extend(plan.statuses);
+            merged.settled += plan.settled;
+            merged.invalid.extend(plan.invalid);
+            merged.preflight_failed.extend(plan.preflight_failed);
+            merged.to_create.extend(plan.to_create);
+            merged.created_images.extend(plan.created_images);
+            if merged.verdict == Verdict::AllRegistered {
+                merged.verdict = plan.verdict;
+            }
+        }
+        merged.images.sort_by_key(|image| image.entry.line);
+        merged.to_create.sort_by_key(|entry| entry.line);
+        merged
+    }
+
+    fn empty() -> DryRunPlan {
+        DryRunPlan {
+            images: Vec::new(),
+            statuses: StatusMap::new(),
+            settled: 0,
+            invalid: Vec::new(),
+            preflight_failed: Vec::new(),
+            to_create: Vec::new(),
+            created_images: HashSet::new(),
+            config: RunConfig::resolve(&Default::default(), &Default::default()),
+            endpoint: String::new(),
+            regions: Vec::new(),
+            shard: None,
+            verdict: Verdict::AllRegistered,
+        }
+    }
+
     /// The plan as text for stdout.
     pub fn render(&self) -> String {
-        render(
+        let mut text = render(
             &Listed {
                 images: &self.images,
                 settled: self.settled,
@@ -68,7 +128,30 @@ impl DryRunPlan {
             &self.config,
             &self.endpoint,
             self.shard,
-        )
+        );
+        if !self.regions.is_empty() {
+            let mut lines = String::new();
+            for region in &self.regions {
+                let config = &region.config;
+                let _ = writeln!(
+                    lines,
+                    "  region          {} at {}: concurrency {}, max active jobs {}, submit rate {}/s, query rate {}/s",
+                    printable(region.region.as_deref().unwrap_or("(none)")),
+                    printable(&region.endpoint),
+                    config.concurrency,
+                    config.max_active_jobs,
+                    config.submit_rate,
+                    config.query_rate
+                );
+            }
+            // After the endpoint and settings lines (the first three).
+            let at = text
+                .match_indices('\n')
+                .nth(2 + usize::from(self.shard.is_some()))
+                .map_or(text.len(), |(at, _)| at + 1);
+            text.insert_str(at, &lines);
+        }
+        text
     }
 }
 
@@ -100,6 +183,11 @@ pub async fn plan(
         config: job.config.clone(),
         endpoint: job.target.endpoint.clone(),
         shard: job.shard,
+        regions: vec![RegionPlan {
+            region: job.key.region.clone(),
+            endpoint: job.target.endpoint.clone(),
+            config: job.config.clone(),
+        }],
         verdict,
     }
 }

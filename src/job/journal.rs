@@ -75,8 +75,9 @@ pub struct Prepared {
     pub settled: Vec<Option<Box<ImageRecord>>>,
     /// The entries the engine runs, in manifest order (moved out for the run: one copy only).
     pub images: Vec<PlannedImage>,
-    /// The journal writer and the lock that guards it, while the run lasts.
-    pub journal: Option<(Arc<JournalSink>, RunLock)>,
+    /// The journal writer and the lock that guards it, while the run lasts (shared by the
+    /// regions of the manifest: one journal for the whole run).
+    pub journal: Option<(Arc<JournalSink>, Arc<RunLock>)>,
     /// What the journal knows of the entries imsreg creates, by identity tag value.
     pub creates: HashMap<String, CreateState>,
     /// The journal's records of the images those entries were created as, by image ID: the
@@ -205,15 +206,19 @@ fn missing() -> ImageRecord {
         size_bytes: None,
         created: false,
         line: None,
+        region: None,
+        project_id: None,
     }
 }
 
-/// Applies the journal (if any) to the manifest's valid entries.
-pub fn prepare(
-    mode: &Mode,
-    entries: Vec<ImageEntry>,
-    retry_failed: bool,
-) -> Result<Prepared, StateError> {
+/// The journal of a run, opened once (locked, replayed) for every region of the manifest.
+pub struct Opened {
+    pub replayed: Replayed,
+    journal: Option<(Arc<JournalSink>, Arc<RunLock>)>,
+}
+
+/// Opens the journal (if any): locks and replays it.
+pub fn open(mode: &Mode) -> Result<Opened, StateError> {
     let (replayed, journal) = match mode {
         Mode::Off => (Replayed::default(), None),
         Mode::ReadOnly(path) => (state::replay(path)?, None),
@@ -226,13 +231,21 @@ pub fn prepare(
     if let Mode::ReadOnly(path) | Mode::ReadWrite(path) = mode {
         report_replay(path, &replayed);
     }
+    let journal =
+        journal.map(|(journal, lock)| (Arc::new(JournalSink::new(journal)), Arc::new(lock)));
+    Ok(Opened { replayed, journal })
+}
+
+/// Applies an opened journal to some of the manifest's valid entries (one region's).
+pub fn apply(opened: &Opened, entries: Vec<ImageEntry>, retry_failed: bool) -> Prepared {
+    let replayed = &opened.replayed;
     let creates = replayed.creates.clone();
     let created_images = creates
         .values()
         .filter_map(|state| state.image_id.as_ref())
         .filter_map(|id| Some((id.clone(), replayed.images.get(id)?.clone())))
         .collect();
-    let resumed = resume::resume(entries, &replayed, retry_failed);
+    let resumed = resume::resume(entries, replayed, retry_failed);
     for warning in &resumed.warnings {
         tracing::warn!("{warning}");
     }
@@ -252,14 +265,13 @@ pub fn prepare(
             }
         }
     }
-    let journal = journal.map(|(journal, lock)| (Arc::new(JournalSink::new(journal)), lock));
-    Ok(Prepared {
+    Prepared {
         settled,
         images,
-        journal,
+        journal: opened.journal.clone(),
         creates,
         created_images,
-    })
+    }
 }
 
 fn report_replay(path: &Path, replayed: &Replayed) {

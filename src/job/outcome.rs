@@ -88,6 +88,8 @@ pub fn invalid_record(entry: &InvalidEntry) -> ImageRecord {
         size_bytes: None,
         created: false,
         line: Some(entry.line),
+        region: None,
+        project_id: None,
     }
 }
 
@@ -205,6 +207,8 @@ mod tests {
             size_bytes: None,
             created: false,
             line: None,
+            region: None,
+            project_id: None,
         }
     }
 

@@ -18,11 +18,12 @@ use crate::manifest::{self, Settings};
 use crate::obs::{ObsClient, ObsClientConfig, ObsError};
 use crate::preflight::{self, PreflightConfig, PreflightReport};
 use crate::report::{ImageOutcome, ImageRecord};
-use crate::run::RunConfig;
+
 use crate::shard::Shard;
 
 use super::options::{JobObserver, PreflightSettings};
 use super::prepare::{Job, JobError};
+use super::regions::{self, Layers, group, take_group};
 use super::sharding;
 use super::target::{self, Environment};
 
@@ -130,65 +131,102 @@ pub async fn preflight(
         sharding::keep_shard(&mut manifest, shard);
     }
     let flags = &options.flags;
-    let (run_config, settings) = sharding::share_of_quota(
-        RunConfig::resolve(flags, &manifest.settings),
-        PreflightSettings::resolve(flags, &manifest.settings),
-        options.shard,
+    let settings = PreflightSettings::resolve(flags, &manifest.settings);
+    let layers = Layers {
         flags,
-    );
-    let region = flags.region.clone().or(manifest.settings.region.clone());
-    let mut simulator = None;
-    let obs = if options.simulate {
-        let to_create = super::create::placeholder_entries(&manifest.creates);
-        let sim = target::simulated(&manifest.images, &to_create, region, None)?;
-        let obs = obs_target(
-            sim.region.as_deref(),
-            None,
-            Some(&sim.endpoint),
-            &sim.credentials,
-        )
-        .map_err(JobError::Obs)?;
-        simulator = sim.simulator;
-        obs
-    } else {
-        let found = options
-            .environment
-            .discover()
-            .map_err(target::TargetError::Credentials)?;
-        let ims_endpoint = flags
-            .endpoint
-            .clone()
-            .or(manifest.settings.endpoint.clone());
-        obs_target(
-            region.as_deref(),
-            ims_endpoint.as_deref(),
-            settings.obs_endpoint.as_deref(),
-            &found.credentials,
-        )
-        .map_err(JobError::Obs)?
+        manifest: &manifest.settings,
     };
-    for warning in &obs.warnings {
-        tracing::warn!("preflight: {warning}");
+    // The entries of each region are checked against that region's OBS (and bucket region).
+    let key_of = |line: usize| layers.key_for(manifest.placements.get(&line));
+    let mut images = group(manifest.images.iter(), |entry| key_of(entry.line));
+    let mut creates = group(manifest.creates.iter(), |entry| key_of(entry.line));
+    let keys = regions::keys(&images, &creates);
+    let several = keys.len() > 1;
+    let mut reports = Vec::with_capacity(keys.len());
+    let mut warnings = Vec::new();
+    let mut endpoints = Vec::new();
+    for key in keys {
+        let group_images: Vec<manifest::ImageEntry> =
+            take_group(&mut images, &key).into_iter().cloned().collect();
+        let group_creates: Vec<manifest::CreateEntry> = take_group(&mut creates, &key)
+            .into_iter()
+            .cloned()
+            .collect();
+        let region = key.region.clone();
+        let mut simulator = None;
+        let obs = if options.simulate {
+            let to_create = super::create::placeholder_entries(&group_creates);
+            let sim = target::simulated(&group_images, &to_create, region, None)?;
+            let obs = obs_target(
+                sim.region.as_deref(),
+                None,
+                Some(&sim.endpoint),
+                &sim.credentials,
+            )
+            .map_err(JobError::Obs)?;
+            simulator = sim.simulator;
+            obs
+        } else {
+            let found = options
+                .environment
+                .discover()
+                .map_err(target::TargetError::Credentials)?;
+            let ims_endpoint = layers.location(&key).endpoint;
+            let obs_endpoint = layers.obs_endpoint(&key, settings.obs_endpoint.as_deref());
+            obs_target(
+                region.as_deref(),
+                ims_endpoint.as_deref(),
+                obs_endpoint.as_deref(),
+                &found.credentials,
+            )
+            .map_err(JobError::Obs)?
+        };
+        for warning in &obs.warnings {
+            tracing::warn!("preflight: {warning}");
+        }
+        // The region's quota; a shard's share of it.
+        let (run_config, shard_settings) =
+            sharding::share_of_quota(layers.config(&key), settings.clone(), options.shard, flags);
+        let config = PreflightConfig {
+            concurrency: run_config.concurrency,
+            obs_rate: shard_settings.obs_rate,
+            ims_region: obs.ims_region.clone(),
+        };
+        let to_create = super::create::placeholder_entries(&group_creates);
+        let entries: Vec<&manifest::ImageEntry> = group_images.iter().chain(&to_create).collect();
+        observer.preflight_starting(entries.len(), obs.client.endpoint().as_str());
+        let checked = preflight::check(&obs.client, &entries, &config, cancel.clone()).await;
+        if let Some(simulator) = simulator {
+            simulator.shutdown().await;
+        }
+        let mut report = checked?;
+        label_entries_to_create(&mut report, group_images.len(), &group_creates);
+        reports.push(report);
+        warnings.extend(obs.warnings);
+        endpoints.push(obs.client.endpoint().to_string());
     }
-    let config = PreflightConfig {
-        concurrency: run_config.concurrency,
-        obs_rate: settings.obs_rate,
-        ims_region: obs.ims_region.clone(),
-    };
-    let to_create = super::create::placeholder_entries(&manifest.creates);
-    let entries: Vec<&manifest::ImageEntry> = manifest.images.iter().chain(&to_create).collect();
-    observer.preflight_starting(entries.len(), obs.client.endpoint().as_str());
-    let checked = preflight::check(&obs.client, &entries, &config, cancel).await;
-    if let Some(simulator) = simulator {
-        simulator.shutdown().await;
+    let mut reports = reports.into_iter();
+    let mut report = reports.next().unwrap_or(PreflightReport {
+        verdicts: Vec::new(),
+        requests: 0,
+        retries: 0,
+        elapsed: std::time::Duration::ZERO,
+    });
+    for other in reports {
+        report.verdicts.extend(other.verdicts);
+        report.requests += other.requests;
+        report.retries += other.retries;
+        report.elapsed = report.elapsed.max(other.elapsed);
     }
-    let mut report = checked?;
-    label_entries_to_create(&mut report, manifest.images.len(), &manifest.creates);
+    if several {
+        // Across regions the verdicts come in manifest order.
+        report.verdicts.sort_by_key(|verdict| verdict.line);
+    }
     Ok(PreflightOutcome {
         manifest: options.manifest.display().to_string(),
-        endpoint: obs.client.endpoint().to_string(),
+        endpoint: endpoints.join(", "),
         report,
-        warnings: obs.warnings,
+        warnings,
     })
 }
 

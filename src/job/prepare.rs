@@ -1,13 +1,15 @@
 //! Everything checked and resolved before the first request: the manifest (nothing is sent
-//! unless it is valid, or `--skip-invalid`), the report paths, the settings (flags > manifest
-//! `settings:` > defaults), the target (credentials and endpoint, or the simulator), and the
-//! state journal. Every failure here is a [`JobError`]: nothing has been sent yet.
+//! unless it is valid, or `--skip-invalid`), the report paths, the entries grouped by region
+//! and project ([`super::regions`]), each group's settings (`settings.regions.<region>` >
+//! flags > manifest `settings:` > defaults) and target (credentials and endpoint, or its own
+//! simulator), and the state journal (one for all groups). Every failure here is a
+//! [`JobError`]: nothing has been sent yet.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::manifest::{self, CreateEntry, InvalidEntry};
-use crate::report::ReportSettings;
+use crate::report::{RegionReportSettings, ReportSettings};
 use crate::run::RunConfig;
 use crate::shard::Shard;
 use crate::state::StateError;
@@ -15,6 +17,7 @@ use crate::state::StateError;
 use super::journal::{self, Prepared};
 use super::options::{JobObserver, JobOptions, PreflightSettings};
 use super::outcome::Coverage;
+use super::regions::{self, GroupKey, Layers, group, take_group};
 use super::sharding;
 use super::target::{self, Target, TargetError};
 
@@ -87,7 +90,8 @@ impl JobError {
     }
 }
 
-/// A job ready to run.
+/// A job ready to run: the entries of one region and project (a manifest without regions is
+/// one such job).
 pub struct Job {
     /// The manifest line of each valid entry (the entries themselves move to the engine).
     pub valid_lines: Vec<usize>,
@@ -110,6 +114,8 @@ pub struct Job {
     pub shard: Option<Shard>,
     /// SHA-256 of the manifest file, for the report.
     pub manifest_sha256: Option<String>,
+    /// The region and project of this job's entries.
+    pub key: GroupKey,
 }
 
 impl Job {
@@ -127,6 +133,20 @@ impl Job {
             poll_interval_s: config.poll_interval.as_secs_f64(),
             job_timeout_s: config.job_timeout.as_secs_f64(),
             dry_run,
+            regions: Vec::new(),
+        }
+    }
+
+    /// The settings this job's region and project ran with, for the report.
+    pub fn region_settings(&self) -> RegionReportSettings {
+        RegionReportSettings {
+            region: self.key.region.clone(),
+            project_id: self.target.project_id.clone(),
+            endpoint: self.target.endpoint.clone(),
+            concurrency: self.config.concurrency,
+            max_active_jobs: self.config.max_active_jobs,
+            submit_rate: self.config.submit_rate,
+            query_rate: self.config.query_rate,
         }
     }
 
@@ -146,8 +166,9 @@ impl Job {
     }
 }
 
-/// Steps 1-3 of the job.
-pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, JobError> {
+/// Steps 1-3 of the job: one [`Job`] per region and project of the manifest, in the order of
+/// their first entry (the first holds the invalid entries).
+pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Vec<Job>, JobError> {
     // 1. The manifest: nothing is sent unless it is valid (or --skip-invalid).
     let mut manifest = manifest::load(&options.manifest)?;
     observer.manifest_checked(&manifest);
@@ -185,76 +206,113 @@ pub fn prepare(options: &JobOptions, observer: &dyn JobObserver) -> Result<Job, 
         refuse_the_manifest(&options.manifest, report, "--report")?;
     }
 
-    // 2. Settings, then where to send requests and as whom.
+    // 2. The entries by region and project; each group's settings, then where it sends its
+    // requests and as whom.
     let flags = &options.flags;
-    let (mut config, preflight) = sharding::share_of_quota(
-        RunConfig::resolve(flags, &manifest.settings),
-        PreflightSettings::resolve(flags, &manifest.settings),
-        options.shard,
+    let layers = Layers {
         flags,
-    );
-    let target = if options.simulate {
-        if flags.poll_interval.is_none() {
-            config.poll_interval = SIMULATE_POLL_INTERVAL;
-        }
-        let region = flags.region.clone().or(manifest.settings.region.clone());
-        let to_create = super::create::placeholder_entries(&manifest.creates);
-        target::simulated(
-            &manifest.images,
-            &to_create,
-            region,
-            options.request_timeout,
-        )?
-    } else {
-        target::real(
-            target::Location {
-                endpoint: flags
-                    .endpoint
-                    .clone()
-                    .or(manifest.settings.endpoint.clone()),
-                region: flags.region.clone().or(manifest.settings.region.clone()),
-                project_id: flags
-                    .project_id
-                    .clone()
-                    .or(manifest.settings.project_id.clone()),
-            },
-            &options.environment,
-            options.request_timeout,
-        )?
+        manifest: &manifest.settings,
     };
+    let placements = std::mem::take(&mut manifest.placements);
+    let key_of = |line: usize| layers.key_for(placements.get(&line));
+    let mut images = group(std::mem::take(&mut manifest.images), |entry| {
+        key_of(entry.line)
+    });
+    let mut creates = group(std::mem::take(&mut manifest.creates), |entry| {
+        key_of(entry.line)
+    });
+    let mut keys = regions::keys(&images, &creates);
+    if keys.is_empty() {
+        // No valid entry (--skip-invalid): one job, for the report of the invalid ones.
+        keys.push(layers.key_for(None));
+    }
+    let preflight = PreflightSettings::resolve(flags, &manifest.settings);
+    let mut planned = Vec::with_capacity(keys.len());
+    for key in keys {
+        let (images, creates) = (
+            take_group(&mut images, &key),
+            take_group(&mut creates, &key),
+        );
+        // Each region's own quota; a shard takes 1/N of it (a flag's value is its own).
+        let (mut config, shard_preflight) =
+            sharding::share_of_quota(layers.config(&key), preflight.clone(), options.shard, flags);
+        let target = if options.simulate {
+            if flags.poll_interval.is_none() {
+                config.poll_interval = SIMULATE_POLL_INTERVAL;
+            }
+            let to_create = super::create::placeholder_entries(&creates);
+            target::simulated(
+                &images,
+                &to_create,
+                key.region.clone(),
+                options.request_timeout,
+            )
+        } else if key.project_id.is_none() && !layers.takes_the_environment_project(&key) {
+            Err(TargetError::NoRegionProject {
+                region: key.region.clone().unwrap_or_default(),
+            })
+        } else {
+            target::real(
+                layers.location(&key),
+                &options.environment,
+                options.request_timeout,
+            )
+        };
+        // On an error the simulators started so far stop as they are dropped (and a
+        // simulated run has no journal to fail below).
+        let target = target?;
+        let preflight = PreflightSettings {
+            obs_endpoint: layers.obs_endpoint(&key, preflight.obs_endpoint.as_deref()),
+            ..shard_preflight
+        };
+        planned.push((key, images, creates, config, target, preflight));
+    }
+    if planned.len() > 1 {
+        tracing::info!(
+            groups = planned.len(),
+            "the manifest spans several regions or projects: each runs with its own client, limits and active-job bound"
+        );
+    }
 
-    // 3. What earlier runs settled (state journal); the rest goes to the engine.
+    // 3. What earlier runs settled (state journal: one for the whole manifest, or the shard's);
+    // the rest goes to the engines.
     let mode = options.journal.mode(
         &options.manifest,
         options.shard,
         options.simulate,
         options.dry_run,
     );
-    let valid_lines = manifest.images.iter().map(|entry| entry.line).collect();
-    let entries = std::mem::take(&mut manifest.images);
-    let journal = journal::prepare(&mode, entries, options.retry_failed)?;
-    let creates = std::mem::take(&mut manifest.creates);
-    let invalid = if options.skip_invalid {
+    let opened = journal::open(&mode)?;
+    let mut invalid = if options.skip_invalid {
         std::mem::take(&mut manifest.invalid)
     } else {
         Vec::new()
     };
-    Ok(Job {
-        valid_lines,
-        invalid,
-        reports,
-        preflight,
-        config,
-        target,
-        journal,
-        creates,
-        request_timeout: options
-            .request_timeout
-            .unwrap_or(crate::ims::client::DEFAULT_REQUEST_TIMEOUT),
-        create_sizes: std::collections::HashMap::new(),
-        shard: options.shard,
-        manifest_sha256: manifest.sha256.take(),
-    })
+    let request_timeout = options
+        .request_timeout
+        .unwrap_or(crate::ims::client::DEFAULT_REQUEST_TIMEOUT);
+    let jobs = planned
+        .into_iter()
+        .map(|(key, images, creates, config, target, preflight)| {
+            let valid_lines = images.iter().map(|entry| entry.line).collect();
+            Job {
+                valid_lines,
+                invalid: std::mem::take(&mut invalid),
+                reports: reports.clone(),
+                preflight,
+                config,
+                target,
+                journal: journal::apply(&opened, images, options.retry_failed),
+                creates,
+                request_timeout,
+                create_sizes: std::collections::HashMap::new(),
+                key,
+                shard: options.shard,
+                manifest_sha256: manifest.sha256.clone(),
+            }
+        })
+        .collect();
+    Ok(jobs)
 }
 
 /// A path that names the manifest's own file (the same file, through any link) is refused: a

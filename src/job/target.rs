@@ -23,6 +23,12 @@ pub enum TargetError {
         auth::ENV_PROJECT_ID
     )]
     NoProject,
+    /// IMS project IDs are per region: the top-level one belongs to the default region.
+    #[error(
+        "no project ID for region {region}: set `project_id:` under `settings.regions.{region}` in the manifest, or on its entries (IMS project IDs are per region; the top-level project_id and {} are the default region's)",
+        auth::ENV_PROJECT_ID
+    )]
+    NoRegionProject { region: String },
     #[error("cannot start the simulator: {0}")]
     Simulator(std::io::Error),
 }

@@ -24,16 +24,16 @@ use super::fasthash::{FastHasher, FastMap};
 use super::index::{Index, Kind, NodeId};
 use super::model::{
     CreateEntry, Defaults, Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest,
-    Position, Settings, Severity,
+    Placement, Position, RegionSettings, Settings, Severity,
 };
 use super::raw::{self, Raw};
 use super::rules;
 use super::text;
 
 const TOP_KEYS: [&str; 4] = ["version", "settings", "defaults", "images"];
-/// The keys of an entry: the first four for every entry, the last four (the [`DEFAULT_KEYS`])
-/// only for entries imsreg creates (without `image_id`).
-const ENTRY_KEYS: [&str; 8] = [
+/// The keys of an entry: the first four and the last two for every entry, the four between
+/// (the [`DEFAULT_KEYS`]) only for entries imsreg creates (without `image_id`).
+const ENTRY_KEYS: [&str; 10] = [
     "image_id",
     "image_url",
     "name",
@@ -42,8 +42,22 @@ const ENTRY_KEYS: [&str; 8] = [
     "min_disk",
     "min_ram",
     "tags",
+    "region",
+    "project_id",
 ];
-const SETTINGS_KEYS: [&str; 11] = [
+/// The keys of one region under `settings.regions.<region>`: its project, endpoints and quota.
+const REGION_KEYS: [&str; 7] = [
+    "project_id",
+    "endpoint",
+    "obs_endpoint",
+    "concurrency",
+    "max_active_jobs",
+    "submit_rate",
+    "query_rate",
+];
+/// How messages name a region's mapping under `settings.regions`.
+const REGION_PLACE: &str = "a region under `settings.regions`";
+const SETTINGS_KEYS: [&str; 12] = [
     "region",
     "project_id",
     "endpoint",
@@ -55,6 +69,7 @@ const SETTINGS_KEYS: [&str; 11] = [
     "query_rate",
     "poll_interval",
     "job_timeout",
+    "regions",
 ];
 
 /// The position index the checks look positions up in (the whole document, or one slice of
@@ -69,6 +84,11 @@ pub(super) struct Checker {
     fatal: bool,
     settings: Settings,
     images: Vec<ImageEntry>,
+    /// The valid entries' own `region:`/`project_id:`, by line.
+    placements: std::collections::HashMap<usize, Placement>,
+    /// The line of the last entry checked, and whether it named a region or project: entries
+    /// are placed by their line, so two on one line cannot differ in region.
+    last_entry: (usize, bool),
     /// The created entries with their own values only, until [`Checker::finish`] applies
     /// `defaults:`; `create_marks` holds what that needs, one per entry.
     creates: Vec<CreateEntry>,
@@ -148,6 +168,37 @@ struct EntryProblems<'a> {
 }
 
 impl EntryProblems<'_> {
+    /// The entry's own `region:` and `project_id:` (checked by the rules of the `settings:`
+    /// keys of the same names).
+    fn placement(
+        &mut self,
+        prefix: &EntryPath,
+        region: Option<((usize, usize), &Raw)>,
+        project_id: Option<((usize, usize), &Raw)>,
+    ) -> Placement {
+        let mut placement = Placement::default();
+        if let Some((pos, value)) = region {
+            match rules::region(value) {
+                Ok(region) => placement.region = Some(region),
+                Err(message) => self.error(pos, format!("{prefix}.region"), message),
+            }
+        }
+        if let Some(((line, column), value)) = project_id {
+            match rules::project_id(value) {
+                Ok((project_id, warning)) => {
+                    if let Some(warning) = warning {
+                        let field = format!("{prefix}.project_id");
+                        self.checker
+                            .push(line, column, Severity::Warning, field, warning);
+                    }
+                    placement.project_id = Some(project_id);
+                }
+                Err(message) => self.error((line, column), format!("{prefix}.project_id"), message),
+            }
+        }
+        placement
+    }
+
     fn error(&mut self, (line, column): (usize, usize), field: String, message: String) {
         self.problems.push(format!("{field}: {message}"));
         self.checker
@@ -163,6 +214,8 @@ impl Checker {
             fatal: false,
             settings: Settings::default(),
             images: Vec::new(),
+            placements: std::collections::HashMap::new(),
+            last_entry: (0, false),
             creates: Vec::new(),
             create_marks: Vec::new(),
             defaults: Defaults::default(),
@@ -224,6 +277,7 @@ impl Checker {
             images: self.images,
             creates: self.creates,
             defaults: self.defaults,
+            placements: self.placements,
             invalid: self.invalid,
             diagnostics: self.diagnostics,
             fatal: self.fatal,
@@ -401,7 +455,13 @@ impl Checker {
         if let Some(suggestion) = rules::suggest(key, known) {
             return format!("unknown key `{shown}` (did you mean `{suggestion}`?)");
         }
-        let hint = if place != "settings" && SETTINGS_KEYS.contains(&key) {
+        let hint = if place == REGION_PLACE && SETTINGS_KEYS.contains(&key) {
+            format!(
+                "`{shown}` is not set per region: set it under `settings:`; the keys of a region \
+                 are {}",
+                known.join(", ")
+            )
+        } else if place != "settings" && SETTINGS_KEYS.contains(&key) {
             "settings go under `settings:`".to_string()
         } else if place == "the top level" && DEFAULT_KEYS.contains(&key) {
             "values for every image imsreg creates go under `defaults:`".to_string()
@@ -552,6 +612,10 @@ impl Checker {
                     s.job_timeout = Some(v);
                     None
                 }),
+                "regions" => {
+                    self.regions(doc, value_node, value);
+                    continue;
+                }
                 other => {
                     let message = Self::unknown_key_message(other, &SETTINGS_KEYS, "settings");
                     self.fatal_node(doc, key_node, field, message);
@@ -563,6 +627,131 @@ impl Checker {
                 Ok(None) => {}
                 Ok(Some(warning)) => self.push(line, column, Severity::Warning, field, warning),
                 Err(message) => self.fatal_at(line, column, field, message),
+            }
+        }
+    }
+
+    /// `settings.regions`: a mapping of region names, each a mapping of [`REGION_KEYS`] checked
+    /// by the same rules as the `settings:` keys of the same name. Problems are fatal, as for
+    /// `settings:`.
+    fn regions(&mut self, doc: &Doc, node: NodeId, raw: &Raw) {
+        let Some(pairs) = self.mapping(doc, node, raw, "settings.regions", "region names") else {
+            return;
+        };
+        let mut key_problems = Vec::new();
+        let keys = Self::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
+        for ((line, column), message) in key_problems {
+            self.fatal_at(line, column, "settings.regions", message);
+        }
+        for (name, key_node, value_node, value) in keys {
+            let field = format!("settings.regions.{}", text::shorten(name));
+            if let Err(message) = rules::region_name(name) {
+                self.fatal_node(doc, key_node, field, message);
+                continue;
+            }
+            let region = self.region(doc, value_node, value, &field);
+            self.settings.regions.insert(name.to_string(), region);
+        }
+    }
+
+    /// One region's settings (`field` is `settings.regions.<name>`).
+    fn region(&mut self, doc: &Doc, node: NodeId, raw: &Raw, field: &str) -> RegionSettings {
+        let mut region = RegionSettings::default();
+        let Some(pairs) = self.mapping(doc, node, raw, field, "this region's settings") else {
+            return region;
+        };
+        let mut key_problems = Vec::new();
+        let keys = Self::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
+        for ((line, column), message) in key_problems {
+            self.fatal_at(line, column, field.to_string(), message);
+        }
+        for (key, key_node, value_node, value) in keys {
+            let field = format!("{field}.{key}");
+            if let Raw::Tagged(tag, _) = value {
+                self.fatal_node(doc, value_node, field, tag_message(tag));
+                continue;
+            }
+            let r = &mut region;
+            let result: Result<Option<String>, String> = match key {
+                "project_id" => rules::project_id(value).map(|(v, warning)| {
+                    r.project_id = Some(v);
+                    warning
+                }),
+                "endpoint" => rules::endpoint(value).map(|v| {
+                    r.endpoint = Some(v);
+                    None
+                }),
+                "obs_endpoint" => rules::obs_endpoint(value).map(|v| {
+                    r.obs_endpoint = Some(v);
+                    None
+                }),
+                "concurrency" => rules::positive_count(value, &bounds::CONCURRENCY).map(|v| {
+                    r.concurrency = Some(v);
+                    None
+                }),
+                "max_active_jobs" => {
+                    rules::positive_count(value, &bounds::MAX_ACTIVE_JOBS).map(|v| {
+                        r.max_active_jobs = Some(v);
+                        None
+                    })
+                }
+                "submit_rate" => rules::rate(value).map(|v| {
+                    r.submit_rate = Some(v);
+                    None
+                }),
+                "query_rate" => rules::rate(value).map(|v| {
+                    r.query_rate = Some(v);
+                    None
+                }),
+                other => {
+                    let message = Self::unknown_key_message(other, &REGION_KEYS, REGION_PLACE);
+                    self.fatal_node(doc, key_node, field, message);
+                    continue;
+                }
+            };
+            let (line, column) = doc.index.pos(value_node);
+            match result {
+                Ok(None) => {}
+                Ok(Some(warning)) => self.push(line, column, Severity::Warning, field, warning),
+                Err(message) => self.fatal_at(line, column, field, message),
+            }
+        }
+        region
+    }
+
+    /// The pairs of a mapping value under `settings:` (`None`, reported as fatal, when it is
+    /// something else; `None` silently for an empty value).
+    fn mapping<'r, 'a>(
+        &mut self,
+        doc: &Doc,
+        node: NodeId,
+        raw: &'r Raw<'a>,
+        field: &str,
+        of: &str,
+    ) -> Option<&'r [(Raw<'a>, Raw<'a>)]> {
+        match raw {
+            Raw::Null => None,
+            Raw::Map(pairs) => self
+                .agree(doc, node, raw, &field)
+                .then_some(pairs.as_slice()),
+            Raw::Tagged(tag, _) => {
+                self.fatal_node(doc, node, field.to_string(), tag_message(tag));
+                None
+            }
+            other => {
+                if self.agree(doc, node, raw, &field) {
+                    self.fatal_node(
+                        doc,
+                        node,
+                        field.to_string(),
+                        format!(
+                            "must be a mapping of {of}, found {} (indent `key: value` lines \
+                             under it)",
+                            other.describe()
+                        ),
+                    );
+                }
+                None
             }
         }
     }
@@ -677,6 +866,8 @@ impl Checker {
             disk_field,
             ram_field,
             tags_field,
+            region_field,
+            project_field,
         ] = fields;
         let create_fields = [
             ("os_version", os_field),
@@ -693,6 +884,21 @@ impl Checker {
         let url_value = untagged(&mut found, doc, &prefix, "image_url", url_field);
         let name_value = untagged(&mut found, doc, &prefix, "name", name_field);
         let format_value = untagged(&mut found, doc, &prefix, "format", format_field);
+        let region_value = untagged(&mut found, doc, &prefix, "region", region_field);
+        let project_value = untagged(&mut found, doc, &prefix, "project_id", project_field);
+        let placement = found.placement(&prefix, region_value, project_value);
+        let placed = region_field.is_some() || project_field.is_some();
+        let (last_line, last_placed) = found.checker.last_entry;
+        if last_line == entry_pos.0 && (placed || last_placed) {
+            found.error(
+                entry_pos,
+                format!("{prefix}.region"),
+                "starts on the same line as the entry before it, and one of them names a region \
+                 or project (entries are placed by their line: write each entry on its own line)"
+                    .to_string(),
+            );
+        }
+        found.checker.last_entry = (entry_pos.0, placed);
 
         let image_id = match (id_value, id_field) {
             (Some((pos, value)), _) => match rules::image_id(value) {
@@ -840,6 +1046,9 @@ impl Checker {
             }
         }
         let valid = found.problems.is_empty();
+        if valid && (placement.region.is_some() || placement.project_id.is_some()) {
+            found.checker.placements.insert(entry_pos.0, placement);
+        }
         match (image_id, name, url) {
             (Some((_, image_id)), name, Some((url_pos, image_url, format))) if valid => {
                 let checker = found.checker;

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 pub use check::format_counts;
 pub use model::{
     CreateEntry, Defaults, Diagnostic, ImageEntry, ImageFormat, ImageUrl, InvalidEntry, Manifest,
-    Position, Settings, Severity,
+    Placement, Position, RegionSettings, Settings, Severity,
 };
 
 /// The manifest file could not be read at all (content problems are [`Diagnostic`]s instead):

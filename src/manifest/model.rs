@@ -111,6 +111,33 @@ pub struct Settings {
     pub poll_interval: Option<Duration>,
     #[serde(with = "opt_humantime")]
     pub job_timeout: Option<Duration>,
+    /// `regions:`: each region's own project, endpoints and quota, by region name (manifest
+    /// only; empty when not given).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, RegionSettings>,
+}
+
+/// One region's own settings (`settings.regions.<region>`): IMS quotas are per region and
+/// project, so each region has its own project, endpoints, rates and active-job bound. A value
+/// left out comes from the flags, then `settings:`, then the default
+/// ([`crate::run::RunConfig::for_region`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RegionSettings {
+    pub project_id: Option<String>,
+    pub endpoint: Option<String>,
+    pub obs_endpoint: Option<String>,
+    pub concurrency: Option<u32>,
+    pub max_active_jobs: Option<u32>,
+    pub submit_rate: Option<f64>,
+    pub query_rate: Option<f64>,
+}
+
+/// Where a valid entry asked to be registered: its own `region:` and `project_id:` (each
+/// `None` when the entry leaves it to `settings:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Placement {
+    pub region: Option<String>,
+    pub project_id: Option<String>,
 }
 
 /// One valid `images:` entry.
@@ -211,6 +238,9 @@ pub struct Manifest {
     /// The `defaults:` block as written (already applied to `creates`).
     pub defaults: Defaults,
     pub invalid: Vec<InvalidEntry>,
+    /// The valid entries (of both kinds) that name their own `region:` or `project_id:`, by the
+    /// line where the entry starts; the others take `settings:`'s.
+    pub placements: std::collections::HashMap<usize, Placement>,
     /// Every error and warning, sorted by line.
     pub diagnostics: Vec<Diagnostic>,
     /// True when an error outside any single entry (syntax, settings, version, structure) makes

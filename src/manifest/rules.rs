@@ -357,21 +357,29 @@ pub fn duration(raw: &Raw, range: &RangeInclusive<Duration>) -> RuleResult<Durat
 /// `region`: a region name such as `ap-southeast-1`.
 pub fn region(raw: &Raw) -> RuleResult<String> {
     match raw {
-        Raw::Str(s)
-            if !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
-        {
-            Ok(s.to_string())
-        }
-        Raw::Str(s) => Err(format!(
-            "`{}` is not a region name (regions look like ap-southeast-1)",
-            shorten(s)
-        )),
+        Raw::Str(s) => region_name(s),
         other => Err(format!(
             "must be a region name, found {} (e.g. ap-southeast-1)",
             describe_value(other)
         )),
+    }
+}
+
+/// A region name (the value of `region:`, or a key of `settings.regions`): lower-case letters,
+/// digits and `-`, such as `ap-southeast-1`.
+pub fn region_name(name: &str) -> RuleResult<String> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not a region name (regions look like ap-southeast-1: lower-case letters, \
+             digits and `-`)",
+            shorten(name)
+        ))
     }
 }
 

@@ -79,6 +79,9 @@ struct Live {
     in_flight: HashSet<ImageId>,
     /// Object sizes from the preflight, for the bytes registered.
     sizes: HashMap<ImageId, u64>,
+    /// The `region` label of images not in the run's default region (a manifest across
+    /// regions).
+    regions: HashMap<ImageId, String>,
 }
 
 /// The registry of one run's metrics.
@@ -232,15 +235,38 @@ impl Metrics {
         in_progress: usize,
         settled: impl IntoIterator<Item = ImageOutcome>,
     ) {
+        self.images_known_in(None, in_progress, settled);
+    }
+
+    /// [`Metrics::images_known`] of the images of `region` (`None`: the run's default region).
+    pub fn images_known_in(
+        &self,
+        region: Option<&str>,
+        in_progress: usize,
+        settled: impl IntoIterator<Item = ImageOutcome>,
+    ) {
+        let region = region.unwrap_or(&self.region);
         let mut counts: HashMap<&'static str, i64> = HashMap::new();
         for status in settled {
             *counts.entry(status.as_str()).or_default() += 1;
         }
         for status in STATUSES.map(ImageOutcome::as_str) {
-            self.image_gauge(status)
+            self.image_gauge_in(region, status)
                 .set(counts.get(status).copied().unwrap_or(0));
         }
-        self.image_gauge(IN_PROGRESS).set(in_progress as i64);
+        self.image_gauge_in(region, IN_PROGRESS)
+            .set(in_progress as i64);
+    }
+
+    /// The images of a region other than the run's default one: their `region` label.
+    pub fn place(&self, region: &str, images: impl IntoIterator<Item = ImageId>) {
+        if region == self.region {
+            return;
+        }
+        let mut live = self.lock();
+        for image in images {
+            live.regions.insert(image, region.to_string());
+        }
     }
 
     /// The engine is about to run `images`; `settled` are the statuses of the other entries.
@@ -260,7 +286,16 @@ impl Metrics {
     /// The run has ended with `report` (written or not); `succeeded` when its verdict is a
     /// success. The images by status are then the report's counts.
     pub fn finished(&self, report: &Report, succeeded: bool) {
-        self.images_known(0, report.images.iter().map(|record| record.status));
+        // Each record counts in its own region (the default one when it names none).
+        let mut by_region: HashMap<&str, Vec<ImageOutcome>> = HashMap::new();
+        by_region.insert(&self.region, Vec::new());
+        for record in &report.images {
+            let region = record.region.as_deref().unwrap_or(&self.region);
+            by_region.entry(region).or_default().push(record.status);
+        }
+        for (region, statuses) in by_region {
+            self.images_known_in(Some(region), 0, statuses);
+        }
         self.lock().in_flight.clear();
         self.jobs_in_flight.set(0);
         if succeeded {
@@ -277,10 +312,10 @@ impl Metrics {
         text
     }
 
-    fn image_gauge(&self, status: &'static str) -> Gauge {
+    fn image_gauge_in(&self, region: &str, status: &'static str) -> Gauge {
         self.images.get_or_create_owned(&ImagesLabels {
             status,
-            region: self.region.clone(),
+            region: region.to_string(),
         })
     }
 
@@ -328,14 +363,16 @@ impl EventSink for Metrics {
             }
             RunEvent::Progress { .. } => self.progressed(),
             RunEvent::Finished { result, .. } => {
-                let size = {
+                let (size, region) = {
                     let mut live = self.lock();
                     live.in_flight.remove(&result.image_id);
                     self.jobs_in_flight.set(live.in_flight.len() as i64);
-                    live.sizes.get(&result.image_id).copied()
+                    let region = live.regions.get(&result.image_id).cloned();
+                    (live.sizes.get(&result.image_id).copied(), region)
                 };
-                self.image_gauge(IN_PROGRESS).dec();
-                self.image_gauge(result.outcome.as_str()).inc();
+                let region = region.as_deref().unwrap_or(&self.region);
+                self.image_gauge_in(region, IN_PROGRESS).dec();
+                self.image_gauge_in(region, result.outcome.as_str()).inc();
                 if let Some(seconds) = result.duration_s {
                     self.job_duration.observe(seconds);
                 }
@@ -608,6 +645,7 @@ mod tests {
                 poll_interval_s: 10.0,
                 job_timeout_s: 7200.0,
                 dry_run: false,
+                regions: Vec::new(),
             },
             summary: Summary::from_records(&images),
             images,
@@ -649,6 +687,40 @@ mod tests {
         assert_eq!(images(&metrics, "pending"), 0.0);
         assert_eq!(value(&metrics, wave), 1796382000.0, "the report's end");
         assert_eq!(value(&metrics, other), 5.0, "other manifests' are kept");
+    }
+
+    #[test]
+    fn across_regions_each_image_counts_in_its_own_region() {
+        let metrics = Metrics::new(None, "wave.yaml");
+        let series = |status: &str, region: &str| {
+            format!("imsreg_images{{status=\"{status}\",region=\"{region}\"}}")
+        };
+        metrics.images_known_in(Some("eu-west-101"), 1, [ImageOutcome::Invalid]);
+        metrics.images_known_in(Some("ap-southeast-1"), 1, []);
+        metrics.place("eu-west-101", [id(1)]);
+        metrics.place("ap-southeast-1", [id(2)]);
+        assert_eq!(value(&metrics, &series(IN_PROGRESS, "eu-west-101")), 1.0);
+        assert_eq!(value(&metrics, &series("invalid", "eu-west-101")), 1.0);
+        metrics.event(&finished(2, ImageOutcome::Registered, Some(3.0)));
+        assert_eq!(value(&metrics, &series(IN_PROGRESS, "ap-southeast-1")), 0.0);
+        assert_eq!(
+            value(&metrics, &series("registered", "ap-southeast-1")),
+            1.0
+        );
+        assert_eq!(value(&metrics, &series("registered", "eu-west-101")), 0.0);
+
+        let mut report = report(&[ImageOutcome::Failed, ImageOutcome::Registered]);
+        report.images[0].region = Some("eu-west-101".into());
+        report.images[1].region = Some("ap-southeast-1".into());
+        metrics.finished(&report, false);
+        assert_eq!(value(&metrics, &series("failed", "eu-west-101")), 1.0);
+        assert_eq!(value(&metrics, &series("invalid", "eu-west-101")), 0.0);
+        assert_eq!(value(&metrics, &series(IN_PROGRESS, "eu-west-101")), 0.0);
+        assert_eq!(
+            value(&metrics, &series("registered", "ap-southeast-1")),
+            1.0
+        );
+        assert_eq!(value(&metrics, &series("registered", "")), 0.0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! CSV report: one row per image, the JSON image fields as columns (header row first). Cells
-//! a spreadsheet would run as formulas are neutralised ([`super::escape::csv_cell`]).
+//! CSV report: one row per image, the JSON image fields as columns (header row first), with
+//! the [`REGION_COLUMNS`] after them when records name a region. Cells a spreadsheet would run
+//! as formulas are neutralised ([`super::escape::csv_cell`]).
 
 use super::escape::csv_cell;
 use super::model::{ImageRecord, Report};
@@ -22,6 +23,10 @@ pub const COLUMNS: [&str; 15] = [
     "line",
     "created",
 ];
+
+/// Added after [`COLUMNS`] when any record names its region (a manifest across regions, or
+/// `--region`).
+pub const REGION_COLUMNS: [&str; 2] = ["region", "project_id"];
 
 fn row(record: &ImageRecord) -> [String; 15] {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -54,9 +59,16 @@ fn row(record: &ImageRecord) -> [String; 15] {
 /// Writes the CSV report into `out`, row by row.
 pub fn render_to(report: &Report, out: &mut dyn std::io::Write) -> Result<(), csv::Error> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(COLUMNS)?;
+    let regions = report.images.iter().any(|record| record.region.is_some());
+    let extra: &[&str] = if regions { &REGION_COLUMNS } else { &[] };
+    writer.write_record(COLUMNS.iter().chain(extra))?;
     for record in &report.images {
-        writer.write_record(row(record).iter().map(|cell| csv_cell(cell).into_owned()))?;
+        let placed = [&record.region, &record.project_id]
+            .into_iter()
+            .take(extra.len())
+            .map(|value| value.clone().unwrap_or_default());
+        let cells = row(record).into_iter().chain(placed);
+        writer.write_record(cells.map(|cell| csv_cell(&cell).into_owned()))?;
     }
     writer.flush()?;
     Ok(())

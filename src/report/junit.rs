@@ -41,6 +41,9 @@ fn status_of(record: &ImageRecord) -> TestCaseStatus {
             if let Some(url) = &record.image_url {
                 description.push_str(&format!("\nimage_url: {url}"));
             }
+            if let Some(region) = &record.region {
+                description.push_str(&format!("\nregion: {region}"));
+            }
             status.set_description(description);
             status
         }
@@ -75,10 +78,12 @@ pub fn render(report: &Report) -> Result<Vec<u8>, quick_junit::SerializeError> {
                 .unwrap_or_else(|| "(unnamed)".into()),
         };
         let mut case = TestCase::new(name, status_of(record));
-        case.set_classname(format!(
-            "imsreg.{}",
-            record.format.as_deref().unwrap_or("image")
-        ));
+        // Test reporters group cases by class: by region, when the records name one.
+        let format = record.format.as_deref().unwrap_or("image");
+        case.set_classname(match &record.region {
+            Some(region) => format!("imsreg.{region}.{format}"),
+            None => format!("imsreg.{format}"),
+        });
         if let Some(d) = record.duration_s.filter(|d| d.is_finite() && *d >= 0.0) {
             case.set_time(Duration::from_secs_f64(d));
         }

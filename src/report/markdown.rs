@@ -60,6 +60,25 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "| {label} | {count} |");
     }
     let _ = writeln!(out, "| **total** | **{}** |", s.total);
+    if s.regions.len() > 1 {
+        let _ = writeln!(
+            out,
+            "\n| region | total | registered | already registered | failed | other |\n|---|---:|---:|---:|---:|---:|"
+        );
+        for (region, counts) in &s.regions {
+            let done = counts.registered + counts.already_registered + counts.failed;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(region),
+                counts.total,
+                counts.registered,
+                counts.already_registered,
+                counts.failed,
+                counts.total - done
+            );
+        }
+    }
     if s.created > 0 {
         let _ = writeln!(
             out,
@@ -77,9 +96,15 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "\nEvery image is registered.");
         return out;
     }
+    let regions = report.images.iter().any(|r| r.region.is_some());
+    let (region_head, region_rule) = if regions {
+        (" region |", "---|")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         out,
-        "\n## Needs attention ({})\n\n| image | name | image_url | status | job_id | error |\n|---|---|---|---|---|---|",
+        "\n## Needs attention ({})\n\n| image | name | image_url |{region_head} status | job_id | error |\n|---|---|---|{region_rule}---|---|---|",
         attention.len()
     );
     for r in attention {
@@ -90,9 +115,14 @@ pub fn render(report: &Report) -> String {
             (None, None) => String::new(),
         };
         let opt = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
+        let region = if regions {
+            format!(" {} |", opt(&r.region))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} |{region} {} | {} | {} |",
             opt(&r.image_id),
             opt(&r.name),
             opt(&r.image_url),

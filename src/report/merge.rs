@@ -234,6 +234,8 @@ mod tests {
             size_bytes: Some(10),
             line: Some(line),
             created: false,
+            region: None,
+            project_id: None,
         }
     }
 
@@ -266,6 +268,7 @@ mod tests {
                     poll_interval_s: 10.0,
                     job_timeout_s: 7200.0,
                     dry_run: false,
+                    regions: Vec::new(),
                 },
                 summary: Summary::from_records(&images),
                 images,

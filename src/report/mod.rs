@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 pub use error::ReportError;
 pub use format::ReportFormat;
-pub use model::{ImageOutcome, ImageRecord, Report, ReportSettings, ReportShard, Summary};
+pub use model::{
+    ImageOutcome, ImageRecord, RegionReportSettings, RegionSummary, Report, ReportSettings,
+    ReportShard, Summary,
+};
 
 /// Renders a report in the given format.
 pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportError> {

@@ -1,6 +1,8 @@
 //! The report's data: one record per manifest entry plus run metadata. The JSON rendering is
 //! the reference shape (`report.schema.json`); every other format mirrors it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +88,12 @@ pub struct ImageRecord {
     /// shards' records back in manifest order by it).
     #[serde(default)]
     pub line: Option<usize>,
+    /// The region the image is registered in (when the manifest or `--region` names one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The IMS project it is registered in (with `region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
 }
 
 impl ImageRecord {
@@ -107,6 +115,8 @@ impl ImageRecord {
             size_bytes: None,
             created: false,
             line: Some(entry.line),
+            region: None,
+            project_id: None,
         }
     }
 }
@@ -134,6 +144,42 @@ pub struct Summary {
     /// Entries whose image imsreg created (`created: true`).
     #[serde(default)]
     pub created: usize,
+    /// The counts of each region's images, by region name (empty, and left out, when no
+    /// record names a region).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, RegionSummary>,
+}
+
+/// Counts per outcome of one region's images.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionSummary {
+    pub total: usize,
+    pub registered: usize,
+    pub already_registered: usize,
+    pub failed: usize,
+    pub invalid: usize,
+    pub pending: usize,
+    pub cancelled: usize,
+    pub unreachable: usize,
+    pub preflight_failed: usize,
+    pub created: usize,
+}
+
+impl RegionSummary {
+    fn count(&mut self, record: &ImageRecord) {
+        self.total += 1;
+        self.created += usize::from(record.created);
+        *match record.status {
+            ImageOutcome::Registered => &mut self.registered,
+            ImageOutcome::AlreadyRegistered => &mut self.already_registered,
+            ImageOutcome::Failed => &mut self.failed,
+            ImageOutcome::Invalid => &mut self.invalid,
+            ImageOutcome::Pending => &mut self.pending,
+            ImageOutcome::Cancelled => &mut self.cancelled,
+            ImageOutcome::Unreachable => &mut self.unreachable,
+            ImageOutcome::PreflightFailed => &mut self.preflight_failed,
+        } += 1;
+    }
 }
 
 impl Summary {
@@ -143,6 +189,13 @@ impl Summary {
             ..Summary::default()
         };
         for record in records {
+            if let Some(region) = &record.region {
+                summary
+                    .regions
+                    .entry(region.clone())
+                    .or_default()
+                    .count(record);
+            }
             let size = record.size_bytes.unwrap_or(0);
             summary.created += usize::from(record.created);
             summary.total_bytes += size;
@@ -182,6 +235,22 @@ pub struct ReportSettings {
     pub poll_interval_s: f64,
     pub job_timeout_s: f64,
     pub dry_run: bool,
+    /// The settings each region (and project) ran with, when the manifest spans more than
+    /// one (the fields above are then the first one's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionReportSettings>,
+}
+
+/// The settings one region (and project) of the run used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionReportSettings {
+    pub region: Option<String>,
+    pub project_id: Option<String>,
+    pub endpoint: String,
+    pub concurrency: u32,
+    pub max_active_jobs: u32,
+    pub submit_rate: f64,
+    pub query_rate: f64,
 }
 
 /// Which shard of the manifest a report covers (`--shard K/N`).

@@ -176,6 +176,8 @@ impl ImageResult {
             size_bytes: None,
             created: false,
             line: Some(entry.line),
+            region: None,
+            project_id: None,
         }
     }
 }

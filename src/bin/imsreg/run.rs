@@ -193,6 +193,7 @@ impl Args {
             query_rate: self.query_rate,
             poll_interval: self.poll_interval,
             job_timeout: self.job_timeout,
+            regions: Default::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The concise final summary printed on stdout when a run ends (coloured on a terminal):
-//! counts per outcome, the failures with their IMS code and reason, and where the reports are.
+//! counts per outcome (and per region, when the manifest spans more than one), the failures
+//! with their IMS code and reason, and where the reports are.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -99,6 +100,28 @@ pub fn render(
         ));
     }
 
+    if s.regions.len() > 1 {
+        out.push_str("By region:\n");
+        for (region, counts) in &s.regions {
+            let done = counts.registered + counts.already_registered;
+            let mut parts = vec![format!("{done}/{} registered", counts.total)];
+            for (count, label) in [
+                (counts.failed, "failed"),
+                (counts.preflight_failed, "preflight failed"),
+                (counts.pending, "pending"),
+                (counts.cancelled, "cancelled"),
+                (counts.unreachable, "unreachable"),
+                (counts.invalid, "invalid"),
+            ] {
+                if count > 0 {
+                    parts.push(format!("{count} {label}"));
+                }
+            }
+            let line = format!("  {region}: {}", parts.join(", "));
+            out.push_str(&format!("{}\n", printable(&line)));
+        }
+    }
+
     let problems: Vec<_> = report
         .images
         .iter()
@@ -183,6 +206,8 @@ mod tests {
             size_bytes: None,
             created: false,
             line: Some(i + 1),
+            region: None,
+            project_id: None,
         }
     }
 
@@ -205,6 +230,7 @@ mod tests {
                 poll_interval_s: 1.0,
                 job_timeout_s: 1.0,
                 dry_run: false,
+                regions: Vec::new(),
             },
             summary: Summary::from_records(&images),
             images,
@@ -277,6 +303,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Report: r\\n.json"), "{text}");
+    }
+
+    #[test]
+    fn counts_per_region_when_there_is_more_than_one() {
+        let placed = |i: usize, status: ImageOutcome, region: &str| ImageRecord {
+            region: Some(region.to_string()),
+            ..record(i, status)
+        };
+        let text = plain(&render(
+            &report(vec![
+                placed(0, ImageOutcome::Registered, "ap-southeast-1"),
+                placed(1, ImageOutcome::Failed, "eu-west-101"),
+                placed(2, ImageOutcome::AlreadyRegistered, "eu-west-101"),
+            ]),
+            Duration::ZERO,
+            &[],
+            false,
+        ));
+        assert!(
+            text.contains("By region:\n  ap-southeast-1: 1/1 registered\n  eu-west-101: 1/2 registered, 1 failed\n"),
+            "{text}"
+        );
+        let one = plain(&render(
+            &report(vec![placed(0, ImageOutcome::Registered, "ap-southeast-1")]),
+            Duration::ZERO,
+            &[],
+            false,
+        ));
+        assert!(!one.contains("By region"), "{one}");
     }
 
     #[test]
