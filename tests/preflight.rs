@@ -511,7 +511,7 @@ async fn a_run_never_submits_what_fails_and_journals_nothing_final_for_it() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",size_bytes,line,created")
+            .ends_with(",size_bytes,line,created,region,project_id")
     );
     assert!(csv.contains(",preflight_failed,"));
     let junit = std::fs::read_to_string(world.path("r.xml")).unwrap();
