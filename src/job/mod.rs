@@ -280,8 +280,14 @@ pub async fn run(
                 record.project_id = job.target.project_id.clone();
             }
         }
-        valid_lines.append(&mut job.valid_lines);
-        valid_records.append(&mut records);
+        // One group (most manifests): its lists are the run's, moved, never copied.
+        if valid_records.is_empty() {
+            valid_lines = std::mem::take(&mut job.valid_lines);
+            valid_records = records;
+        } else {
+            valid_lines.append(&mut job.valid_lines);
+            valid_records.append(&mut records);
+        }
         invalid.append(&mut job.invalid);
     }
     let records = outcome::records_in_manifest_order(&valid_lines, valid_records, &invalid);

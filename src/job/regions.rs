@@ -124,12 +124,25 @@ pub fn group<T>(
     items: impl IntoIterator<Item = T>,
     mut key: impl FnMut(&T) -> GroupKey,
 ) -> Vec<(GroupKey, Vec<T>)> {
+    let items = items.into_iter();
+    // Most manifests are one group: room for every item at once, so that a 100,000-entry
+    // list is not regrown (and briefly held twice) on its way into it.
+    let room = items.size_hint().0;
     let mut groups: Vec<(GroupKey, Vec<T>)> = Vec::new();
     for item in items {
         let wanted = key(&item);
         match groups.iter_mut().find(|(k, _)| *k == wanted) {
             Some((_, members)) => members.push(item),
-            None => groups.push((wanted, vec![item])),
+            None => {
+                let mut members = Vec::with_capacity(if groups.is_empty() { room } else { 0 });
+                members.push(item);
+                groups.push((wanted, members));
+            }
+        }
+    }
+    if groups.len() > 1 {
+        for (_, members) in &mut groups {
+            members.shrink_to_fit();
         }
     }
     groups
