@@ -267,6 +267,57 @@ async fn dry_run_and_status_show_the_entries_to_create() {
     assert!(text.contains("to create            0"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_the_same_entries_at_once_end_with_one_registered_image_each() {
+    // Kubernetes can start a pod twice: two runs of one manifest, each without a journal
+    // (separate machines), against one cloud, at the same moment.
+    let world = World::start(SimConfig {
+        latency: DurationDist::Uniform {
+            min: Duration::from_millis(1),
+            max: Duration::from_millis(30),
+        },
+        faults: imsreg::sim::Faults {
+            drop_create_response: 0.1,
+            ..Default::default()
+        },
+        ..quick_jobs()
+    });
+    let (path, names) = manifest(&world, "m.yaml", 16);
+    let worker = |report: &str| {
+        let mut command = world.command(
+            &path,
+            &["--report", report, "--request-timeout", "1s", "--no-state"],
+        );
+        command.envs(world.credentials_env());
+        command.output()
+    };
+    let (a, b) = tokio::join!(worker("a.json"), worker("b.json"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    let ids = assert_one_image_per_name(&world, &names);
+    let stats = world.stats();
+    for id in ids.values() {
+        assert_eq!(stats.submissions.get(id), Some(&1), "registered once: {id}");
+    }
+    // Both reports name the same image for every entry.
+    for report in ["a.json", "b.json"] {
+        let report = world.report(report);
+        for record in records(&report) {
+            assert_eq!(
+                record["image_id"],
+                ids[record["name"].as_str().unwrap()].as_str()
+            );
+        }
+    }
+    eprintln!(
+        "two workers: {} create calls for {} entries, {} duplicates deleted",
+        stats.requests["create_image"],
+        names.len(),
+        stats.deleted_images
+    );
+}
+
 /// Kills a run (SIGKILL) at a random moment, then re-runs at once to the end, `trials` times
 /// on fresh simulators; answers the creates sent over all trials. `journal`: the re-run keeps
 /// the state journal (else `--no-state` for both).
@@ -297,6 +348,7 @@ async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64) {
             .concat(),
         );
         first
+            .envs(world.credentials_env())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = first.spawn().unwrap();

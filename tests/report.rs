@@ -247,6 +247,44 @@ fn junit_and_csv_reports_carry_the_shard_and_the_manifest_line() {
 }
 
 #[test]
+fn every_format_says_which_images_imsreg_created() {
+    let mut report = sample();
+    for record in report.images.iter_mut().take(2) {
+        record.created = true;
+    }
+    report.summary = imsreg::report::Summary::from_records(&report.images);
+    assert_eq!(report.summary.created, 2);
+    let json: serde_json::Value =
+        serde_json::from_slice(&report::render(&report, ReportFormat::Json).unwrap()).unwrap();
+    assert!(schema_validator().is_valid(&json));
+    assert_eq!(json["images"][0]["created"], true);
+    assert_eq!(json["images"][2]["created"], false);
+    assert_eq!(json["summary"]["created"], 2);
+    let yaml = String::from_utf8(report::render(&report, ReportFormat::Yaml).unwrap()).unwrap();
+    assert!(yaml.contains("created: true"), "{yaml}");
+    let csv_bytes = report::render(&report, ReportFormat::Csv).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    assert_eq!(&reader.headers().unwrap()[14], "created");
+    let created: Vec<String> = reader
+        .records()
+        .map(|row| row.unwrap()[14].to_string())
+        .collect();
+    assert_eq!(created[..3], ["true", "true", "false"]);
+    let xml = String::from_utf8(report::render(&report, ReportFormat::Junit).unwrap()).unwrap();
+    assert_eq!(
+        xml.matches(r#"<property name="created" value="true"/>"#)
+            .count(),
+        2,
+        "{xml}"
+    );
+    let md = String::from_utf8(report::render(&report, ReportFormat::Markdown).unwrap()).unwrap();
+    assert!(
+        md.contains("2 of these images were created by imsreg."),
+        "{md}"
+    );
+}
+
+#[test]
 fn writes_every_path_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let paths: Vec<PathBuf> = ["r.json", "r.yml", "r.csv", "r.xml", "r.md"]

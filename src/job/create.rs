@@ -45,6 +45,13 @@ pub const LOOKUP_PER_ENTRY_MAX: usize = 20;
 /// Create calls sent for one entry before it is reported failed.
 pub const MAX_CREATE_ATTEMPTS: u32 = 5;
 
+/// How long after the last create the created images are looked up again. IMS stamps
+/// `created_at` in whole seconds, and "the oldest" decides between images two workers created
+/// for one entry: once the second of a create is over (with a second's margin for the
+/// server's clock), every image created in it or before is visible to every worker, so they
+/// all pick the same one.
+pub const VERIFY_DELAY: Duration = Duration::from_secs(2);
+
 /// Why the create stage stops the job before anything is created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -134,6 +141,13 @@ struct Pending {
 enum Step {
     Use(ImageEntry, Resolution),
     Settle(Box<ImageRecord>),
+    /// Created (or found after a lost answer): to be looked up again, with every other entry's,
+    /// once the creation second is over (see [`VERIFY_DELAY`]), and settled on the image every
+    /// worker picks.
+    Verify {
+        item: Box<Pending>,
+        mine: Option<Found>,
+    },
 }
 
 impl Step {
@@ -303,13 +317,54 @@ pub async fn resolve<C: ImsApi>(
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut steps = steps;
+    // 6. The created images, looked up again together once their creation second is over.
+    let (verify, mut steps): (Vec<_>, Vec<_>) = steps
+        .into_iter()
+        .partition(|(_, _, step, _)| matches!(step, Step::Verify { .. }));
+    if !verify.is_empty() {
+        let _ = stage.sleep(VERIFY_DELAY).await;
+        let keys: Vec<String> = verify
+            .iter()
+            .filter_map(|(_, _, step, _)| match step {
+                Step::Verify { item, .. } => Some(item.key.clone()),
+                _ => None,
+            })
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let looked = stage.lookup_keys(&keys).await;
+        let looked = &looked;
+        let verified: Vec<(usize, usize, Step, Vec<ImageId>)> =
+            futures::stream::iter(verify.into_iter().map(
+                |(index, line, step, mut deleted)| async move {
+                    let step = match step {
+                        Step::Verify { item, mine } => {
+                            stage.verified(*item, mine, looked, &mut deleted).await
+                        }
+                        other => other,
+                    };
+                    (index, line, step, deleted)
+                },
+            ))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        steps.extend(verified);
+    }
+
     steps.sort_by_key(|(index, _, _, _)| *index);
     for (_, line, step, deleted) in steps {
         resolved.deleted.extend(deleted);
         match step {
             Step::Use(entry, how) => resolved.entries.push((entry, how)),
             Step::Settle(record) => resolved.settled.push((line, *record)),
+            Step::Verify { item, .. } => resolved.settled.push((
+                line,
+                unsettled_record(
+                    &item.entry,
+                    None,
+                    "internal error: a create left unverified",
+                ),
+            )),
         }
     }
     Ok(resolved)
@@ -522,6 +577,69 @@ impl<C: ImsApi> Stage<'_, C> {
             found.insert(item.key.clone(), images);
         }
         Ok(found)
+    }
+
+    /// The images carrying each of these identity tag values (one listing above
+    /// [`LOOKUP_PER_ENTRY_MAX`] keys, else a lookup each); a key whose lookup failed is absent.
+    async fn lookup_keys(&self, keys: &[&str]) -> HashMap<String, Vec<Found>> {
+        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
+        if keys.len() > LOOKUP_PER_ENTRY_MAX {
+            let wanted: HashSet<&str> = keys.iter().copied().collect();
+            if let Ok(images) = self
+                .read(|| self.api.list_images_tagged(IDENTITY_TAG_KEY))
+                .await
+            {
+                for key in keys {
+                    found.insert(key.to_string(), Vec::new());
+                }
+                for info in images {
+                    if let Some(value) = info.tag(IDENTITY_TAG_KEY)
+                        && wanted.contains(value)
+                    {
+                        found
+                            .entry(value.to_string())
+                            .or_default()
+                            .extend(found_image(&info));
+                    }
+                }
+            }
+            return found;
+        }
+        for key in keys {
+            if let Ok(images) = self.lookup(key).await {
+                found.insert(key.to_string(), images);
+            }
+        }
+        found
+    }
+
+    /// Settles a created (or lost-answer) entry on what the second lookup found.
+    async fn verified(
+        &self,
+        item: Pending,
+        mine: Option<Found>,
+        looked: &HashMap<String, Vec<Found>>,
+        deleted: &mut Vec<ImageId>,
+    ) -> Step {
+        let mut images = match looked.get(&item.key) {
+            Some(images) => images.clone(),
+            // The create worked; if the check cannot be made, the image is still the entry's.
+            None if mine.is_some() => Vec::new(),
+            None => {
+                return Step::settle(unsettled_record(
+                    &item.entry,
+                    None,
+                    "a create's answer was lost and the image could not be looked up; the next run looks again before creating anything",
+                ));
+            }
+        };
+        if let Some(mine) = &mine
+            && !images.iter().any(|image| image.id == mine.id)
+        {
+            images.push(mine.clone());
+        }
+        self.adopt_into(&item, images, mine.map(|m| m.id), deleted)
+            .await
     }
 
     async fn lookup(&self, key: &str) -> Result<Vec<Found>, LookupFailed> {
@@ -758,7 +876,7 @@ impl<C: ImsApi> Stage<'_, C> {
         let looked = self.lookup(&item.key).await;
         let images = self.lookup_result(item, looked)?;
         if !images.is_empty() {
-            return Ok(Some(self.adopt(item, images, None).await));
+            return Ok(Some(verify_later(item)));
         }
         if may_still_land(error) {
             let until = sent_at + self.settings.landing_window;
@@ -769,7 +887,7 @@ impl<C: ImsApi> Stage<'_, C> {
             let looked = self.lookup(&item.key).await;
             let images = self.lookup_result(item, looked)?;
             if !images.is_empty() {
-                return Ok(Some(self.adopt(item, images, None).await));
+                return Ok(Some(verify_later(item)));
             }
         }
         Ok(None)
@@ -795,20 +913,8 @@ impl<C: ImsApi> Stage<'_, C> {
     /// A create answered this image: journal it, then look again by tag (another worker may
     /// have created one too) and settle on the image every worker picks.
     async fn created(&self, item: Pending, info: &ImageInfo) -> Step {
-        let Some(mine) = found_image(info) else {
-            // A 201 without a usable ID: the lookup finds what was made.
-            let looked = self.lookup(&item.key).await;
-            return match self.lookup_result(&item, looked) {
-                Ok(images) if !images.is_empty() => self.adopt(&item, images, None).await,
-                Ok(_) => Step::settle(unsettled_record(
-                    &item.entry,
-                    None,
-                    "IMS answered the create without a usable image ID and no image with the entry's tag is visible yet; the next run looks again",
-                )),
-                Err(record) => Step::Settle(record),
-            };
-        };
-        if let Some(journal) = self.journal {
+        let mine = found_image(info);
+        if let (Some(journal), Some(mine)) = (self.journal, &mine) {
             let _ = journal.record_create(
                 &item.key,
                 &item.entry.name,
@@ -817,19 +923,25 @@ impl<C: ImsApi> Stage<'_, C> {
                 },
             );
         }
-        tracing::debug!(name = %item.entry.name, image_id = %mine.id, "created the image metadata");
-        let looked = self.lookup(&item.key).await;
-        // The create worked; if the check cannot be made, the image is still the entry's.
-        let mut images = looked.unwrap_or_default();
-        if !images.iter().any(|image| image.id == mine.id) {
-            images.push(mine.clone());
+        if let Some(mine) = &mine {
+            tracing::debug!(name = %item.entry.name, image_id = %mine.id, "created the image metadata");
         }
-        self.adopt(&item, images, Some(mine.id)).await
+        // A 201 without a usable ID: the second lookup finds what was made.
+        Step::Verify {
+            item: Box::new(item),
+            mine,
+        }
     }
 
-    /// Settles on one image among those found (deleting metadata-only duplicates).
-    async fn adopt(&self, item: &Pending, images: Vec<Found>, mine: Option<ImageId>) -> Step {
-        let mut deleted = Vec::new();
+    /// Settles on one image among those found (deleting metadata-only duplicates, noted in
+    /// `deleted`).
+    async fn adopt_into(
+        &self,
+        item: &Pending,
+        images: Vec<Found>,
+        mine: Option<ImageId>,
+        deleted: &mut Vec<ImageId>,
+    ) -> Step {
         match decide(images, false) {
             Decision::Create => Step::settle(unsettled_record(
                 &item.entry,
@@ -839,7 +951,7 @@ impl<C: ImsApi> Stage<'_, C> {
             Decision::Conflict { ids } => Step::settle(conflict_record(&item.entry, &ids)),
             Decision::Replace { .. } => unreachable_step(&item.entry),
             Decision::Use { image, extras } => {
-                if let Err(message) = self.delete_all(&extras, &mut deleted).await {
+                if let Err(message) = self.delete_all(&extras, deleted).await {
                     return Step::settle(unsettled_record(&item.entry, Some(image.id), &message));
                 }
                 if let Some(journal) = self.journal
@@ -872,6 +984,18 @@ impl<C: ImsApi> Stage<'_, C> {
         if let Some(journal) = self.journal {
             let _ = journal.record_create(&item.key, &item.entry.name, CreateKind::CreateRefused);
         }
+    }
+}
+
+/// An entry whose create's answer was lost but whose image the lookup shows: settled with the
+/// others after [`VERIFY_DELAY`].
+fn verify_later(item: &Pending) -> Step {
+    Step::Verify {
+        item: Box::new(Pending {
+            entry: item.entry.clone(),
+            key: item.key.clone(),
+        }),
+        mine: None,
     }
 }
 
@@ -1351,7 +1475,11 @@ mod tests {
         let existing = ims.add_created("img-3", &[&tag("img-3")], ImageStatus::Active);
         let resolved = run(&ims, entries, &settings()).await;
         let counters = ims.counters();
-        assert_eq!(counters.list_tagged, 1);
+        assert_eq!(
+            counters.list_tagged, 2,
+            "one listing before the creates, one after"
+        );
+        assert_eq!(counters.find_by_tag, 0);
         assert_eq!(counters.create_calls as usize, LOOKUP_PER_ENTRY_MAX + 4);
         assert_eq!(resolved.found(), 1);
         assert_eq!(resolved.entries[3].0.image_id.to_string(), existing);

@@ -44,6 +44,9 @@ fn status_of(record: &ImageRecord) -> TestCaseStatus {
             if let Some(region) = &record.region {
                 description.push_str(&format!("\nregion: {region}"));
             }
+            if record.created {
+                description.push_str("\ncreated: true (imsreg created this image)");
+            }
             status.set_description(description);
             status
         }
@@ -86,6 +89,10 @@ pub fn render(report: &Report) -> Result<Vec<u8>, quick_junit::SerializeError> {
         });
         if let Some(d) = record.duration_s.filter(|d| d.is_finite() && *d >= 0.0) {
             case.set_time(Duration::from_secs_f64(d));
+        }
+        if record.created {
+            // The manifest had no image_id: the ID in the name is the image imsreg created.
+            case.add_property(Property::new("created", "true"));
         }
         suite.add_test_case(case);
     }

@@ -122,8 +122,9 @@ pub fn render(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} |{region} {} | {} | {} |",
+            "| {}{} | {} | {} |{region} {} | {} | {} |",
             opt(&r.image_id),
+            if r.created { " (created)" } else { "" },
             opt(&r.name),
             opt(&r.image_url),
             r.status,
