@@ -319,11 +319,12 @@ async fn two_workers_on_the_same_entries_at_once_end_with_one_registered_image_e
 }
 
 /// Kills a run (SIGKILL) at a random moment, then re-runs at once to the end, `trials` times
-/// on fresh simulators; answers the creates sent over all trials. `journal`: the re-run keeps
+/// on fresh simulators; answers the creates sent and duplicates deleted over all trials, and
+/// how many trials were killed while creating (some creates sent, not every image made). `journal`: the re-run keeps
 /// the state journal (else `--no-state` for both).
-async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64) {
+async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64, usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let (mut creates, mut deleted) = (0, 0);
+    let (mut creates, mut deleted, mut mid_create) = (0, 0, 0);
     for trial in 0..trials {
         let world = World::start(SimConfig {
             faults: imsreg::sim::Faults {
@@ -338,7 +339,13 @@ async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64) {
             ..quick_jobs()
         });
         let (path, names) = manifest(&world, "m.yaml", 12);
-        let state: &[&str] = if journal { &[] } else { &["--no-state"] };
+        // Without the preflight the creates start at once: the kill moments cover them, the
+        // wait before their second lookup, and the registrations after.
+        let state: &[&str] = if journal {
+            &["--no-preflight"]
+        } else {
+            &["--no-preflight", "--no-state"]
+        };
         let mut first = world.command(
             &path,
             &[
@@ -352,10 +359,16 @@ async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64) {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = first.spawn().unwrap();
-        let moment = Duration::from_millis(rng.random_range(50..1500));
+        let moment = Duration::from_millis(rng.random_range(20..2500));
         tokio::time::sleep(moment).await;
         child.start_kill().unwrap();
         let _ = child.wait().await;
+        let at_kill = world.stats();
+        let sent = at_kill.requests.get("create_image").copied().unwrap_or(0);
+        let made = at_kill.images_per_name.len();
+        if sent > 0 && made < names.len() {
+            mid_create += 1;
+        }
         let output = run(&world, &path, "r.json", state).await;
         assert_eq!(
             code(&output),
@@ -385,7 +398,7 @@ async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64) {
             stats.submissions
         );
     }
-    (creates, deleted)
+    (creates, deleted, mid_create)
 }
 
 /// How many kill trials each test makes (`IMSREG_KILL_TRIALS`, default 4).
@@ -399,17 +412,17 @@ fn trials() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_an_immediate_rerun_with_the_journal_creates_nothing_twice() {
     let n = trials();
-    let (creates, deleted) = kill_trials(true, n, 1400).await;
+    let (creates, deleted, mid) = kill_trials(true, n, 1400).await;
     eprintln!(
-        "kill trials with the journal: {n} trials, 12 entries each, {creates} create calls, {deleted} duplicates deleted"
+        "kill trials with the journal: {n} trials ({mid} killed while creating), 12 entries each, {creates} create calls, {deleted} duplicates deleted"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_an_immediate_rerun_without_the_journal_creates_nothing_twice() {
     let n = trials();
-    let (creates, deleted) = kill_trials(false, n, 2400).await;
+    let (creates, deleted, mid) = kill_trials(false, n, 2400).await;
     eprintln!(
-        "kill trials without the journal: {n} trials, 12 entries each, {creates} create calls, {deleted} duplicates deleted"
+        "kill trials without the journal: {n} trials ({mid} killed while creating), 12 entries each, {creates} create calls, {deleted} duplicates deleted"
     );
 }
