@@ -341,10 +341,11 @@ async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64, usiz
         let (path, names) = manifest(&world, "m.yaml", 12);
         // Without the preflight the creates start at once: the kill moments cover them, the
         // wait before their second lookup, and the registrations after.
+        // 5 creates a second: the twelve take about 2.4 s, which the kill moments cover.
         let state: &[&str] = if journal {
-            &["--no-preflight"]
+            &["--no-preflight", "--submit-rate", "5"]
         } else {
-            &["--no-preflight", "--no-state"]
+            &["--no-preflight", "--submit-rate", "5", "--no-state"]
         };
         let mut first = world.command(
             &path,
@@ -359,7 +360,7 @@ async fn kill_trials(journal: bool, trials: usize, seed: u64) -> (u64, u64, usiz
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = first.spawn().unwrap();
-        let moment = Duration::from_millis(rng.random_range(20..2500));
+        let moment = Duration::from_millis(rng.random_range(20..3000));
         tokio::time::sleep(moment).await;
         child.start_kill().unwrap();
         let _ = child.wait().await;
