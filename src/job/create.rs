@@ -210,7 +210,8 @@ pub async fn resolve<C: ImsApi>(
     stage.wait_for_earlier_creates(&pending, prior).await;
 
     // 3. What the cloud has for each entry.
-    let found = match stage.lookup_all(&pending).await {
+    let keys: Vec<&str> = pending.iter().map(|item| item.key.as_str()).collect();
+    let found = match stage.lookup_keys(&keys).await {
         Ok(found) => found,
         Err(LookupFailed::Stopped) => {
             settle_all(
@@ -331,7 +332,8 @@ pub async fn resolve<C: ImsApi>(
             })
             .collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let looked = stage.lookup_keys(&keys).await;
+        // A failed lookup leaves each entry to what its create answered (see `verified`).
+        let looked = stage.lookup_keys(&keys).await.unwrap_or_default();
         let looked = &looked;
         let verified: Vec<(usize, usize, Step, Vec<ImageId>)> =
             futures::stream::iter(verify.into_iter().map(
@@ -393,37 +395,9 @@ pub async fn tidy<C: ImsApi>(
     if chosen.is_empty() || settings.dry_run {
         return deleted;
     }
-    let found = if chosen.len() > LOOKUP_PER_ENTRY_MAX {
-        let wanted: HashSet<&str> = chosen.iter().map(|(key, _)| key.as_str()).collect();
-        let Ok(images) = stage
-            .read(|| stage.api.list_images_tagged(IDENTITY_TAG_KEY))
-            .await
-        else {
-            return deleted;
-        };
-        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
-        for info in images {
-            if let Some(value) = info.tag(IDENTITY_TAG_KEY)
-                && wanted.contains(value)
-            {
-                found
-                    .entry(value.to_string())
-                    .or_default()
-                    .extend(found_image(&info));
-            }
-        }
-        found
-    } else {
-        let mut found = HashMap::new();
-        for (key, _) in chosen {
-            match stage.lookup(key).await {
-                Ok(images) => {
-                    found.insert(key.clone(), images);
-                }
-                Err(_) => return deleted,
-            }
-        }
-        found
+    let keys: Vec<&str> = chosen.iter().map(|(key, _)| key.as_str()).collect();
+    let Ok(found) = stage.lookup_keys(&keys).await else {
+        return deleted;
     };
     for (key, mine) in chosen {
         let images = found.get(key).cloned().unwrap_or_default();
@@ -551,66 +525,34 @@ impl<C: ImsApi> Stage<'_, C> {
         }
     }
 
-    /// The images carrying each entry's tag, by tag value.
-    async fn lookup_all(
+    /// The images carrying each of these identity tag values, by value: one listing of the
+    /// private images above [`LOOKUP_PER_ENTRY_MAX`] keys, else a lookup each.
+    async fn lookup_keys(
         &self,
-        pending: &[Pending],
+        keys: &[&str],
     ) -> Result<HashMap<String, Vec<Found>>, LookupFailed> {
-        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
-        if pending.len() > LOOKUP_PER_ENTRY_MAX {
-            let wanted: HashSet<&str> = pending.iter().map(|i| i.key.as_str()).collect();
+        let mut found: HashMap<String, Vec<Found>> = keys
+            .iter()
+            .map(|key| (key.to_string(), Vec::new()))
+            .collect();
+        if keys.len() > LOOKUP_PER_ENTRY_MAX {
             let images = self
                 .read(|| self.api.list_images_tagged(IDENTITY_TAG_KEY))
                 .await?;
             for info in images {
                 if let Some(value) = info.tag(IDENTITY_TAG_KEY)
-                    && wanted.contains(value)
+                    && let Some(images) = found.get_mut(value)
                 {
-                    let value = value.to_string();
-                    found.entry(value).or_default().extend(found_image(&info));
+                    images.extend(found_image(&info));
                 }
             }
             return Ok(found);
         }
-        for item in pending {
-            let images = self.lookup(&item.key).await?;
-            found.insert(item.key.clone(), images);
+        for key in keys {
+            let images = self.lookup(key).await?;
+            found.insert(key.to_string(), images);
         }
         Ok(found)
-    }
-
-    /// The images carrying each of these identity tag values (one listing above
-    /// [`LOOKUP_PER_ENTRY_MAX`] keys, else a lookup each); a key whose lookup failed is absent.
-    async fn lookup_keys(&self, keys: &[&str]) -> HashMap<String, Vec<Found>> {
-        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
-        if keys.len() > LOOKUP_PER_ENTRY_MAX {
-            let wanted: HashSet<&str> = keys.iter().copied().collect();
-            if let Ok(images) = self
-                .read(|| self.api.list_images_tagged(IDENTITY_TAG_KEY))
-                .await
-            {
-                for key in keys {
-                    found.insert(key.to_string(), Vec::new());
-                }
-                for info in images {
-                    if let Some(value) = info.tag(IDENTITY_TAG_KEY)
-                        && wanted.contains(value)
-                    {
-                        found
-                            .entry(value.to_string())
-                            .or_default()
-                            .extend(found_image(&info));
-                    }
-                }
-            }
-            return found;
-        }
-        for key in keys {
-            if let Ok(images) = self.lookup(key).await {
-                found.insert(key.to_string(), images);
-            }
-        }
-        found
     }
 
     /// Settles a created (or lost-answer) entry on what the second lookup found.

@@ -107,6 +107,50 @@ pub(super) struct Checker {
     hasher: BuildHasherDefault<FastHasher>,
 }
 
+/// The keys `settings:` and each `settings.regions.<region>` share (a region's own quota and
+/// place), read by the same rules into whichever of the two holds them.
+struct QuotaKeys<'s> {
+    project_id: &'s mut Option<String>,
+    endpoint: &'s mut Option<String>,
+    obs_endpoint: &'s mut Option<String>,
+    concurrency: &'s mut Option<u32>,
+    max_active_jobs: &'s mut Option<u32>,
+    submit_rate: &'s mut Option<f64>,
+    query_rate: &'s mut Option<f64>,
+}
+
+impl QuotaKeys<'_> {
+    /// Reads `key` if it is one of these: `Ok` with a warning, if any, or `Err` with the
+    /// problem; `None` for any other key.
+    fn read(self, key: &str, value: &Raw) -> Option<Result<Option<String>, String>> {
+        fn set<T>(slot: &mut Option<T>, read: Result<T, String>) -> Result<Option<String>, String> {
+            read.map(|v| {
+                *slot = Some(v);
+                None
+            })
+        }
+        Some(match key {
+            "project_id" => rules::project_id(value).map(|(v, warning)| {
+                *self.project_id = Some(v);
+                warning
+            }),
+            "endpoint" => set(self.endpoint, rules::endpoint(value)),
+            "obs_endpoint" => set(self.obs_endpoint, rules::obs_endpoint(value)),
+            "concurrency" => set(
+                self.concurrency,
+                rules::positive_count(value, &bounds::CONCURRENCY),
+            ),
+            "max_active_jobs" => set(
+                self.max_active_jobs,
+                rules::positive_count(value, &bounds::MAX_ACTIVE_JOBS),
+            ),
+            "submit_rate" => set(self.submit_rate, rules::rate(value)),
+            "query_rate" => set(self.query_rate, rules::rate(value)),
+            _ => return None,
+        })
+    }
+}
+
 /// What [`Checker::finish`] needs of a created entry to apply `defaults:` to it.
 struct CreateMark {
     /// Its index in `images:`.
@@ -565,62 +609,44 @@ impl Checker {
                 continue;
             }
             let s = &mut self.settings;
-            let result: Result<Option<String>, String> = match key {
-                "region" => rules::region(value).map(|v| {
-                    s.region = Some(v);
-                    None
-                }),
-                "project_id" => rules::project_id(value).map(|(v, warning)| {
-                    s.project_id = Some(v);
-                    warning
-                }),
-                "endpoint" => rules::endpoint(value).map(|v| {
-                    s.endpoint = Some(v);
-                    None
-                }),
-                "obs_endpoint" => rules::obs_endpoint(value).map(|v| {
-                    s.obs_endpoint = Some(v);
-                    None
-                }),
-                "preflight" => rules::boolean(value).map(|v| {
-                    s.preflight = Some(v);
-                    None
-                }),
-                "concurrency" => rules::positive_count(value, &bounds::CONCURRENCY).map(|v| {
-                    s.concurrency = Some(v);
-                    None
-                }),
-                "max_active_jobs" => {
-                    rules::positive_count(value, &bounds::MAX_ACTIVE_JOBS).map(|v| {
-                        s.max_active_jobs = Some(v);
+            let shared = QuotaKeys {
+                project_id: &mut s.project_id,
+                endpoint: &mut s.endpoint,
+                obs_endpoint: &mut s.obs_endpoint,
+                concurrency: &mut s.concurrency,
+                max_active_jobs: &mut s.max_active_jobs,
+                submit_rate: &mut s.submit_rate,
+                query_rate: &mut s.query_rate,
+            };
+            let result: Result<Option<String>, String> = match shared.read(key, value) {
+                Some(result) => result,
+                None => match key {
+                    "region" => rules::region(value).map(|v| {
+                        s.region = Some(v);
                         None
-                    })
-                }
-                "submit_rate" => rules::rate(value).map(|v| {
-                    s.submit_rate = Some(v);
-                    None
-                }),
-                "query_rate" => rules::rate(value).map(|v| {
-                    s.query_rate = Some(v);
-                    None
-                }),
-                "poll_interval" => rules::duration(value, &bounds::POLL_INTERVAL).map(|v| {
-                    s.poll_interval = Some(v);
-                    None
-                }),
-                "job_timeout" => rules::duration(value, &bounds::JOB_TIMEOUT).map(|v| {
-                    s.job_timeout = Some(v);
-                    None
-                }),
-                "regions" => {
-                    self.regions(doc, value_node, value);
-                    continue;
-                }
-                other => {
-                    let message = Self::unknown_key_message(other, &SETTINGS_KEYS, "settings");
-                    self.fatal_node(doc, key_node, field, message);
-                    continue;
-                }
+                    }),
+                    "preflight" => rules::boolean(value).map(|v| {
+                        s.preflight = Some(v);
+                        None
+                    }),
+                    "poll_interval" => rules::duration(value, &bounds::POLL_INTERVAL).map(|v| {
+                        s.poll_interval = Some(v);
+                        None
+                    }),
+                    "job_timeout" => rules::duration(value, &bounds::JOB_TIMEOUT).map(|v| {
+                        s.job_timeout = Some(v);
+                        None
+                    }),
+                    "regions" => {
+                        self.regions(doc, value_node, value);
+                        continue;
+                    }
+                    other => {
+                        let message = Self::unknown_key_message(other, &SETTINGS_KEYS, "settings");
+                        self.fatal_node(doc, key_node, field, message);
+                        continue;
+                    }
+                },
             };
             let (line, column) = doc.index.pos(value_node);
             match result {
@@ -672,39 +698,19 @@ impl Checker {
                 continue;
             }
             let r = &mut region;
-            let result: Result<Option<String>, String> = match key {
-                "project_id" => rules::project_id(value).map(|(v, warning)| {
-                    r.project_id = Some(v);
-                    warning
-                }),
-                "endpoint" => rules::endpoint(value).map(|v| {
-                    r.endpoint = Some(v);
-                    None
-                }),
-                "obs_endpoint" => rules::obs_endpoint(value).map(|v| {
-                    r.obs_endpoint = Some(v);
-                    None
-                }),
-                "concurrency" => rules::positive_count(value, &bounds::CONCURRENCY).map(|v| {
-                    r.concurrency = Some(v);
-                    None
-                }),
-                "max_active_jobs" => {
-                    rules::positive_count(value, &bounds::MAX_ACTIVE_JOBS).map(|v| {
-                        r.max_active_jobs = Some(v);
-                        None
-                    })
-                }
-                "submit_rate" => rules::rate(value).map(|v| {
-                    r.submit_rate = Some(v);
-                    None
-                }),
-                "query_rate" => rules::rate(value).map(|v| {
-                    r.query_rate = Some(v);
-                    None
-                }),
-                other => {
-                    let message = Self::unknown_key_message(other, &REGION_KEYS, REGION_PLACE);
+            let shared = QuotaKeys {
+                project_id: &mut r.project_id,
+                endpoint: &mut r.endpoint,
+                obs_endpoint: &mut r.obs_endpoint,
+                concurrency: &mut r.concurrency,
+                max_active_jobs: &mut r.max_active_jobs,
+                submit_rate: &mut r.submit_rate,
+                query_rate: &mut r.query_rate,
+            };
+            let result: Result<Option<String>, String> = match shared.read(key, value) {
+                Some(result) => result,
+                None => {
+                    let message = Self::unknown_key_message(key, &REGION_KEYS, REGION_PLACE);
                     self.fatal_node(doc, key_node, field, message);
                     continue;
                 }

@@ -150,7 +150,7 @@ pub struct Summary {
     pub regions: BTreeMap<String, RegionSummary>,
 }
 
-/// Counts per outcome of one region's images.
+/// Counts per outcome of one region's images (and, added up, of the whole report's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionSummary {
     pub total: usize,
@@ -184,36 +184,48 @@ impl RegionSummary {
 
 impl Summary {
     pub fn from_records(records: &[ImageRecord]) -> Self {
-        let mut summary = Summary {
-            total: records.len(),
-            ..Summary::default()
-        };
+        let mut counts = RegionSummary::default();
+        let mut regions: BTreeMap<String, RegionSummary> = BTreeMap::new();
+        let (mut total_bytes, mut registered_bytes) = (0, 0);
         for record in records {
+            counts.count(record);
             if let Some(region) = &record.region {
-                summary
-                    .regions
-                    .entry(region.clone())
-                    .or_default()
-                    .count(record);
+                regions.entry(region.clone()).or_default().count(record);
             }
             let size = record.size_bytes.unwrap_or(0);
-            summary.created += usize::from(record.created);
-            summary.total_bytes += size;
+            total_bytes += size;
             if record.status.is_success() {
-                summary.registered_bytes += size;
+                registered_bytes += size;
             }
-            *match record.status {
-                ImageOutcome::Registered => &mut summary.registered,
-                ImageOutcome::AlreadyRegistered => &mut summary.already_registered,
-                ImageOutcome::Failed => &mut summary.failed,
-                ImageOutcome::Invalid => &mut summary.invalid,
-                ImageOutcome::Pending => &mut summary.pending,
-                ImageOutcome::Cancelled => &mut summary.cancelled,
-                ImageOutcome::Unreachable => &mut summary.unreachable,
-                ImageOutcome::PreflightFailed => &mut summary.preflight_failed,
-            } += 1;
         }
-        summary
+        // Destructured whole, so that a count added to one struct cannot be missed here.
+        let RegionSummary {
+            total,
+            registered,
+            already_registered,
+            failed,
+            invalid,
+            pending,
+            cancelled,
+            unreachable,
+            preflight_failed,
+            created,
+        } = counts;
+        Summary {
+            total,
+            registered,
+            already_registered,
+            failed,
+            invalid,
+            pending,
+            cancelled,
+            unreachable,
+            preflight_failed,
+            total_bytes,
+            registered_bytes,
+            created,
+            regions,
+        }
     }
 
     /// True when every image is registered or already registered.
