@@ -429,6 +429,22 @@ impl Checker {
         agree
     }
 
+    /// The keys of a mapping ([`Self::keys`]), their problems reported as fatal at `field`.
+    fn keys_or_fatal<'r, 'a>(
+        &mut self,
+        doc: &Doc,
+        map: NodeId,
+        pairs: &'r [(Raw<'a>, Raw<'a>)],
+        field: &str,
+    ) -> Vec<(&'r str, NodeId, NodeId, &'r Raw<'a>)> {
+        let mut problems = Vec::new();
+        let keys = Self::keys(doc, map, pairs, |pos, msg| problems.push((pos, msg)));
+        for ((line, column), message) in problems {
+            self.fatal_at(line, column, field.to_string(), message);
+        }
+        keys
+    }
+
     /// Checks mapping keys: each must be text and unique. Yields (key, key node, value node,
     /// value) for the keys that pass; problems go to `report`.
     fn keys<'r, 'a>(
@@ -537,11 +553,7 @@ impl Checker {
         if !self.agree(doc, root, raw, &"manifest") {
             return;
         }
-        let mut key_problems = Vec::new();
-        let keys = Self::keys(doc, root, pairs, |pos, msg| key_problems.push((pos, msg)));
-        for ((line, column), message) in key_problems {
-            self.fatal_at(line, column, "manifest", message);
-        }
+        let keys = self.keys_or_fatal(doc, root, pairs, "manifest");
         let mut images_seen = false;
         for (key, key_node, value_node, value) in keys {
             match key {
@@ -597,11 +609,7 @@ impl Checker {
         if !self.agree(doc, node, raw, &"settings") {
             return;
         }
-        let mut key_problems = Vec::new();
-        let keys = Self::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
-        for ((line, column), message) in key_problems {
-            self.fatal_at(line, column, "settings", message);
-        }
+        let keys = self.keys_or_fatal(doc, node, pairs, "settings");
         for (key, key_node, value_node, value) in keys {
             let field = format!("settings.{key}");
             if let Raw::Tagged(tag, _) = value {
@@ -664,11 +672,7 @@ impl Checker {
         let Some(pairs) = self.mapping(doc, node, raw, "settings.regions", "region names") else {
             return;
         };
-        let mut key_problems = Vec::new();
-        let keys = Self::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
-        for ((line, column), message) in key_problems {
-            self.fatal_at(line, column, "settings.regions", message);
-        }
+        let keys = self.keys_or_fatal(doc, node, pairs, "settings.regions");
         for (name, key_node, value_node, value) in keys {
             let field = format!("settings.regions.{}", text::shorten(name));
             if let Err(message) = rules::region_name(name) {
@@ -686,11 +690,7 @@ impl Checker {
         let Some(pairs) = self.mapping(doc, node, raw, field, "this region's settings") else {
             return region;
         };
-        let mut key_problems = Vec::new();
-        let keys = Self::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
-        for ((line, column), message) in key_problems {
-            self.fatal_at(line, column, field.to_string(), message);
-        }
+        let keys = self.keys_or_fatal(doc, node, pairs, field);
         for (key, key_node, value_node, value) in keys {
             let field = format!("{field}.{key}");
             if let Raw::Tagged(tag, _) = value {
@@ -1168,11 +1168,7 @@ impl Checker {
         if !self.agree(doc, node, raw, &"defaults") {
             return;
         }
-        let mut key_problems = Vec::new();
-        let keys = Self::keys(doc, node, pairs, |pos, msg| key_problems.push((pos, msg)));
-        for ((line, column), message) in key_problems {
-            self.fatal_at(line, column, "defaults", message);
-        }
+        let keys = self.keys_or_fatal(doc, node, pairs, "defaults");
         for (key, key_node, value_node, value) in keys {
             let field = format!("defaults.{key}");
             if let Raw::Tagged(tag, _) = value {
